@@ -1,0 +1,1 @@
+export const VINDEX_VERSION = 2
