@@ -1,0 +1,22 @@
+/*
+ * pg_infer.c: module entry point.
+ *
+ * One file per feature lives beside this one (host.c for the bridge to the
+ * TypeScript host, tokenize.c for infer_tokenize, ...); this file only
+ * declares the module and what belongs to the module as a whole.
+ */
+#include "pg_infer.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+PG_MODULE_MAGIC_EXT(.name = "pg_infer", .version = PG_INFER_VERSION);
+
+PG_FUNCTION_INFO_V1(infer_version);
+
+/* infer_version() -> text: the version of the loaded C module. */
+Datum
+infer_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(PG_INFER_VERSION));
+}

@@ -1,0 +1,28 @@
+/**
+ * What the C extension asks of its JavaScript host. Each method is one host
+ * hook (extension/src/host.c) and runs synchronously inside a SQL call.
+ */
+export interface InferHost {
+  /** Token ids of `text` under a HuggingFace tokenizer.json. */
+  tokenize(tokenizerJson: string, text: string, addSpecialTokens: boolean): ArrayLike<number>
+}
+
+/**
+ * An error the host raises on purpose. The SQL caller sees `message` with
+ * this SQLSTATE; any other exception is reported as 38000
+ * (external_routine_exception).
+ */
+export class HostError extends Error {
+  readonly sqlstate: string
+  constructor(message: string, sqlstate = '38000') {
+    super(message)
+    if (!/^[0-9A-Z]{5}$/.test(sqlstate)) throw new Error(`invalid SQLSTATE ${sqlstate}`)
+    this.name = 'HostError'
+    this.sqlstate = sqlstate
+  }
+}
+
+/** The part of PGlite's emscripten Module the bridge uses. */
+export interface WasmModule {
+  HEAPU8: Uint8Array
+}

@@ -1,0 +1,41 @@
+/**
+ * pglite-infer: PGlite with the pg_infer extension and its host.
+ *
+ *   import { PGlite } from '@electric-sql/pglite'
+ *   import { pgInfer } from 'pglite-infer'
+ *   const db = await PGlite.create({ extensions: { pgInfer } })
+ *   await db.exec('CREATE EXTENSION pg_infer')
+ */
+import type { Extension } from '@electric-sql/pglite'
+import { HostBridge, defaultHost } from './host/bridge.js'
+import type { InferHost } from './host/types.js'
+
+export { HostError, type InferHost } from './host/types.js'
+export { defaultHost } from './host/bridge.js'
+
+/** Where the WASM build (wasm/build.sh) leaves the extension bundle. */
+export const bundleUrl = new URL('../bundle/pg_infer.tar.gz', import.meta.url)
+
+export interface PgInferOptions {
+  /** Replace some host hooks (tests, custom tokenizers); the rest stay default. */
+  host?: Partial<InferHost>
+}
+
+/** A pg_infer extension for PGlite with its own host. */
+export function createPgInfer(options: PgInferOptions = {}): Extension {
+  return {
+    name: 'pg_infer',
+    setup: async (_pg, emscriptenOpts) => {
+      const host: InferHost = { ...defaultHost(), ...options.host }
+      // Anything in emscriptenOpts becomes a property of the emscripten
+      // Module, which is where the EM_JS hooks of extension/src/host.c look.
+      return {
+        emscriptenOpts: { ...emscriptenOpts, pgInferHost: new HostBridge(host) },
+        bundlePath: bundleUrl,
+      }
+    },
+  }
+}
+
+/** The pg_infer extension with the default host. */
+export const pgInfer: Extension = createPgInfer()
