@@ -47,9 +47,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   const missing = missingSymbols(readFileSync(sidePath), readFileSync(mainPath))
   if (missing.length > 0) {
-    console.error(`check-symbols: ${sidePath} imports ${missing.length} symbol(s) that ${mainPath} does not export:`)
+    console.error(
+      `check-symbols: ${sidePath} imports ${missing.length} symbol(s) that ${mainPath} does not export:`,
+    )
     for (const m of missing) console.error(`  ${m}`)
-    console.error('PGlite would load this module and hang when one of them is called. Use another function, or implement it in the extension.')
+    console.error(
+      'PGlite would load this module and hang when one of them is called. Use another function, or implement it in the extension.',
+    )
     process.exit(1)
   }
   console.log(`check-symbols: ${sidePath}: every import is exported by pglite.wasm`)

@@ -21,8 +21,7 @@
  * Token ids of text[0..text_len) under the tokenizer described by
  * tokenizer_json[0..json_len). Returns a palloc'd array; *ntokens is set.
  */
-extern int32 *host_tokenize(const char *tokenizer_json, int json_len,
-							const char *text, int text_len,
-							bool add_special_tokens, int *ntokens);
+extern int32 *host_tokenize(const char *tokenizer_json, int json_len, const char *text,
+							int text_len, bool add_special_tokens, int *ntokens);
 
 #endif /* PG_INFER_HOST_H */

@@ -1,0 +1,24 @@
+import { PGlite } from '@electric-sql/pglite'
+import { createPgInfer, type PgInferOptions } from 'pglite-infer'
+
+/** A fresh in-memory PGlite with pg_infer created. */
+export async function openDb(options: PgInferOptions = {}): Promise<PGlite> {
+  const db = await PGlite.create({ extensions: { pgInfer: createPgInfer(options) } })
+  await db.exec('CREATE EXTENSION pg_infer')
+  return db
+}
+
+/** The SQL error a query raises: its SQLSTATE and message. */
+export async function sqlError(
+  db: PGlite,
+  sql: string,
+  params: unknown[] = [],
+): Promise<{ code: string; message: string }> {
+  try {
+    await db.query(sql, params)
+  } catch (e) {
+    const err = e as { code?: string; message: string }
+    return { code: err.code ?? '', message: err.message }
+  }
+  throw new Error(`expected an error from: ${sql}`)
+}
