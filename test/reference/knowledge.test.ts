@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { describe, expect, it, beforeAll } from 'vitest'
 import { ReferenceModel, STOPWORDS, layerBand, topKLogits, isLettersOnly } from './knowledge.js'
 import { SafetensorsFile, f16ToNumber, bf16ToNumber } from './safetensors.js'
+import { ReferenceLm } from './forward.js'
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/models/knowledge-qwen2-6l', import.meta.url))
 // TODO(remove): fallback while the fixture is being copied into test/fixtures.
@@ -328,5 +329,44 @@ describe('layer bands', () => {
     expect(layerBand(24, 32, 'custom')).toBe('knowledge')
     expect(layerBand(25, 32, 'custom')).toBe('output')
     expect(() => layerBand(6, 6)).toThrow()
+  })
+})
+
+describe('HF float32 outputs (reference.json, semantics-reference.json infer)', () => {
+  it('gate KNN of a mean embedding matches reference.json (float32, top-20 by score)', () => {
+    const hf = JSON.parse(readFileSync(`${MODEL_DIR}/reference.json`, 'utf8')) as {
+      gate_knn: {
+        text: string
+        input_ids: number[]
+        gate_knn_top20: Record<string, [number, number][]>
+      }[]
+    }
+    for (const g of hf.gate_knn) {
+      expect(model.tokenize(g.text, false)).toEqual(g.input_ids)
+      const q = model.entityQuery(g.text)
+      for (const [layer, top] of Object.entries(g.gate_knn_top20)) {
+        const s = model.gateScores(Number(layer), q)
+        const order = Array.from(s, (score, feature) => ({ feature, score }))
+          .sort((a, b) => b.score - a.score || a.feature - b.feature)
+          .slice(0, top.length)
+        expect(order.map((o) => o.feature)).toEqual(top.map((t) => t[0]))
+        order.forEach((o, i) => expect(Math.abs(o.score - top[i]![1])).toBeLessThan(1e-5))
+      }
+    }
+  })
+
+  it('infer: the float64 forward pass gives the same top-10 next tokens', () => {
+    const lm = new ReferenceLm(MODEL_DIR)
+    for (const inf of ref.infer) {
+      const ids = model.tokenize(inf.prompt, true)
+      expect(ids).toEqual(inf.ids)
+      const top = lm.nextTokens(ids, 10)
+      expect(top.map((t) => t.id)).toEqual(inf.top.map((t) => t.id))
+      // HF ran in float32: agree to ~1e-5 relative, not 1e-9
+      top.forEach((t, i) => {
+        const p = inf.top[i]!.probability
+        expect(Math.abs(t.probability - p) / p).toBeLessThan(1e-4)
+      })
+    }
   })
 })
