@@ -3,16 +3,14 @@
 // the knowledge-qwen2-6l fixture, and checks the parts that file does not
 // cover (describe's filtering, implies, infer_distance, bands, errors).
 
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it, beforeAll } from 'vitest'
 import { ReferenceModel, STOPWORDS, layerBand, topKLogits, isLettersOnly } from './knowledge.js'
 import { SafetensorsFile, f16ToNumber, bf16ToNumber } from './safetensors.js'
 import { ReferenceLm } from './forward.js'
 
-const FIXTURE = fileURLToPath(new URL('../fixtures/models/knowledge-qwen2-6l', import.meta.url))
-// TODO(remove): fallback while the fixture is being copied into test/fixtures.
-const MODEL_DIR = existsSync(FIXTURE) ? FIXTURE : '/work/shared/models/knowledge-qwen2-6l'
+const MODEL_DIR = fileURLToPath(new URL('../fixtures/models/knowledge-qwen2-6l', import.meta.url))
 
 interface SemanticsReference {
   model: {
