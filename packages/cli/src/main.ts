@@ -1,2 +1,136 @@
 #!/usr/bin/env node
-console.log("pglite-infer: commands coming")
+/**
+ * pglite-infer command line. Hand-rolled on node:util parseArgs to stay
+ * dependency-light. Commands: extract, inspect.
+ */
+import { parseArgs } from 'node:util'
+import { basename, resolve } from 'node:path'
+import { isVindexError, type ExtractLevel, type StorageDtype } from '@pglite-infer/vindex'
+import { extractCommand } from './extract.js'
+import { inspectCommand } from './inspect.js'
+
+const USAGE = `usage:
+  pglite-infer extract <hf-model-dir> -o <out.vindex> [--level browse|attention|inference|all]
+                       [--dtype f16|f32] [--top-k N] [--layers N] [--workers N] [--name NAME] [--quiet]
+  pglite-infer inspect <vindex> [--verify] [--json]
+  pglite-infer help`
+
+/** A usage problem: printed with the usage text, exit code 1. */
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'extract':
+      return runExtract(rest)
+    case 'inspect':
+      return runInspect(rest)
+    case 'help':
+    case '--help':
+    case '-h':
+    case undefined:
+      process.stdout.write(`${USAGE}\n`)
+      return
+    default:
+      throw new UsageError(`unknown command "${command}"`)
+  }
+}
+
+async function runExtract(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {
+    output: { type: 'string', short: 'o' },
+    level: { type: 'string', default: 'browse' },
+    dtype: { type: 'string', default: 'f16' },
+    'top-k': { type: 'string', default: '10' },
+    layers: { type: 'string' },
+    workers: { type: 'string' },
+    name: { type: 'string' },
+    quiet: { type: 'boolean', short: 'q', default: false },
+  })
+  if (positionals.length !== 1) throw new UsageError('extract needs exactly one <hf-model-dir>')
+  if (!values.output) throw new UsageError('extract needs -o <out.vindex>')
+  const level = oneOf(
+    values.level as string,
+    ['browse', 'attention', 'inference', 'all'],
+    '--level',
+  )
+  const dtype = oneOf(values.dtype as string, ['f16', 'f32'], '--dtype')
+  const modelDir = resolve(positionals[0]!)
+  await extractCommand({
+    modelDir,
+    outDir: resolve(values.output as string),
+    level: level as ExtractLevel,
+    dtype: dtype as StorageDtype,
+    topK: positiveInt(values['top-k'] as string, '--top-k'),
+    maxLayers:
+      values.layers === undefined ? undefined : positiveInt(values.layers as string, '--layers'),
+    workers:
+      values.workers === undefined
+        ? undefined
+        : nonNegativeInt(values.workers as string, '--workers'),
+    name: (values.name as string | undefined) ?? basename(modelDir),
+    quiet: values.quiet as boolean,
+  })
+}
+
+async function runInspect(args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {
+    verify: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+  })
+  if (positionals.length !== 1) throw new UsageError('inspect needs exactly one <vindex> directory')
+  await inspectCommand(resolve(positionals[0]!), {
+    verify: values.verify as boolean,
+    json: values.json as boolean,
+  })
+}
+
+type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options']
+
+function parse(
+  args: string[],
+  options: Options,
+): { values: Record<string, unknown>; positionals: string[] } {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true })
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+}
+
+function oneOf(v: string, allowed: string[], flag: string): string {
+  if (!allowed.includes(v))
+    throw new UsageError(`${flag} must be one of ${allowed.join(', ')} (got "${v}")`)
+  return v
+}
+
+function positiveInt(v: string, flag: string): number {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1)
+    throw new UsageError(`${flag} must be a positive integer (got "${v}")`)
+  return n
+}
+
+function nonNegativeInt(v: string, flag: string): number {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 0)
+    throw new UsageError(`${flag} must be a non-negative integer (got "${v}")`)
+  return n
+}
+
+/** One line naming the file and the fix; exit code 1. */
+function report(e: unknown): void {
+  if (e instanceof UsageError) {
+    process.stderr.write(`pglite-infer: ${e.message}\n${USAGE}\n`)
+  } else if (isVindexError(e)) {
+    const hint = e.hint ? `; fix: ${e.hint}` : ''
+    process.stderr.write(`pglite-infer: error ${e.code}: ${e.message}${hint}\n`)
+  } else {
+    const err = e as NodeJS.ErrnoException
+    const where = err.path ? `${err.path}: ` : ''
+    process.stderr.write(`pglite-infer: ${where}${err.message ?? String(e)}\n`)
+  }
+  process.exitCode = 1
+}
+
+main(process.argv.slice(2)).catch(report)
