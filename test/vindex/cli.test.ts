@@ -42,7 +42,8 @@ describe('pglite-infer CLI on knowledge-qwen2-6l', () => {
   it('inspect prints dimensions and exact file sizes', () => {
     const r = cli('inspect', browse, '--verify')
     expect(r.status).toBe(0)
-    const field = (name: string): string => new RegExp(`^${name}\\s+(.*)$`, 'm').exec(r.stdout)?.[1] ?? ''
+    const field = (name: string): string =>
+      new RegExp(`^${name}\\s+(.*)$`, 'm').exec(r.stdout)?.[1] ?? ''
     expect(field('layers')).toBe('6')
     expect(field('hidden')).toBe('256')
     expect(field('features')).toBe('1024 per layer')
@@ -56,11 +57,27 @@ describe('pglite-infer CLI on knowledge-qwen2-6l', () => {
   })
 
   it('extracts at inference level with f32 and every forward-pass tensor', () => {
-    const r = cli('extract', MODEL, '-o', inference, '--level', 'inference', '--dtype', 'f32', '--quiet')
+    const r = cli(
+      'extract',
+      MODEL,
+      '-o',
+      inference,
+      '--level',
+      'inference',
+      '--dtype',
+      'f32',
+      '--quiet',
+    )
     expect(r.status).toBe(0)
     expect(r.stderr).toBe('')
     const j = JSON.parse(cli('inspect', inference, '--json').stdout)
-    expect(j).toMatchObject({ layers: 6, hidden: 256, vocab: 2595, level: 'inference', dtype: 'f32' })
+    expect(j).toMatchObject({
+      layers: 6,
+      hidden: 256,
+      vocab: 2595,
+      level: 'inference',
+      dtype: 'f32',
+    })
     expect(j.files['gate_vectors.bin']).toBe(GATE_F16 * 2)
     // q,k,v,o + 3 biases + up + down + 2 norms per layer, final norm, lm_head.
     expect(j.weights).toBe(6 * 11 + 2)

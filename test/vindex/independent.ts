@@ -36,7 +36,7 @@ function readValue(buf: Buffer, dtype: string, start: number, i: number): number
   const h = buf.readUInt16LE(start + 2 * i)
   if (dtype === 'BF16') {
     const b = Buffer.alloc(4)
-    b.writeUInt32LE(h << 16 >>> 0)
+    b.writeUInt32LE((h << 16) >>> 0)
     return b.readFloatLE(0)
   }
   const s = h & 0x8000 ? -1 : 1

@@ -1,6 +1,13 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { MemorySink, extractVindex, openVindex, roundToF16, vindexFromBytes, type Vindex } from '@pglite-infer/vindex'
+import {
+  MemorySink,
+  extractVindex,
+  openVindex,
+  roundToF16,
+  vindexFromBytes,
+  type Vindex,
+} from '@pglite-infer/vindex'
 import { DirectoryFileSet } from '@pglite-infer/vindex/node'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { downMetaF64, readSafetensorsF64, type RawTensor } from './independent.js'
@@ -14,7 +21,10 @@ const reference = JSON.parse(readFileSync(join(MODEL, 'semantics-reference.json'
 
 async function extract(dtype: 'f16' | 'f32'): Promise<Vindex> {
   const sink = new MemorySink()
-  await extractVindex(new DirectoryFileSet(MODEL, true), sink, { dtype, modelName: 'knowledge-qwen2-6l' })
+  const files = new DirectoryFileSet(MODEL, true)
+  await extractVindex(files, sink, { dtype, modelName: 'knowledge-qwen2-6l' }).finally(() =>
+    files.close(),
+  )
   return openVindex(vindexFromBytes(sink.files), { verifyChecksums: true })
 }
 
@@ -43,7 +53,13 @@ describe('knowledge-qwen2-6l vindex contents', () => {
       down_top_k: 10,
       layer_bands: null,
     })
-    expect(f32.config).toMatchObject({ numHeads: 4, numKvHeads: 2, headDim: 64, ropeTheta: 10000, normEps: 1e-6 })
+    expect(f32.config).toMatchObject({
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 64,
+      ropeTheta: 10000,
+      normEps: 1e-6,
+    })
     expect(f32.config.tieWordEmbeddings).toBe(false)
   })
 
@@ -83,10 +99,13 @@ describe('knowledge-qwen2-6l vindex contents', () => {
       for (let i = 0; i < src.length; i++) {
         if (g32[i] !== src[i]) throw new Error(`f32 gate ${layer}[${i}] ${g32[i]} != ${src[i]}`)
         if (g16[i] !== roundToF16(src[i]!)) throw new Error(`f16 gate ${layer}[${i}]`)
-        if (Math.abs(g16[i]! - src[i]!) > Math.abs(src[i]!) * 2 ** -11 + 2 ** -25) throw new Error('f16 error too large')
+        if (Math.abs(g16[i]! - src[i]!) > Math.abs(src[i]!) * 2 ** -11 + 2 ** -25)
+          throw new Error('f16 error too large')
       }
     }
-    expect([...f32.gateRow(2, 7)]).toEqual([...tensor('model.layers.2.mlp.gate_proj.weight').values.slice(7 * 256, 8 * 256)])
+    expect([...f32.gateRow(2, 7)]).toEqual([
+      ...tensor('model.layers.2.mlp.gate_proj.weight').values.slice(7 * 256, 8 * 256),
+    ])
   })
 
   it('embeddings are stored unscaled and the tokenizer works', () => {

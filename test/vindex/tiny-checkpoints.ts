@@ -12,12 +12,28 @@ import { fileURLToPath } from 'node:url'
 export type TinyFamily = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma2' | 'gemma3' | 'gpt2'
 export type TinyDtype = 'F32' | 'F16' | 'BF16'
 
-export const TINY_FAMILIES: TinyFamily[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma2', 'gemma3', 'gpt2']
+export const TINY_FAMILIES: TinyFamily[] = [
+  'llama',
+  'mistral',
+  'qwen2',
+  'qwen3',
+  'gemma2',
+  'gemma3',
+  'gpt2',
+]
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'models')
 
 /** Shared dimensions: small, but with GQA and head_dim != hidden/heads where the family allows. */
-export const TINY = { vocab: 512, hidden: 32, intermediate: 48, layers: 2, heads: 4, kvHeads: 2, positions: 16 }
+export const TINY = {
+  vocab: 512,
+  hidden: 32,
+  intermediate: 48,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  positions: 16,
+}
 
 export interface TinyOptions {
   dtype?: TinyDtype
@@ -48,7 +64,10 @@ export function prng(seed: number): () => number {
   }
 }
 
-export async function makeTinyCheckpoint(family: TinyFamily, opts: TinyOptions = {}): Promise<TinyCheckpoint> {
+export async function makeTinyCheckpoint(
+  family: TinyFamily,
+  opts: TinyOptions = {},
+): Promise<TinyCheckpoint> {
   const dtype = opts.dtype ?? 'F32'
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), `tiny-${family}-`)))
   await mkdir(dir, { recursive: true })
@@ -64,7 +83,10 @@ export async function makeTinyCheckpoint(family: TinyFamily, opts: TinyOptions =
   await writeCheckpoint(dir, tensors, dtype, opts.sharded ?? false)
   await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2))
   await copyFile(join(FIXTURES, 'stories260K', 'tokenizer.json'), join(dir, 'tokenizer.json'))
-  await copyFile(join(FIXTURES, 'stories260K', 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'))
+  await copyFile(
+    join(FIXTURES, 'stories260K', 'tokenizer_config.json'),
+    join(dir, 'tokenizer_config.json'),
+  )
   return { dir, family, config, tensors }
 }
 
@@ -108,17 +130,48 @@ function tinyConfig(family: TinyFamily): Record<string, unknown> {
         model_type: 'llama',
         hidden_act: 'silu',
         rope_theta: 500000,
-        rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+        rope_scaling: {
+          rope_type: 'llama3',
+          factor: 8,
+          low_freq_factor: 1,
+          high_freq_factor: 4,
+          original_max_position_embeddings: 8192,
+        },
         tie_word_embeddings: false,
         attention_bias: false,
         mlp_bias: false,
       }
     case 'mistral':
-      return { ...base, architectures: ['MistralForCausalLM'], model_type: 'mistral', hidden_act: 'silu', rope_theta: 1e6, sliding_window: 64, tie_word_embeddings: false }
+      return {
+        ...base,
+        architectures: ['MistralForCausalLM'],
+        model_type: 'mistral',
+        hidden_act: 'silu',
+        rope_theta: 1e6,
+        sliding_window: 64,
+        tie_word_embeddings: false,
+      }
     case 'qwen2':
-      return { ...base, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_act: 'silu', rope_theta: 1e6, tie_word_embeddings: true, use_sliding_window: false }
+      return {
+        ...base,
+        architectures: ['Qwen2ForCausalLM'],
+        model_type: 'qwen2',
+        hidden_act: 'silu',
+        rope_theta: 1e6,
+        tie_word_embeddings: true,
+        use_sliding_window: false,
+      }
     case 'qwen3':
-      return { ...base, architectures: ['Qwen3ForCausalLM'], model_type: 'qwen3', hidden_act: 'silu', head_dim: 16, rope_theta: 1e6, tie_word_embeddings: true, attention_bias: false }
+      return {
+        ...base,
+        architectures: ['Qwen3ForCausalLM'],
+        model_type: 'qwen3',
+        hidden_act: 'silu',
+        head_dim: 16,
+        rope_theta: 1e6,
+        tie_word_embeddings: true,
+        attention_bias: false,
+      }
     case 'gemma2':
       return {
         ...base,
@@ -164,15 +217,26 @@ function tensorShapes(family: TinyFamily, c: Record<string, unknown>): [string, 
     out.push([`${p}.self_attn.v_proj.weight`, [kvHeads * hd, H]])
     out.push([`${p}.self_attn.o_proj.weight`, [H, heads * hd]])
     if (family === 'qwen2') {
-      out.push([`${p}.self_attn.q_proj.bias`, [heads * hd]], [`${p}.self_attn.k_proj.bias`, [kvHeads * hd]], [`${p}.self_attn.v_proj.bias`, [kvHeads * hd]])
+      out.push(
+        [`${p}.self_attn.q_proj.bias`, [heads * hd]],
+        [`${p}.self_attn.k_proj.bias`, [kvHeads * hd]],
+        [`${p}.self_attn.v_proj.bias`, [kvHeads * hd]],
+      )
     }
     if (family === 'qwen3' || family === 'gemma3') {
       out.push([`${p}.self_attn.q_norm.weight`, [hd]], [`${p}.self_attn.k_norm.weight`, [hd]])
     }
-    out.push([`${p}.mlp.gate_proj.weight`, [I, H]], [`${p}.mlp.up_proj.weight`, [I, H]], [`${p}.mlp.down_proj.weight`, [H, I]])
+    out.push(
+      [`${p}.mlp.gate_proj.weight`, [I, H]],
+      [`${p}.mlp.up_proj.weight`, [I, H]],
+      [`${p}.mlp.down_proj.weight`, [H, I]],
+    )
     out.push([`${p}.input_layernorm.weight`, [H]], [`${p}.post_attention_layernorm.weight`, [H]])
     if (family === 'gemma2' || family === 'gemma3') {
-      out.push([`${p}.pre_feedforward_layernorm.weight`, [H]], [`${p}.post_feedforward_layernorm.weight`, [H]])
+      out.push(
+        [`${p}.pre_feedforward_layernorm.weight`, [H]],
+        [`${p}.post_feedforward_layernorm.weight`, [H]],
+      )
     }
   }
   out.push(['model.norm.weight', [H]])
@@ -180,7 +244,12 @@ function tensorShapes(family: TinyFamily, c: Record<string, unknown>): [string, 
   return out
 }
 
-function gpt2Shapes(vocab: number, H: number, layers: number, positions: number): [string, number[]][] {
+function gpt2Shapes(
+  vocab: number,
+  H: number,
+  layers: number,
+  positions: number,
+): [string, number[]][] {
   const out: [string, number[]][] = [
     ['transformer.wte.weight', [vocab, H]],
     ['transformer.wpe.weight', [positions, H]],
@@ -218,7 +287,8 @@ function roundTo(data: Float32Array, dtype: TinyDtype): Float32Array {
 }
 
 function encode(data: Float32Array, dtype: TinyDtype): Uint8Array {
-  if (dtype === 'F32') return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength))
+  if (dtype === 'F32')
+    return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength))
   const out = new Uint16Array(data.length)
   const u32 = new Uint32Array(data.buffer, data.byteOffset, data.length)
   for (let i = 0; i < data.length; i++) {
@@ -274,7 +344,10 @@ async function writeCheckpoint(
     for (const n of part) weightMap[n] = file
     await writeFile(join(dir, file), safetensorsBytes(part, tensors, dtype))
   }
-  await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }))
+  await writeFile(
+    join(dir, 'model.safetensors.index.json'),
+    JSON.stringify({ metadata: {}, weight_map: weightMap }),
+  )
 }
 
 /** safetensors: u64 LE header size, JSON header (space padded to 8), data. */

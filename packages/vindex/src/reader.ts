@@ -40,6 +40,7 @@ export async function openVindex(files: FileSet, options: OpenOptions = {}): Pro
     index.down_top_k,
   )
   const tokenizerJson = await readRequired(files, FILES.tokenizer)
+  checkJson(tokenizerJson, FILES.tokenizer)
   const configSrc = await files.open(FILES.tokenizerConfig)
   const tokenizerConfig = configSrc ? await readAll(configSrc) : undefined
   const weights = await loadWeightManifest(files, index)
@@ -133,6 +134,18 @@ function checkSize(name: string, expected: number, found: number): void {
       expected: `${expected} bytes`,
       found: `${found} bytes`,
       hint: 'index.json and the data files come from different extractions',
+    })
+  }
+}
+
+/** Parsing here (not lazily in tokenizer()) so a broken file fails at open. */
+function checkJson(bytes: Uint8Array, name: string): void {
+  try {
+    JSON.parse(new TextDecoder().decode(bytes))
+  } catch (e) {
+    throw new VindexError('BAD_JSON', `not valid JSON: ${(e as Error).message}`, {
+      file: name,
+      hint: 're-extract or re-download the vindex',
     })
   }
 }
