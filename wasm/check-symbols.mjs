@@ -29,11 +29,15 @@ export function missingSymbols(sideModuleBytes, mainModuleBytes) {
       .filter((e) => e.name.startsWith('__em_js__'))
       .map((e) => e.name.slice('__em_js__'.length)),
   )
+  // A GOT entry for one of the module's own symbols is filled from its own
+  // exports when it is loaded.
+  const own = new Set(WebAssembly.Module.exports(side).map((e) => e.name))
   const missing = []
   for (const imp of WebAssembly.Module.imports(side)) {
     if (imp.module !== 'env' && !imp.module.startsWith('GOT.')) continue
     const name = imp.name
     if (LOADER_PROVIDED.has(name) || emJs.has(name) || name.startsWith('invoke_')) continue
+    if (imp.module.startsWith('GOT.') && own.has(name)) continue
     if (!exported.has(name)) missing.push(`${imp.module}.${name} (${imp.kind})`)
   }
   return missing

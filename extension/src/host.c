@@ -29,6 +29,45 @@ EM_JS(int, pgi_host_tokenize,
 		  return Module.pgInferHost.tokenize(Module, json, json_len, text, text_len, special);
 	  });
 
+EM_JS(int, pgi_host_model_open,
+	  (const char *name, const char *source, const char *level, const char *datadir, int autodl), {
+		  if (!Module.pgInferHost)
+			  return -2;
+		  return Module.pgInferHost.modelOpen(Module, name, source, level, datadir, autodl);
+	  });
+
+EM_JS(int, pgi_host_model_read,
+	  (const char *name, const char *part, int layer, void *dst, double nbytes), {
+		  if (!Module.pgInferHost)
+			  return -2;
+		  return Module.pgInferHost.modelRead(Module, name, part, layer, dst, nbytes);
+	  });
+
+EM_JS(int, pgi_host_model_release, (const char *name, int forget_tokenizer), {
+	if (!Module.pgInferHost)
+		return -2;
+	return Module.pgInferHost.modelRelease(Module, name, forget_tokenizer);
+});
+
+EM_JS(int, pgi_host_model_tokenize, (const char *name, const char *text, int text_len, int special),
+	  {
+		  if (!Module.pgInferHost)
+			  return -2;
+		  return Module.pgInferHost.modelTokenize(Module, name, text, text_len, special);
+	  });
+
+EM_JS(int, pgi_host_model_decode, (const char *name, const int *ids, int n), {
+	if (!Module.pgInferHost)
+		return -2;
+	return Module.pgInferHost.modelDecode(Module, name, ids, n);
+});
+
+EM_JS(int, pgi_host_normalize, (const char *text, int text_len), {
+	if (!Module.pgInferHost)
+		return -2;
+	return Module.pgInferHost.normalize(Module, text, text_len);
+});
+
 /* Copies the pending result (size given by the last call) into dst. */
 EM_JS(void, pgi_host_take, (void *dst, int len), { Module.pgInferHost.take(Module, dst, len); });
 
@@ -82,16 +121,131 @@ host_tokenize(const char *tokenizer_json, int json_len, const char *text, int te
 	return (int32 *) take_result(rc);
 }
 
+char *
+host_model_open(const char *name, const char *source, const char *level, const char *data_directory,
+				bool auto_download, int *len)
+{
+	int rc = pgi_host_model_open(name, source, level, data_directory, auto_download ? 1 : 0);
+
+	if (rc < 0)
+		raise_host_error("model_open", rc);
+	*len = rc;
+	return take_result(rc);
+}
+
+void
+host_model_read(const char *name, const char *part, int layer, void *dst, size_t nbytes)
+{
+	/* a double carries sizes past 2 GB exactly through the JS boundary */
+	int rc = pgi_host_model_read(name, part, layer, dst, (double) nbytes);
+
+	if (rc < 0)
+		raise_host_error("model_read", rc);
+}
+
+void
+host_model_release(const char *name, bool forget_tokenizer)
+{
+	int rc = pgi_host_model_release(name, forget_tokenizer ? 1 : 0);
+
+	if (rc < 0)
+		raise_host_error("model_release", rc);
+}
+
+int32 *
+host_model_tokenize(const char *name, const char *text, int text_len, bool add_special_tokens,
+					int *ntokens)
+{
+	int rc = pgi_host_model_tokenize(name, text, text_len, add_special_tokens ? 1 : 0);
+
+	if (rc < 0)
+		raise_host_error("model_tokenize", rc);
+	*ntokens = rc / (int) sizeof(int32);
+	return (int32 *) take_result(rc);
+}
+
+char *
+host_model_decode(const char *name, const int32 *ids, int n, int *len)
+{
+	int rc = pgi_host_model_decode(name, ids, n);
+
+	if (rc < 0)
+		raise_host_error("model_decode", rc);
+	*len = rc;
+	return take_result(rc);
+}
+
+char *
+host_normalize(const char *text, int text_len)
+{
+	int rc = pgi_host_normalize(text, text_len);
+	char *out;
+
+	if (rc < 0)
+		raise_host_error("normalize", rc);
+	out = take_result(rc + 1);
+	out[rc] = '\0';
+	return out;
+}
+
 #else /* native build: no JavaScript host */
+
+static void
+no_host(const char *hook)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("pg_infer: the host hook \"%s\" exists only in the PGlite (WebAssembly) build",
+					hook)));
+}
 
 int32 *
 host_tokenize(const char *tokenizer_json, int json_len, const char *text, int text_len,
 			  bool add_special_tokens, int *ntokens)
 {
-	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					errmsg("pg_infer: the host hook \"tokenize\" exists only in the PGlite "
-						   "(WebAssembly) build")));
-	pg_unreachable();
+	no_host("tokenize");
+	return NULL;
+}
+
+char *
+host_model_open(const char *name, const char *source, const char *level, const char *data_directory,
+				bool auto_download, int *len)
+{
+	no_host("model_open");
+	return NULL;
+}
+
+void
+host_model_read(const char *name, const char *part, int layer, void *dst, size_t nbytes)
+{
+	no_host("model_read");
+}
+
+void
+host_model_release(const char *name, bool forget_tokenizer)
+{
+}
+
+int32 *
+host_model_tokenize(const char *name, const char *text, int text_len, bool add_special_tokens,
+					int *ntokens)
+{
+	no_host("model_tokenize");
+	return NULL;
+}
+
+char *
+host_model_decode(const char *name, const int32 *ids, int n, int *len)
+{
+	no_host("model_decode");
+	return NULL;
+}
+
+char *
+host_normalize(const char *text, int text_len)
+{
+	no_host("normalize");
+	return NULL;
 }
 
 #endif

@@ -24,4 +24,36 @@
 extern int32 *host_tokenize(const char *tokenizer_json, int json_len, const char *text,
 							int text_len, bool add_special_tokens, int *ntokens);
 
+/*
+ * Opens a model source (a vindex directory, URL or hf:// repository) and
+ * prepares it under `name`. Returns the model's description (model.h,
+ * ModelMeta layout), palloc'd; *len is its size.
+ */
+extern char *host_model_open(const char *name, const char *source, const char *level,
+							 const char *data_directory, bool auto_download, int *len);
+
+/*
+ * Copies `nbytes` of part `part` ("gate", "embed", "down_tokens") of layer
+ * `layer` of an opened model into dst.
+ */
+extern void host_model_read(const char *name, const char *part, int layer, void *dst,
+							size_t nbytes);
+
+/* Forgets a model's source data (after loading, or when it is dropped). */
+extern void host_model_release(const char *name, bool forget_tokenizer);
+
+/* Token ids of text under the model's tokenizer; palloc'd. */
+extern int32 *host_model_tokenize(const char *name, const char *text, int text_len,
+								  bool add_special_tokens, int *ntokens);
+
+/*
+ * Decodes each token id on its own, trimmed. Returns a palloc'd block of n
+ * records: a flag byte (bit 0: letters only), the text, NUL, its lower-case
+ * form, NUL.
+ */
+extern char *host_model_decode(const char *name, const int32 *ids, int n, int *len);
+
+/* text trimmed and lower-cased the way decoded tokens are (palloc'd, NUL-ended). */
+extern char *host_normalize(const char *text, int text_len);
+
 #endif /* PG_INFER_HOST_H */

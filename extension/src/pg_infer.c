@@ -10,9 +10,19 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "guc.h"
+
 PG_MODULE_MAGIC_EXT(.name = "pg_infer", .version = PG_INFER_VERSION);
 
 PG_FUNCTION_INFO_V1(infer_version);
+
+void _PG_init(void);
+
+void
+_PG_init(void)
+{
+	infer_define_gucs();
+}
 
 /* infer_version() -> text: the version of the loaded C module. */
 Datum

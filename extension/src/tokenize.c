@@ -11,6 +11,7 @@
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "varatt.h"
 
 #include "host.h"
 

@@ -58,7 +58,9 @@ describe('host round trip: infer_tokenize', () => {
   it('handles 200 KB of text', async () => {
     const text = 'The capital of France is Paris. '.repeat(6400)
     const ids = await tokenize(db, text, qwenTokenizer)
-    expect(ids.length).toBe(6400 * 7)
+    const direct = new Tokenizer(JSON.parse(qwenTokenizer), {}).encode(text).ids
+    expect(ids).toEqual(direct)
+    expect(ids.length).toBeGreaterThan(6400 * 6)
   })
 
   it('is NULL on NULL input (STRICT)', async () => {

@@ -1,3 +1,4 @@
+import { ModelHost } from './models.js'
 import { TokenizerCache } from './tokenizers.js'
 import { HostError, type InferHost, type WasmModule } from './types.js'
 
@@ -18,6 +19,10 @@ export class HostBridge {
   private pending: Uint8Array | null = null
   private error: Uint8Array = new Uint8Array(0)
 
+  private fs: WasmModule['FS']
+  /** Models by name, with their tokenizers (host/models.ts). */
+  readonly models = new ModelHost(() => this.fs)
+
   constructor(private readonly host: InferHost) {}
 
   tokenize(
@@ -34,6 +39,76 @@ export class HostBridge {
       const ids = Int32Array.from(this.host.tokenize(json, text, special !== 0))
       return new Uint8Array(ids.buffer)
     })
+  }
+
+  modelOpen(
+    mod: WasmModule,
+    name: number,
+    source: number,
+    level: number,
+    dataDirectory: number,
+    _autoDownload: number,
+  ): number {
+    this.fs = mod.FS
+    return this.run(() =>
+      this.models.open(
+        readCString(mod, name),
+        readCString(mod, source),
+        readCString(mod, level),
+        readCString(mod, dataDirectory),
+      ),
+    )
+  }
+
+  /** Copies a model part straight into C's buffer (no pending result). */
+  modelRead(
+    mod: WasmModule,
+    name: number,
+    part: number,
+    layer: number,
+    dst: number,
+    nbytes: number,
+  ): number {
+    return this.run(() => {
+      const bytes = this.models.read(readCString(mod, name), readCString(mod, part), layer, nbytes)
+      mod.HEAPU8.set(bytes, dst)
+      return new Uint8Array(0)
+    })
+  }
+
+  modelRelease(mod: WasmModule, name: number, forgetTokenizer: number): number {
+    return this.run(() => {
+      this.models.release(readCString(mod, name), forgetTokenizer !== 0)
+      return new Uint8Array(0)
+    })
+  }
+
+  modelTokenize(
+    mod: WasmModule,
+    name: number,
+    text: number,
+    textLen: number,
+    special: number,
+  ): number {
+    return this.run(() => {
+      const ids = this.models.tokenize(
+        readCString(mod, name),
+        readUtf8(mod, text, textLen),
+        special !== 0,
+      )
+      return new Uint8Array(Int32Array.from(ids).buffer)
+    })
+  }
+
+  modelDecode(mod: WasmModule, name: number, ids: number, n: number): number {
+    return this.run(() => {
+      const view = new Int32Array(mod.HEAPU8.buffer, ids, n).slice()
+      return this.models.decode(readCString(mod, name), view)
+    })
+  }
+
+  normalize(mod: WasmModule, text: number, textLen: number): number {
+    return this.run(() => encoder.encode(readUtf8(mod, text, textLen).trim().toLowerCase()))
   }
 
   /** Copies the pending result into C's buffer at dst. */
@@ -73,6 +148,13 @@ export class HostBridge {
 function readUtf8(mod: WasmModule, ptr: number, len: number): string {
   // HEAPU8 is re-created when memory grows: read it at each call.
   return decoder.decode(mod.HEAPU8.subarray(ptr, ptr + len))
+}
+
+function readCString(mod: WasmModule, ptr: number): string {
+  const heap = mod.HEAPU8
+  let end = ptr
+  while (heap[end] !== 0) end++
+  return decoder.decode(heap.subarray(ptr, end))
 }
 
 /** The host that ships with pglite-infer: @huggingface/tokenizers, ... */

@@ -1,3 +1,5 @@
+import type { EmscriptenFS } from './sources.js'
+
 /**
  * What the C extension asks of its JavaScript host. Each method is one host
  * hook (extension/src/host.c) and runs synchronously inside a SQL call.
@@ -25,4 +27,5 @@ export class HostError extends Error {
 /** The part of PGlite's emscripten Module the bridge uses. */
 export interface WasmModule {
   HEAPU8: Uint8Array
+  FS?: EmscriptenFS
 }

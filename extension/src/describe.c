@@ -1,0 +1,165 @@
+/*
+ * describe.c: describe(entity text, model text, threshold float8)
+ *               -> TABLE(relation text, target text, confidence float8, layer int)
+ *             implies(subject text, object text, model text) -> bool
+ *
+ * describe: query = mean of the entity's token embeddings (no special
+ * tokens) x embed_scale; per layer the top infer.describe_top_k features by
+ * |score|; keep score >= threshold (the argument, else infer.gate_threshold;
+ * 0 = adaptive: 10% of the entity's largest candidate score); target = the
+ * feature's top down_meta token, kept only if it is a content word (letters
+ * only, not the entity itself, not a stopword); targets deduplicated
+ * case-insensitively keeping the strongest; confidence = gate score;
+ * relation = the layer's band; ordered by confidence descending (then
+ * layer, target, feature).
+ */
+#include "pg_infer.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "varatt.h"
+
+#include "guc.h"
+#include "host.h"
+#include "knowledge.h"
+
+PG_FUNCTION_INFO_V1(infer_describe);
+PG_FUNCTION_INFO_V1(infer_implies);
+
+typedef struct Edge
+{
+	GateHit hit;
+	DecodedToken target;
+} Edge;
+
+/* confidence descending, then layer, target, feature */
+static int
+cmp_edges(const void *a, const void *b)
+{
+	const Edge *x = a, *y = b;
+	int c;
+
+	if (x->hit.score != y->hit.score)
+		return x->hit.score > y->hit.score ? -1 : 1;
+	if (x->hit.layer != y->hit.layer)
+		return x->hit.layer < y->hit.layer ? -1 : 1;
+	c = strcmp(x->target.text, y->target.text);
+	if (c != 0)
+		return c;
+	return x->hit.feature < y->hit.feature ? -1 : x->hit.feature > y->hit.feature;
+}
+
+/* The knowledge edges of an entity; *n is set. */
+static Edge *
+describe_edges(InferModel *m, text *entity, bool has_threshold, double threshold, int *n)
+{
+	float *q = query_vector(m, entity, "entity", false, QUERY_AVERAGE);
+	char *self = host_normalize(VARDATA_ANY(entity), VARSIZE_ANY_EXHDR(entity));
+	TopK cand;
+	int32 *tokens;
+	DecodedToken *targets;
+	Edge *edges;
+	int nedges = 0;
+	double thr = has_threshold ? threshold : infer_gate_threshold;
+
+	topk_init(&cand, infer_describe_top_k * m->layers, RANK_ABS);
+	scan_layers(m, q, &cand, infer_describe_top_k, false);
+	topk_sorted(&cand);
+
+	if (thr == 0)
+	{
+		float max = -INFINITY;
+
+		for (int i = 0; i < cand.n; i++)
+			max = Max(max, cand.hits[i].score);
+		thr = 0.1 * max;
+	}
+
+	tokens = palloc(sizeof(int32) * (cand.n > 0 ? cand.n : 1));
+	for (int i = 0; i < cand.n; i++)
+		tokens[i] = model_concept_token(m, cand.hits[i].layer, cand.hits[i].feature);
+	targets = decode_tokens(m, tokens, cand.n);
+
+	edges = palloc(sizeof(Edge) * (cand.n > 0 ? cand.n : 1));
+	for (int i = 0; i < cand.n; i++)
+	{
+		Edge e = {cand.hits[i], targets[i]};
+		bool merged = false;
+
+		if (!(e.hit.score >= thr) || !e.target.letters_only || strcmp(e.target.lower, self) == 0 ||
+			is_stopword(e.target.lower))
+			continue;
+		/* the strongest edge per case-insensitive target wins */
+		for (int j = 0; j < nedges && !merged; j++)
+		{
+			if (strcmp(edges[j].target.lower, e.target.lower) != 0)
+				continue;
+			if (cmp_edges(&e, &edges[j]) < 0)
+				edges[j] = e;
+			merged = true;
+		}
+		if (!merged)
+			edges[nedges++] = e;
+	}
+	qsort(edges, nedges, sizeof(Edge), cmp_edges);
+	*n = nedges;
+	return edges;
+}
+
+Datum
+infer_describe(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	text *entity = required_text(fcinfo, 0, "entity");
+	bool has_threshold = !PG_ARGISNULL(2);
+	double threshold = has_threshold ? PG_GETARG_FLOAT8(2) : 0;
+	InferModel *m;
+	Edge *edges;
+	int n;
+
+	if (has_threshold && !(threshold >= 0))
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("threshold must be >= 0, not %g", threshold),
+						errhint("0 means adaptive: 10%% of the entity's largest score.")));
+	m = model_arg(fcinfo, 1);
+	edges = describe_edges(m, entity, has_threshold, threshold, &n);
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < n; i++)
+	{
+		Datum values[4];
+		bool nulls[4] = {false, false, false, false};
+
+		values[0] = CStringGetTextDatum(band_name(m->band[edges[i].hit.layer]));
+		values[1] = CStringGetTextDatum(edges[i].target.text);
+		values[2] = Float8GetDatum(edges[i].hit.score);
+		values[3] = Int32GetDatum(edges[i].hit.layer);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}
+
+/* implies(subject, object, model): is object among describe(subject)'s targets? */
+Datum
+infer_implies(PG_FUNCTION_ARGS)
+{
+	text *subject = required_text(fcinfo, 0, "subject");
+	text *object = required_text(fcinfo, 1, "object");
+	char *want = host_normalize(VARDATA_ANY(object), VARSIZE_ANY_EXHDR(object));
+	InferModel *m;
+	Edge *edges;
+	int n;
+
+	if (want[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("object must not be empty")));
+	m = model_arg(fcinfo, 2);
+	edges = describe_edges(m, subject, false, 0, &n);
+	for (int i = 0; i < n; i++)
+		if (strcmp(edges[i].target.lower, want) == 0)
+			PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(false);
+}

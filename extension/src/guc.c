@@ -1,0 +1,105 @@
+/*
+ * guc.c: the infer.* configuration parameters.
+ *
+ *   infer.default_model     model used when a function's model argument is NULL
+ *   infer.data_directory    where relative model sources live (under PGDATA)
+ *   infer.max_memory        MB of WASM heap that loaded models may take
+ *   infer.auto_download     may hf:// sources be downloaded and extracted
+ *   infer.gate_threshold    describe()'s score cut-off; 0 = adaptive
+ *   infer.describe_top_k    features per layer that describe() considers
+ *   infer.walk_embed_mode   walk()'s query: 'last' token or 'average'
+ */
+#include "pg_infer.h"
+
+#include "utils/guc.h"
+
+#include "guc.h"
+
+char *infer_default_model = NULL;
+char *infer_data_directory = NULL;
+int infer_max_memory_mb = 8192;
+bool infer_auto_download = true;
+double infer_gate_threshold = 0.0;
+int infer_describe_top_k = 20;
+int infer_walk_embed_mode = WALK_EMBED_LAST;
+
+static const struct config_enum_entry walk_embed_modes[] = {
+	{"last", WALK_EMBED_LAST, false},
+	{"average", WALK_EMBED_AVERAGE, false},
+	{NULL, 0, false},
+};
+
+/*
+ * The data directory is a relative path below PGDATA: absolute paths or ".."
+ * would let relative model sources escape the database's own files.
+ */
+static bool
+check_data_directory(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+
+	if (p == NULL || p[0] == '\0')
+	{
+		GUC_check_errdetail("infer.data_directory must not be empty.");
+		return false;
+	}
+	if (p[0] == '/')
+	{
+		GUC_check_errdetail(
+			"infer.data_directory must be relative to the data directory, not \"%s\".", p);
+		return false;
+	}
+	for (const char *s = p; *s; s++)
+	{
+		bool at_start = (s == p || s[-1] == '/');
+
+		if (at_start && s[0] == '.' && s[1] == '.' && (s[2] == '/' || s[2] == '\0'))
+		{
+			GUC_check_errdetail("infer.data_directory must not contain \"..\".");
+			return false;
+		}
+	}
+	return true;
+}
+
+void
+infer_define_gucs(void)
+{
+	/* natively 8 GB; in PGlite never more than the WASM heap can hold */
+	int max_memory_cap = 8192;
+
+#ifdef __EMSCRIPTEN__
+	max_memory_cap = INFER_WASM_HEAP_MAX_MB;
+#endif
+	if (infer_max_memory_mb > max_memory_cap)
+		infer_max_memory_mb = max_memory_cap;
+
+	DefineCustomStringVariable("infer.default_model",
+							   "Model used when a pg_infer function gets no model argument.", NULL,
+							   &infer_default_model, NULL, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable(
+		"infer.data_directory",
+		"Directory, relative to the database's data directory, holding model sources given as "
+		"relative paths.",
+		NULL, &infer_data_directory, "infer", PGC_USERSET, 0, check_data_directory, NULL, NULL);
+	DefineCustomIntVariable("infer.max_memory",
+							"Memory that loaded models may use in total, in megabytes.", NULL,
+							&infer_max_memory_mb, max_memory_cap, 1, max_memory_cap, PGC_USERSET,
+							GUC_UNIT_MB, NULL, NULL, NULL);
+	DefineCustomBoolVariable("infer.auto_download",
+							 "Allow hf:// model sources to be downloaded and extracted.", NULL,
+							 &infer_auto_download, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomRealVariable("infer.gate_threshold",
+							 "Smallest gate score describe() keeps; 0 means adaptive (10% of the "
+							 "entity's largest score).",
+							 NULL, &infer_gate_threshold, 0.0, 0.0, 1e9, PGC_USERSET, 0, NULL, NULL,
+							 NULL);
+	DefineCustomIntVariable("infer.describe_top_k", "Features per layer that describe() considers.",
+							NULL, &infer_describe_top_k, 20, 1, 1000, PGC_USERSET, 0, NULL, NULL,
+							NULL);
+	DefineCustomEnumVariable("infer.walk_embed_mode",
+							 "Query vector of walk(): the last token's embedding or the average.",
+							 NULL, &infer_walk_embed_mode, WALK_EMBED_LAST, walk_embed_modes,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("infer");
+}

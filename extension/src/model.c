@@ -1,0 +1,488 @@
+/*
+ * model.c: the model registry (table infer.models) and loading models into
+ * the WASM heap.
+ *
+ *   infer_create_model(name, source, extract_level) -> name
+ *   infer_drop_model(name)
+ *   infer_loaded_models() -> (name, bytes): what this backend holds in memory
+ *
+ * The registry table is the truth about which models exist; memory is a
+ * per-backend cache of it. Every lookup checks the table (so a rolled-back
+ * create or a drop in another transaction is seen), then loads on first
+ * use, so registered models survive closing and reopening a database.
+ */
+#include "pg_infer.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "guc.h"
+#include "host.h"
+#include "model.h"
+
+PG_FUNCTION_INFO_V1(infer_create_model);
+PG_FUNCTION_INFO_V1(infer_drop_model);
+PG_FUNCTION_INFO_V1(infer_loaded_models);
+
+/* Models loaded in this backend (allocated in TopMemoryContext). */
+#define MAX_LOADED_MODELS 64
+static InferModel *loaded[MAX_LOADED_MODELS];
+static int nloaded = 0;
+
+static const char *const level_names[] = {"browse", "inference", "all"};
+
+const char *
+band_name(LayerBand band)
+{
+	switch (band)
+	{
+		case BAND_SYNTAX:
+			return "syntax";
+		case BAND_KNOWLEDGE:
+			return "knowledge";
+		case BAND_OUTPUT:
+			return "output";
+	}
+	return "unknown";
+}
+
+/*
+ * Model names become file names and appear in messages: keep them to a
+ * plain identifier-like alphabet.
+ */
+static void
+check_model_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("model name must not be empty")));
+	if (len > MODEL_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("model name is too long (%zu bytes; at most %d)", len, MODEL_NAME_MAX)));
+	for (const char *p = name; *p; p++)
+	{
+		char c = *p;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+				  c == '_' || ((c == '-' || c == '.') && p != name);
+
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME), errmsg("invalid model name \"%s\"", name),
+					 errdetail("Model names use letters, digits, '_', and '-' or '.' after the "
+							   "first character.")));
+	}
+}
+
+static int
+parse_level(const char *level)
+{
+	for (int i = 0; i < lengthof(level_names); i++)
+		if (strcmp(level, level_names[i]) == 0)
+			return i;
+	ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					errmsg("invalid extract_level \"%s\"", level),
+					errhint("Use 'browse', 'inference' or 'all'.")));
+	return 0;
+}
+
+static InferModel *
+find_loaded(const char *name)
+{
+	for (int i = 0; i < nloaded; i++)
+		if (strcmp(loaded[i]->name, name) == 0)
+			return loaded[i];
+	return NULL;
+}
+
+static size_t
+loaded_bytes(void)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < nloaded; i++)
+		total += loaded[i]->bytes;
+	return total;
+}
+
+static void
+unload(const char *name)
+{
+	for (int i = 0; i < nloaded; i++)
+	{
+		if (strcmp(loaded[i]->name, name) != 0)
+			continue;
+		MemoryContextDelete(loaded[i]->cxt);
+		loaded[i] = loaded[--nloaded];
+		host_model_release(name, true);
+		return;
+	}
+}
+
+/* ---- reading the host's description of a model ---- */
+
+typedef struct MetaReader
+{
+	const char *buf;
+	int len;
+	int pos; /* byte offset of the next string */
+} MetaReader;
+
+static int32
+meta_word(const MetaReader *r, int i)
+{
+	int32 v;
+
+	if ((i + 1) * 4 > r->len)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("pg_infer host returned a truncated model description")));
+	memcpy(&v, r->buf + i * 4, 4);
+	return v;
+}
+
+static const char *
+meta_string(MetaReader *r, MemoryContext cxt)
+{
+	const char *s = r->buf + r->pos;
+	size_t n = bounded_strlen(s, r->len - r->pos);
+
+	if (r->pos + (int) n >= r->len)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("pg_infer host returned a truncated model description")));
+	r->pos += n + 1;
+	return MemoryContextStrdup(cxt, s);
+}
+
+static void
+check_dim(const char *what, int value, int max)
+{
+	if (value <= 0 || value > max)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("model has an invalid %s: %d", what, value)));
+}
+
+/*
+ * Fills m's shape from the host's description and returns the heap bytes
+ * its data will need.
+ */
+static size_t
+read_meta(InferModel *m, const char *buf, int len)
+{
+	MetaReader r = {buf, len, 0};
+	size_t bytes = 0;
+	float scale;
+	int32 bits;
+
+	if (meta_word(&r, META_VERSION) != MODEL_META_VERSION)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("pg_infer host speaks model description version %d, expected %d",
+							   meta_word(&r, META_VERSION), MODEL_META_VERSION)));
+	m->layers = meta_word(&r, META_LAYERS);
+	m->hidden = meta_word(&r, META_HIDDEN);
+	m->vocab = meta_word(&r, META_VOCAB);
+	m->gate_dtype = meta_word(&r, META_GATE_DTYPE);
+	m->embed_dtype = meta_word(&r, META_EMBED_DTYPE);
+	m->down_top_k = meta_word(&r, META_DOWN_TOP_K);
+	bits = meta_word(&r, META_EMBED_SCALE);
+	memcpy(&scale, &bits, 4);
+	m->embed_scale = scale;
+	m->level = meta_word(&r, META_LEVEL);
+	check_dim("number of layers", m->layers, 4096);
+	check_dim("hidden size", m->hidden, 1 << 16);
+	check_dim("vocabulary size", m->vocab, 1 << 24);
+	check_dim("down_meta top-k", m->down_top_k, 1024);
+	if ((m->gate_dtype != GATE_F32 && m->gate_dtype != GATE_F16) ||
+		(m->embed_dtype != GATE_F32 && m->embed_dtype != GATE_F16))
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("model has an unknown dtype")));
+
+	m->features = MemoryContextAlloc(m->cxt, sizeof(int) * m->layers);
+	m->band = MemoryContextAlloc(m->cxt, sizeof(LayerBand) * m->layers);
+	for (int l = 0; l < m->layers; l++)
+	{
+		m->features[l] = meta_word(&r, META_FIXED_WORDS + l);
+		check_dim("number of features", m->features[l], 1 << 20);
+		m->band[l] = meta_word(&r, META_FIXED_WORDS + m->layers + l);
+		bytes += (size_t) m->features[l] * m->hidden * dtype_size(m->gate_dtype);
+		bytes += (size_t) m->features[l] * m->down_top_k * sizeof(int32);
+	}
+	bytes += (size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype);
+	r.pos = (META_FIXED_WORDS + 2 * m->layers) * 4;
+	m->architecture = (char *) meta_string(&r, m->cxt);
+	m->family = (char *) meta_string(&r, m->cxt);
+	return bytes;
+}
+
+/* Refuses a load that would take models past infer.max_memory. */
+static void
+check_memory(const char *name, size_t bytes)
+{
+	size_t used = loaded_bytes();
+	size_t allowed = (size_t) infer_max_memory_mb * 1024 * 1024;
+
+	if (used + bytes > allowed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("loading model \"%s\" needs %zu MB but infer.max_memory allows %d MB", name,
+						(bytes + 1048575) / 1048576, infer_max_memory_mb),
+				 used > 0
+					 ? errdetail("Models already loaded use %zu MB.", (used + 1048575) / 1048576)
+					 : 0,
+				 errhint("Raise infer.max_memory (at most %d MB in PGlite) or drop other models.",
+						 INFER_WASM_HEAP_MAX_MB)));
+}
+
+static void *
+alloc_part(InferModel *m, size_t nbytes)
+{
+	return MemoryContextAllocExtended(m->cxt, nbytes > 0 ? nbytes : 1, MCXT_ALLOC_HUGE);
+}
+
+/*
+ * Loads a model through the host. Its memory context hangs below the
+ * current (per-call) context until everything is in place, so an ERROR
+ * half-way frees it with the call; only a complete model is kept.
+ */
+static InferModel *
+load_model(const char *name, const char *source, const char *level)
+{
+	MemoryContext cxt =
+		AllocSetContextCreate(CurrentMemoryContext, "pg_infer model", ALLOCSET_DEFAULT_SIZES);
+	InferModel *m = MemoryContextAllocZero(cxt, sizeof(InferModel));
+	int metalen;
+	char *meta;
+	size_t bytes;
+
+	if (nloaded >= MAX_LOADED_MODELS)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("at most %d models can be loaded at once", MAX_LOADED_MODELS)));
+	m->cxt = cxt;
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	m->source = MemoryContextStrdup(cxt, source);
+
+	meta =
+		host_model_open(name, source, level, infer_data_directory, infer_auto_download, &metalen);
+	bytes = read_meta(m, meta, metalen);
+	check_memory(name, bytes);
+
+	m->gate = MemoryContextAlloc(cxt, sizeof(void *) * m->layers);
+	m->down_tokens = MemoryContextAlloc(cxt, sizeof(int32 *) * m->layers);
+	for (int l = 0; l < m->layers; l++)
+	{
+		size_t gate_bytes = (size_t) m->features[l] * m->hidden * dtype_size(m->gate_dtype);
+		size_t down_bytes = (size_t) m->features[l] * m->down_top_k * sizeof(int32);
+
+		m->gate[l] = alloc_part(m, gate_bytes);
+		host_model_read(name, "gate", l, m->gate[l], gate_bytes);
+		m->down_tokens[l] = alloc_part(m, down_bytes);
+		host_model_read(name, "down_tokens", l, m->down_tokens[l], down_bytes);
+	}
+	m->embed = alloc_part(m, (size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
+	host_model_read(name, "embed", 0, m->embed,
+					(size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
+	m->bytes = bytes;
+
+	/* keep only the tokenizer on the host side: the rest now lives here */
+	host_model_release(name, false);
+	MemoryContextSetParent(cxt, TopMemoryContext);
+	loaded[nloaded++] = m;
+	return m;
+}
+
+/* ---- the registry table ---- */
+
+typedef struct RegistryRow
+{
+	bool found;
+	char *source;
+	char *level;
+} RegistryRow;
+
+static RegistryRow
+registry_lookup(const char *name)
+{
+	RegistryRow row = {false, NULL, NULL};
+	Oid argtypes[1] = {TEXTOID};
+	Datum args[1] = {CStringGetTextDatum(name)};
+	MemoryContext caller = CurrentMemoryContext;
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT source, extract_level FROM infer.models WHERE name = $1", 1,
+							  argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_infer: reading infer.models failed");
+	if (SPI_processed == 1)
+	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		row.found = true;
+		row.source = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		row.level = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	return row;
+}
+
+static void
+registry_insert(const InferModel *m, const char *level)
+{
+	Oid argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
+					   INT4OID, INT4OID, INT4OID, TEXTOID};
+	Datum args[9];
+
+	args[0] = CStringGetTextDatum(m->name);
+	args[1] = CStringGetTextDatum(m->source);
+	args[2] = CStringGetTextDatum(level);
+	args[3] = CStringGetTextDatum(m->architecture);
+	args[4] = Int32GetDatum(m->layers);
+	args[5] = Int32GetDatum(m->hidden);
+	args[6] = Int32GetDatum(m->features[0]);
+	args[7] = Int32GetDatum(m->vocab);
+	args[8] = CStringGetTextDatum(m->gate_dtype == GATE_F16 ? "f16" : "f32");
+
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO infer.models (name, source, extract_level, "
+							  "architecture, layers, hidden, features, vocab, dtype) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+							  9, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pg_infer: inserting into infer.models failed");
+	SPI_finish();
+}
+
+static bool
+registry_delete(const char *name)
+{
+	Oid argtypes[1] = {TEXTOID};
+	Datum args[1] = {CStringGetTextDatum(name)};
+	bool deleted;
+
+	SPI_connect();
+	if (SPI_execute_with_args("DELETE FROM infer.models WHERE name = $1", 1, argtypes, args, NULL,
+							  false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "pg_infer: deleting from infer.models failed");
+	deleted = SPI_processed > 0;
+	SPI_finish();
+	return deleted;
+}
+
+/* ---- lookups for the SQL functions ---- */
+
+InferModel *
+model_get(text *name_arg)
+{
+	char *name;
+	bool from_default = (name_arg == NULL);
+	RegistryRow row;
+	InferModel *m;
+
+	if (from_default)
+	{
+		if (infer_default_model == NULL || infer_default_model[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("no model given and infer.default_model is not set"),
+					 errhint("Pass the model's name, or SET infer.default_model = 'name'.")));
+		name = infer_default_model;
+	}
+	else
+		name = text_to_cstring(name_arg);
+	check_model_name(name);
+
+	row = registry_lookup(name);
+	if (!row.found)
+	{
+		/* a model dropped or rolled back elsewhere must not linger */
+		unload(name);
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" does not exist%s", name,
+						from_default ? " (it is infer.default_model)" : ""),
+				 errhint("infer_models() lists the models; infer_create_model() adds one.")));
+	}
+	m = find_loaded(name);
+	if (m != NULL && strcmp(m->source, row.source) == 0)
+		return m;
+	if (m != NULL)
+		unload(name);
+	return load_model(name, row.source, row.level);
+}
+
+static char *
+required_text_arg(FunctionCallInfo fcinfo, int i, const char *what)
+{
+	if (PG_ARGISNULL(i))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s must not be NULL", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(i));
+}
+
+/* infer_create_model(name text, source text, extract_level text) -> text */
+Datum
+infer_create_model(PG_FUNCTION_ARGS)
+{
+	char *name = required_text_arg(fcinfo, 0, "model name");
+	char *source = required_text_arg(fcinfo, 1, "source");
+	char *level = PG_ARGISNULL(2) ? "browse" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	InferModel *m;
+
+	check_model_name(name);
+	parse_level(level);
+	if (source[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("source must not be empty"),
+				 errhint("Give a vindex directory, an http(s):// URL of one, or "
+						 "hf://org/model.")));
+	if (strncmp(source, "hf://", 5) == 0 && !infer_auto_download)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("cannot download \"%s\": infer.auto_download is off", source),
+						errhint("SET infer.auto_download = on, or extract the model with "
+								"`pglite-infer extract` and register the vindex.")));
+	if (registry_lookup(name).found)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("model \"%s\" already exists", name),
+				 errhint("Drop it first with infer_drop_model('%s').", name)));
+
+	unload(name);
+	m = load_model(name, source, level);
+	registry_insert(m, level);
+	PG_RETURN_TEXT_P(cstring_to_text(name));
+}
+
+/* infer_drop_model(name text) */
+Datum
+infer_drop_model(PG_FUNCTION_ARGS)
+{
+	char *name = required_text_arg(fcinfo, 0, "model name");
+
+	check_model_name(name);
+	if (!registry_delete(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name),
+				 errhint("infer_models() lists the models.")));
+	unload(name);
+	PG_RETURN_VOID();
+}
+
+/* infer_loaded_models() -> setof (name text, bytes bigint) */
+Datum
+infer_loaded_models(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < nloaded; i++)
+	{
+		Datum values[2];
+		bool nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(loaded[i]->name);
+		values[1] = Int64GetDatum((int64) loaded[i]->bytes);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}

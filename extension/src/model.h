@@ -1,0 +1,91 @@
+/*
+ * model.h: models loaded into the WASM heap, and the registry that names
+ * them (model.c).
+ *
+ * A model's knowledge-query data lives in C memory so the kernels can read
+ * it directly: per layer the gate rows, the embedding matrix, and per
+ * feature its top down_meta tokens. The tokenizer stays with the host.
+ */
+#ifndef PG_INFER_MODEL_H
+#define PG_INFER_MODEL_H
+
+#include "postgres.h"
+
+#include "gate_knn.h"
+
+#define MODEL_NAME_MAX 63
+
+typedef enum LayerBand
+{
+	BAND_SYNTAX = 0,
+	BAND_KNOWLEDGE = 1,
+	BAND_OUTPUT = 2
+} LayerBand;
+
+/*
+ * The description the host returns from model_open: int32 words, then
+ * NUL-ended strings (architecture, family, dtype). Keep in step with
+ * packages/pglite-infer/src/host/models.ts (encodeMeta).
+ */
+#define MODEL_META_VERSION 1
+typedef enum ModelMetaWord
+{
+	META_VERSION,
+	META_LAYERS,
+	META_HIDDEN,
+	META_VOCAB,
+	META_GATE_DTYPE,
+	META_EMBED_DTYPE,
+	META_DOWN_TOP_K,
+	META_EMBED_SCALE, /* float32 bits */
+	META_LEVEL,
+	META_FIXED_WORDS /* then features[layers], band[layers] */
+} ModelMetaWord;
+
+typedef struct InferModel
+{
+	char name[MODEL_NAME_MAX + 1];
+	char *source;
+	char *architecture;
+	char *family;
+	int layers;
+	int hidden;
+	int vocab;
+	int level;       /* 0 browse, 1 inference, 2 all */
+	int *features;   /* per layer */
+	LayerBand *band; /* per layer */
+	GateDtype gate_dtype;
+	void **gate; /* per layer: features x hidden */
+	GateDtype embed_dtype;
+	void *embed; /* vocab x hidden */
+	float embed_scale;
+	int down_top_k;
+	int32 **down_tokens; /* per layer: features x down_top_k token ids */
+	size_t bytes;        /* heap bytes held */
+	MemoryContext cxt;
+} InferModel;
+
+/*
+ * The model a SQL function was asked for: `name`, or infer.default_model
+ * when NULL. Loads it on first use in this backend. Raises a clear error
+ * for an unknown model or an unset default.
+ */
+extern InferModel *model_get(text *name);
+
+/* Top down_meta token of a feature. */
+static inline int32
+model_concept_token(const InferModel *m, int layer, int feature)
+{
+	return m->down_tokens[layer][(size_t) feature * m->down_top_k];
+}
+
+extern const char *band_name(LayerBand band);
+
+/* Bytes of a gate or embedding element. */
+static inline size_t
+dtype_size(GateDtype d)
+{
+	return d == GATE_F32 ? 4 : 2;
+}
+
+#endif /* PG_INFER_MODEL_H */

@@ -1,0 +1,307 @@
+import {
+  DownMeta,
+  FILES,
+  VindexError,
+  layerBandsFor,
+  levelAtLeast,
+  type ExtractLevel,
+  loadTokenizer,
+  parseIndex,
+  type Tokenizer,
+  type VindexIndex,
+} from '@pglite-infer/vindex'
+import {
+  DatabaseFiles,
+  HostFiles,
+  loadNodeFs,
+  resolveInDataDirectory,
+  type EmscriptenFS,
+  type SyncFiles,
+} from './sources.js'
+import { HostError } from './types.js'
+
+/** Keep in step with extension/src/model.h (ModelMetaWord). */
+const MODEL_META_VERSION = 1
+/** model.h's level codes; 'attention' counts as browse for what C loads. */
+const C_LEVELS: readonly ExtractLevel[] = ['browse', 'inference', 'all']
+const BAND_CODES = { syntax: 0, knowledge: 1, output: 2 } as const
+
+/** A vindex opened for loading: what C copies into the WASM heap. */
+interface OpenedVindex {
+  index: VindexIndex
+  gate: Uint8Array
+  embed: Uint8Array
+  downMeta: DownMeta
+}
+
+/**
+ * The models the host knows, by name: the vindex data until C has copied it
+ * into its own memory (then released), and the tokenizer for as long as the
+ * model is loaded.
+ */
+export class ModelHost {
+  private readonly opened = new Map<string, OpenedVindex>()
+  private readonly tokenizers = new Map<string, Tokenizer>()
+  private readonly decoded = new Map<string, Map<number, Uint8Array>>()
+
+  constructor(private readonly fs: () => EmscriptenFS | undefined) {}
+
+  /** Opens `source` as model `name`; returns its description (model.h layout). */
+  open(name: string, source: string, level: string, dataDirectory: string): Uint8Array {
+    const files = this.resolve(source, dataDirectory)
+    const vindex = withVindexErrors(name, files.where, () => openVindexSync(files))
+    const have = vindex.index.extract_level
+    if (!levelAtLeast(have, level as ExtractLevel))
+      throw new HostError(
+        `model "${name}": the vindex at ${files.where} has extract level ${vindex.index.extract_level}, ` +
+          `but ${level} was asked for; extract it again with --level ${level}`,
+        '22023',
+      )
+    const tokenizer = withVindexErrors(name, files.where, () =>
+      loadTokenizer(
+        required(files, FILES.tokenizer),
+        files.read(FILES.tokenizerConfig) ?? undefined,
+      ),
+    )
+    this.opened.set(name, vindex)
+    this.tokenizers.set(name, tokenizer)
+    this.decoded.set(name, new Map())
+    return encodeMeta(vindex.index, C_LEVELS.indexOf(have))
+  }
+
+  /** Bytes of one part of an opened model, exactly `nbytes` long. */
+  read(name: string, part: string, layer: number, nbytes: number): Uint8Array {
+    const v = this.opened.get(name)
+    if (!v) throw new HostError(`model "${name}" is not open on the host`, '55000')
+    let bytes: Uint8Array
+    if (part === 'gate') {
+      const l = v.index.layers[layer]
+      if (!l) throw new HostError(`model "${name}" has no layer ${layer}`, '22023')
+      bytes = v.gate.subarray(l.offset, l.offset + l.length)
+    } else if (part === 'embed') {
+      bytes = v.embed
+    } else if (part === 'down_tokens') {
+      bytes = downTokens(v, layer)
+    } else throw new HostError(`unknown model part "${part}"`, '22023')
+    if (bytes.length !== nbytes)
+      throw new HostError(
+        `model "${name}": ${part} of layer ${layer} has ${bytes.length} bytes, C expected ${nbytes}`,
+        'XX001',
+      )
+    return bytes
+  }
+
+  release(name: string, forgetTokenizer: boolean): void {
+    this.opened.delete(name)
+    if (forgetTokenizer) {
+      this.tokenizers.delete(name)
+      this.decoded.delete(name)
+    }
+  }
+
+  tokenize(name: string, text: string, addSpecialTokens: boolean): number[] {
+    return this.tokenizer(name).encode(text, { add_special_tokens: addSpecialTokens }).ids
+  }
+
+  /**
+   * Each id decoded alone and trimmed, as records C reads: a flag byte
+   * (bit 0: letters only), the text, NUL, its lower-case form, NUL.
+   */
+  decode(name: string, ids: ArrayLike<number>): Uint8Array {
+    const tokenizer = this.tokenizer(name)
+    const cache = this.decoded.get(name)!
+    const parts: Uint8Array[] = []
+    let total = 0
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!
+      let rec = cache.get(id)
+      if (!rec) {
+        rec = decodedRecord(tokenizer.decode([id]).trim())
+        cache.set(id, rec)
+      }
+      parts.push(rec)
+      total += rec.length
+    }
+    const out = new Uint8Array(total)
+    let o = 0
+    for (const p of parts) {
+      out.set(p, o)
+      o += p.length
+    }
+    return out
+  }
+
+  private tokenizer(name: string): Tokenizer {
+    const t = this.tokenizers.get(name)
+    if (!t) throw new HostError(`model "${name}" is not loaded on the host`, '55000')
+    return t
+  }
+
+  /**
+   * Where a source's files are. Absolute paths are on the host (Node) or,
+   * without one, in the database's file system; relative paths are inside
+   * infer.data_directory in the database's file system (so they persist with
+   * the database).
+   */
+  private resolve(source: string, dataDirectory: string): SyncFiles {
+    if (/^(https?|hf):\/\//.test(source))
+      throw new HostError(
+        `cannot load "${source}" synchronously; register remote models with db.infer.createModel()`,
+        '0A000',
+      )
+    if (source.startsWith('/')) {
+      const fs = loadNodeFs()
+      if (fs) return new HostFiles(fs, source.replace(/\/+$/, ''))
+      return new DatabaseFiles(this.databaseFs(), source.replace(/\/+$/, ''))
+    }
+    return new DatabaseFiles(this.databaseFs(), resolveInDataDirectory(source, dataDirectory))
+  }
+
+  private databaseFs(): EmscriptenFS {
+    const fs = this.fs()
+    if (!fs) throw new HostError("the database's file system is not available", '58000')
+    return fs
+  }
+}
+
+const encoder = new TextEncoder()
+
+function decodedRecord(text: string): Uint8Array {
+  const letters = /^\p{L}+$/u.test(text) ? 1 : 0
+  const a = encoder.encode(text.replaceAll('\0', ''))
+  const b = encoder.encode(text.toLowerCase().replaceAll('\0', ''))
+  const rec = new Uint8Array(1 + a.length + 1 + b.length + 1)
+  rec[0] = letters
+  rec.set(a, 1)
+  rec.set(b, 2 + a.length)
+  return rec
+}
+
+function required(files: SyncFiles, name: string): Uint8Array {
+  const b = files.read(name)
+  if (!b)
+    throw new VindexError('MISSING_FILE', 'file not found', {
+      file: name,
+      hint: 'is this a vindex directory? extract one with `pglite-infer extract`',
+    })
+  return b
+}
+
+function sized(files: SyncFiles, name: string, expected: number): Uint8Array {
+  const b = required(files, name)
+  if (b.length < expected)
+    throw new VindexError('TRUNCATED', 'file is truncated', {
+      file: name,
+      expected,
+      found: b.length,
+    })
+  if (b.length > expected)
+    throw new VindexError('SIZE_MISMATCH', 'file is larger than index.json says', {
+      file: name,
+      expected,
+      found: b.length,
+    })
+  return b
+}
+
+/** The browse-level files of a vindex, validated like openVindex does. */
+function openVindexSync(files: SyncFiles): OpenedVindex {
+  const index = parseIndex(new TextDecoder().decode(required(files, FILES.index)))
+  const bpe = index.dtype === 'f16' ? 2 : 4
+  const gate = sized(
+    files,
+    FILES.gateVectors,
+    index.layers.reduce((s, l) => s + l.length, 0),
+  )
+  const embed = sized(files, FILES.embeddings, index.vocab_size * index.hidden_size * bpe)
+  const downMeta = new DownMeta(
+    required(files, FILES.downMeta),
+    index.layers.map((l) => l.num_features),
+    index.down_top_k,
+  )
+  return { index, gate, embed, downMeta }
+}
+
+/** Layer `layer`'s down_meta token ids, [features x top_k] int32. */
+function downTokens(v: OpenedVindex, layer: number): Uint8Array {
+  const n = v.index.layers[layer]?.num_features ?? 0
+  const k = v.index.down_top_k
+  const out = new Int32Array(n * k)
+  for (let f = 0; f < n; f++) {
+    const { ids } = v.downMeta.topTokens(layer, f)
+    for (let i = 0; i < k; i++) out[f * k + i] = ids[i]!
+  }
+  return new Uint8Array(out.buffer)
+}
+
+/**
+ * The layer bands describe() reports: the vindex's own, else LARQL's rule
+ * for the family, else (LARQL sets none below 8 layers) the same 40/40/20
+ * proportions at any depth.
+ */
+export function bandOfEachLayer(index: VindexIndex): number[] {
+  const n = index.num_layers
+  const bands = index.layer_bands ?? layerBandsFor(index.family, n)
+  const syntaxLast = bands ? bands.syntax[1] : Math.floor((n * 2) / 5) - 1
+  const knowledgeLast = bands ? bands.knowledge[1] : Math.floor((n * 4) / 5) - 1
+  return Array.from({ length: n }, (_, l) =>
+    l <= syntaxLast
+      ? BAND_CODES.syntax
+      : l <= knowledgeLast
+        ? BAND_CODES.knowledge
+        : BAND_CODES.output,
+  )
+}
+
+function encodeMeta(index: VindexIndex, level: number): Uint8Array {
+  const L = index.num_layers
+  const words = new Int32Array(9 + 2 * L)
+  const f32 = new Float32Array(1)
+  f32[0] = index.embed_scale
+  words.set([
+    MODEL_META_VERSION,
+    L,
+    index.hidden_size,
+    index.vocab_size,
+    index.dtype === 'f16' ? 1 : 0,
+    index.dtype === 'f16' ? 1 : 0,
+    index.down_top_k,
+    new Int32Array(f32.buffer)[0]!,
+    Math.max(0, level),
+  ])
+  index.layers.forEach((l, i) => (words[9 + i] = l.num_features))
+  bandOfEachLayer(index).forEach((b, i) => (words[9 + L + i] = b))
+  const strings = encoder.encode(`${index.model}\0${index.family}\0`)
+  const out = new Uint8Array(words.byteLength + strings.length)
+  out.set(new Uint8Array(words.buffer), 0)
+  out.set(strings, words.byteLength)
+  return out
+}
+
+const SQLSTATE_OF: Partial<Record<string, string>> = {
+  MISSING_FILE: '58P01',
+  TRUNCATED: 'XX001',
+  SIZE_MISMATCH: 'XX001',
+  BAD_MAGIC: 'XX001',
+  DIMENSION_MISMATCH: 'XX001',
+  CHECKSUM_MISMATCH: 'XX001',
+  BAD_JSON: 'XX001',
+  INVALID_INDEX: 'XX001',
+  UNKNOWN_DTYPE: '0A000',
+  UNSUPPORTED_VERSION: '0A000',
+  UNSUPPORTED_ARCHITECTURE: '0A000',
+}
+
+/** Vindex defects as SQL errors that name the model and the file. */
+function withVindexErrors<T>(name: string, where: string, f: () => T): T {
+  try {
+    return f()
+  } catch (e) {
+    if (e instanceof VindexError)
+      throw new HostError(
+        `model "${name}": ${where}/${e.file ?? ''}: ${e.message}`,
+        SQLSTATE_OF[e.code] ?? 'XX001',
+      )
+    throw e
+  }
+}
