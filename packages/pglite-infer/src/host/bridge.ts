@@ -47,9 +47,10 @@ export class HostBridge {
     source: number,
     level: number,
     dataDirectory: number,
-    _autoDownload: number,
+    autoDownload: number,
   ): number {
     this.fs = mod.FS
+    this.models.autoDownload = autoDownload !== 0
     return this.run(() =>
       this.models.open(
         readCString(mod, name),

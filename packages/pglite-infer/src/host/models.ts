@@ -18,6 +18,7 @@ import {
   type EmscriptenFS,
   type SyncFiles,
 } from './sources.js'
+import { fetchRemoteSync, type RemoteOptions } from './remote.js'
 import { HostError } from './types.js'
 
 /** Keep in step with extension/src/model.h (ModelMetaWord). */
@@ -144,17 +145,20 @@ export class ModelHost {
    * the database).
    */
   private resolve(source: string, dataDirectory: string): SyncFiles {
-    if (/^(https?|hf):\/\//.test(source))
-      throw new HostError(
-        `cannot load "${source}" synchronously; register remote models with db.infer.createModel()`,
-        '0A000',
-      )
+    if (/^(https?|hf):\/\//.test(source)) return fetchRemoteSync(source, this.remoteOptions())
     if (source.startsWith('/')) {
       const fs = loadNodeFs()
       if (fs) return new HostFiles(fs, source.replace(/\/+$/, ''))
       return new DatabaseFiles(this.databaseFs(), source.replace(/\/+$/, ''))
     }
     return new DatabaseFiles(this.databaseFs(), resolveInDataDirectory(source, dataDirectory))
+  }
+
+  /** Set per call from the infer.auto_download GUC. */
+  autoDownload = true
+
+  private remoteOptions(): RemoteOptions {
+    return { autoDownload: this.autoDownload }
   }
 
   private databaseFs(): EmscriptenFS {
