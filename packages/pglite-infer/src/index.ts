@@ -8,10 +8,18 @@
  */
 import type { Extension } from '@electric-sql/pglite'
 import { HostBridge, defaultHost } from './host/bridge.js'
-import type { InferHost } from './host/types.js'
+import type { InferHost, WasmModule } from './host/types.js'
+import { inferNamespace, type EmscriptenFSWriter, type InferNamespace } from './namespace.js'
 
 export { HostError, type InferHost } from './host/types.js'
 export { defaultHost } from './host/bridge.js'
+export type {
+  CreateModelOptions,
+  InferNamespace,
+  ModelInfo,
+  ModelSource,
+  VindexFiles,
+} from './namespace.js'
 
 /** Where the WASM build (wasm/build.sh) leaves the extension bundle. */
 export const bundleUrl = new URL('../bundle/pg_infer.tar.gz', import.meta.url)
@@ -21,21 +29,33 @@ export interface PgInferOptions {
   host?: Partial<InferHost>
 }
 
-/** A pg_infer extension for PGlite with its own host. */
-export function createPgInfer(options: PgInferOptions = {}): Extension {
+/**
+ * A pg_infer extension for PGlite with its own host. Its namespace
+ * (db.<key> for `extensions: { <key>: pgInfer }`) is an InferNamespace.
+ */
+export function createPgInfer(options: PgInferOptions = {}): Extension<InferNamespace> {
   return {
     name: 'pg_infer',
-    setup: async (_pg, emscriptenOpts) => {
+    setup: async (pg, emscriptenOpts) => {
       const host: InferHost = { ...defaultHost(), ...options.host }
+      const bridge = new HostBridge(host)
+      let module: (WasmModule & { FS?: EmscriptenFSWriter }) | undefined
+      const preRun = [emscriptenOpts?.preRun ?? []].flat()
       // Anything in emscriptenOpts becomes a property of the emscripten
-      // Module, which is where the EM_JS hooks of extension/src/host.c look.
+      // Module, which is where the EM_JS hooks of extension/src/host.c look;
+      // preRun hands us the Module itself, for its file system.
       return {
-        emscriptenOpts: { ...emscriptenOpts, pgInferHost: new HostBridge(host) },
+        emscriptenOpts: {
+          ...emscriptenOpts,
+          pgInferHost: bridge,
+          preRun: [...preRun, (mod: typeof module) => (module = mod)],
+        },
         bundlePath: bundleUrl,
+        namespaceObj: inferNamespace(pg, () => module?.FS),
       }
     },
   }
 }
 
 /** The pg_infer extension with the default host. */
-export const pgInfer: Extension = createPgInfer()
+export const pgInfer: Extension<InferNamespace> = createPgInfer()

@@ -100,8 +100,17 @@ export class ModelHost {
     }
   }
 
+  /** Token ids; text made only of the tokenizer's unknown token is an error. */
   tokenize(name: string, text: string, addSpecialTokens: boolean): number[] {
-    return this.tokenizer(name).encode(text, { add_special_tokens: addSpecialTokens }).ids
+    const tokenizer = this.tokenizer(name)
+    const ids = tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids
+    const unk = unknownTokenId(tokenizer)
+    if (unk !== undefined && ids.length > 0 && ids.every((id: number) => id === unk))
+      throw new HostError(
+        `the text has only unknown tokens under model "${name}"'s tokenizer`,
+        '22023',
+      )
+    return ids
   }
 
   /**
@@ -169,6 +178,12 @@ export class ModelHost {
 }
 
 const encoder = new TextEncoder()
+
+/** The id of the tokenizer model's unk_token, when it has one. */
+function unknownTokenId(tokenizer: Tokenizer): number | undefined {
+  const unk = (tokenizer.model as { unk_token?: unknown } | null)?.unk_token
+  return typeof unk === 'string' ? tokenizer.token_to_id(unk) : undefined
+}
 
 function decodedRecord(text: string): Uint8Array {
   const letters = /^\p{L}+$/u.test(text) ? 1 : 0

@@ -1,0 +1,131 @@
+import type { PGliteInterface } from '@electric-sql/pglite'
+import { parseTar, parseTarGzip } from 'nanotar'
+import type { EmscriptenFS } from './host/sources.js'
+
+/** The files of a vindex by name (index.json, gate_vectors.bin, ...). */
+export type VindexFiles = Map<string, Uint8Array> | Record<string, Uint8Array>
+
+/**
+ * Where a model comes from:
+ *   - a string: a source infer_create_model() understands (a vindex
+ *     directory, an http(s):// URL, hf://org/model);
+ *   - the vindex's files as bytes, by name;
+ *   - one tar or tar.gz archive of a vindex directory (bytes, Blob or File:
+ *     what a browser user holds).
+ * Bytes are written into the database's own file system under
+ * infer.data_directory, so the model persists with the database.
+ */
+export type ModelSource = string | VindexFiles | Uint8Array | Blob
+
+export interface CreateModelOptions {
+  /** extract_level: 'browse' (default), 'inference' or 'all'. */
+  level?: 'browse' | 'inference' | 'all'
+}
+
+export interface ModelInfo {
+  name: string
+  source: string
+  architecture: string
+  layers: number
+  hidden: number
+  features: number
+  vocab: number
+  dtype: string
+  extract_level: string
+  bytes: number
+  loaded: boolean
+}
+
+/** db.<key> for extensions: { <key>: pgInfer }, e.g. db.infer. */
+export interface InferNamespace {
+  createModel(name: string, source: ModelSource, options?: CreateModelOptions): Promise<string>
+  dropModel(name: string): Promise<void>
+  models(): Promise<ModelInfo[]>
+}
+
+export function inferNamespace(pg: PGliteInterface, fs: () => EmscriptenFSWriter | undefined): InferNamespace {
+  return {
+    async createModel(name, source, options = {}) {
+      const level = options.level ?? 'browse'
+      let sqlSource: string
+      if (typeof source === 'string') sqlSource = source
+      else {
+        const files = await vindexFiles(source)
+        sqlSource = await writeIntoDatabase(pg, requireFs(fs), name, files)
+      }
+      const { rows } = await pg.query<{ name: string }>(
+        'select infer_create_model($1, $2, $3) as name',
+        [name, sqlSource, level],
+      )
+      return rows[0]!.name
+    },
+    async dropModel(name) {
+      await pg.query('select infer_drop_model($1)', [name])
+    },
+    async models() {
+      const { rows } = await pg.query<ModelInfo>('select * from infer_models()')
+      return rows.map((r) => ({ ...r, bytes: Number(r.bytes) }))
+    },
+  }
+}
+
+/** The emscripten FS calls used to write a vindex into the database. */
+export interface EmscriptenFSWriter extends EmscriptenFS {
+  mkdirTree(path: string): void
+  writeFile(path: string, data: Uint8Array): void
+}
+
+function requireFs(fs: () => EmscriptenFSWriter | undefined): EmscriptenFSWriter {
+  const f = fs()
+  if (!f) throw new Error("pglite-infer: the database's file system is not available yet")
+  return f
+}
+
+async function vindexFiles(source: Exclude<ModelSource, string>): Promise<Map<string, Uint8Array>> {
+  if (source instanceof Map) return source
+  if (typeof Blob !== 'undefined' && source instanceof Blob)
+    return fromArchive(new Uint8Array(await source.arrayBuffer()))
+  if (source instanceof Uint8Array) return fromArchive(source)
+  return new Map(Object.entries(source))
+}
+
+/** A tar or tar.gz of a vindex directory: its files by base name. */
+async function fromArchive(bytes: Uint8Array): Promise<Map<string, Uint8Array>> {
+  const gz = bytes[0] === 0x1f && bytes[1] === 0x8b
+  const items = gz ? await parseTarGzip(bytes) : parseTar(bytes)
+  const files = new Map<string, Uint8Array>()
+  for (const item of items) {
+    if (item.type !== 'file' || !item.data) continue
+    const base = item.name.split('/').pop()!
+    if (base) files.set(base, item.data)
+  }
+  if (!files.has('index.json'))
+    throw new Error('pglite-infer: the archive holds no index.json: it is not a vindex')
+  return files
+}
+
+/**
+ * Writes the files to <PGDATA>/<infer.data_directory>/<name>.vindex/ and
+ * returns that directory relative to infer.data_directory.
+ */
+async function writeIntoDatabase(
+  pg: PGliteInterface,
+  fs: EmscriptenFSWriter,
+  name: string,
+  files: Map<string, Uint8Array>,
+): Promise<string> {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/.test(name))
+    throw new Error(`pglite-infer: invalid model name ${JSON.stringify(name)}`)
+  const { rows } = await pg.query<{ pgdata: string; dir: string }>(
+    "select current_setting('data_directory') as pgdata, current_setting('infer.data_directory') as dir",
+  )
+  const relative = `${name}.vindex`
+  const dir = `${rows[0]!.pgdata}/${rows[0]!.dir}/${relative}`
+  fs.mkdirTree(dir)
+  for (const [file, data] of files) {
+    if (!/^[A-Za-z0-9_.-]+$/.test(file) || file.startsWith('.'))
+      throw new Error(`pglite-infer: refusing vindex file name ${JSON.stringify(file)}`)
+    fs.writeFile(`${dir}/${file}`, data)
+  }
+  return relative
+}
