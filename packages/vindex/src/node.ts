@@ -164,9 +164,14 @@ export class WorkerPoolEngine implements DownMetaEngine {
       if (m.error) p?.reject(new Error(m.error))
       else p?.resolve()
     })
-    w.on('error', (e) => {
+    const failAll = (e: Error): void => {
       for (const p of this.pending.values()) p.reject(e)
       this.pending.clear()
+    }
+    w.on('error', failAll)
+    // A worker that dies without an 'error' event must not leave jobs hanging.
+    w.on('exit', (code) => {
+      if (this.pending.size > 0) failAll(new Error(`down_meta worker exited with code ${code}`))
     })
     return w
   }
