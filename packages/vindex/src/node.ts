@@ -149,6 +149,7 @@ export async function extractVindexDir(
 export class WorkerPoolEngine implements DownMetaEngine {
   private readonly workers: Worker[]
   private nextJob = 1
+  private dead: Error | undefined
   private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>()
 
   constructor(size: number) {
@@ -157,7 +158,8 @@ export class WorkerPoolEngine implements DownMetaEngine {
   }
 
   private spawn(url: URL): Worker {
-    const w = new Worker(url)
+    // execArgv: [] so flags like --input-type/--eval of the parent do not break worker startup.
+    const w = new Worker(url, { execArgv: [] })
     w.on('message', (m: { id: number; error?: string }) => {
       const p = this.pending.get(m.id)
       this.pending.delete(m.id)
@@ -171,7 +173,8 @@ export class WorkerPoolEngine implements DownMetaEngine {
     w.on('error', failAll)
     // A worker that dies without an 'error' event must not leave jobs hanging.
     w.on('exit', (code) => {
-      if (this.pending.size > 0) failAll(new Error(`down_meta worker exited with code ${code}`))
+      this.dead = new Error(`down_meta worker exited with code ${code}`)
+      if (this.pending.size > 0) failAll(this.dead)
     })
     return w
   }
@@ -197,6 +200,7 @@ export class WorkerPoolEngine implements DownMetaEngine {
 
   private run(w: Worker, payload: Record<string, unknown>): Promise<void> {
     const id = this.nextJob++
+    if (this.dead) return Promise.reject(this.dead)
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
       w.postMessage({ id, ...payload })
