@@ -99,3 +99,10 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 CREATE FUNCTION infer_distance(a text, b text, model text) RETURNS float8
 AS 'MODULE_PATHNAME', 'infer_distance'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The feature signatures (top-50 positive features) of many texts at once,
+-- with the batched gate kernel (extension/src/similar.c); ord is 1-based.
+CREATE FUNCTION infer_signatures(inputs text[], model text DEFAULT NULL)
+RETURNS TABLE (ord int, layer int, feature int, score float8)
+AS 'MODULE_PATHNAME', 'infer_signatures'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;

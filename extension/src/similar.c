@@ -12,7 +12,11 @@
  */
 #include "pg_infer.h"
 
+#include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "varatt.h"
 
@@ -21,6 +25,10 @@
 
 PG_FUNCTION_INFO_V1(infer_similar_to);
 PG_FUNCTION_INFO_V1(infer_distance);
+PG_FUNCTION_INFO_V1(infer_signatures);
+
+/* Queries scored together by the batched kernel. */
+#define SIGNATURE_BATCH 16
 
 int
 feature_signature(InferModel *m, text *input, const char *what, GateHit *out)
@@ -35,6 +43,51 @@ feature_signature(InferModel *m, text *input, const char *what, GateHit *out)
 	pfree(best.hits);
 	pfree(q);
 	return best.n;
+}
+
+void
+feature_signatures_batch(InferModel *m, text **inputs, int n, GateHit (*out)[SIGNATURE_SIZE],
+						 int *counts)
+{
+	int max_features = 0;
+	float *queries = palloc(sizeof(float) * (size_t) SIGNATURE_BATCH * m->hidden);
+	float *scores;
+	TopK best[SIGNATURE_BATCH];
+
+	for (int l = 0; l < m->layers; l++)
+		max_features = Max(max_features, m->features[l]);
+	scores = palloc(sizeof(float) * (size_t) SIGNATURE_BATCH * max_features);
+
+	for (int b0 = 0; b0 < n; b0 += SIGNATURE_BATCH)
+	{
+		int nb = Min(SIGNATURE_BATCH, n - b0);
+
+		for (int i = 0; i < nb; i++)
+		{
+			float *q = query_vector(m, inputs[b0 + i], "text", false, QUERY_AVERAGE);
+
+			memcpy(queries + (size_t) i * m->hidden, q, sizeof(float) * m->hidden);
+			pfree(q);
+			topk_init(&best[i], SIGNATURE_SIZE, RANK_SIGNED);
+		}
+		for (int l = 0; l < m->layers; l++)
+		{
+			gate_scores_batch(m->gate[l], m->gate_dtype, m->features[l], m->hidden, queries, nb,
+							  scores);
+			for (int i = 0; i < nb; i++)
+				topk_push_layer(&best[i], l, scores + (size_t) i * m->features[l], m->features[l],
+								true);
+			CHECK_FOR_INTERRUPTS();
+		}
+		for (int i = 0; i < nb; i++)
+		{
+			counts[b0 + i] = topk_sorted(&best[i]);
+			memcpy(out[b0 + i], best[i].hits, sizeof(GateHit) * best[i].n);
+			pfree(best[i].hits);
+		}
+	}
+	pfree(scores);
+	pfree(queries);
 }
 
 double
@@ -75,4 +128,58 @@ Datum
 infer_distance(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_FLOAT8(1.0 / (1.0 + similar_texts(fcinfo, 2)));
+}
+
+/*
+ * infer_signatures(inputs text[], model text)
+ *   -> TABLE(ord int, layer int, feature int, score float8)
+ *
+ * The signature of every element (1-based ord), computed with the batched
+ * kernel: what an index build does for its rows.
+ */
+Datum
+infer_signatures(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ArrayType *arr;
+	Datum *elems;
+	bool *nulls;
+	int n;
+	InferModel *m;
+	text **inputs;
+	GateHit(*sigs)[SIGNATURE_SIZE];
+	int *counts;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("inputs must not be NULL")));
+	arr = PG_GETARG_ARRAYTYPE_P(0);
+	deconstruct_array_builtin(arr, TEXTOID, &elems, &nulls, &n);
+	m = model_arg(fcinfo, 1);
+	inputs = palloc(sizeof(text *) * (n > 0 ? n : 1));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("inputs must not contain NULL (element %d)", i + 1)));
+		inputs[i] = DatumGetTextPP(elems[i]);
+	}
+	sigs = palloc(sizeof(*sigs) * (n > 0 ? n : 1));
+	counts = palloc(sizeof(int) * (n > 0 ? n : 1));
+	feature_signatures_batch(m, inputs, n, sigs, counts);
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < counts[i]; j++)
+		{
+			Datum values[4];
+			bool isnull[4] = {false, false, false, false};
+
+			values[0] = Int32GetDatum(i + 1);
+			values[1] = Int32GetDatum(sigs[i][j].layer);
+			values[2] = Int32GetDatum(sigs[i][j].feature);
+			values[3] = Float8GetDatum(sigs[i][j].score);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+		}
+	PG_RETURN_VOID();
 }

@@ -19,6 +19,13 @@
  */
 extern int feature_signature(InferModel *m, text *input, const char *what, GateHit *out);
 
+/*
+ * The signatures of n texts at once: the batched gate kernel reads each
+ * layer's gate matrix once per batch of texts instead of once per text.
+ */
+extern void feature_signatures_batch(InferModel *m, text **inputs, int n,
+									 GateHit (*out)[SIGNATURE_SIZE], int *counts);
+
 /* The largest min(score_a, score_b) over shared features; 0 when none. */
 extern double signature_similarity(const GateHit *a, int na, const GateHit *b, int nb);
 

@@ -144,6 +144,28 @@ for (const [dtype, tol] of [
       expectScores([rows[0]!.d], [1 / (1 + s)], tol)
     })
 
+    it("infer_signatures (batched kernel) equals each text's own top-50 signature", async () => {
+      // 40 texts: more than two batches of 16, with a partial last batch
+      const texts = [...ENTITIES, ...WALK_PROMPTS, ...PAIRS.flat()]
+      while (texts.length < 40) texts.push(`${texts[texts.length % 7]} ${texts.length}`)
+      const { rows } = await db.query<{
+        ord: number
+        layer: number
+        feature: number
+        score: number
+      }>('select * from infer_signatures($1)', [texts])
+      texts.forEach((t, i) => {
+        const got = rows.filter((r) => r.ord === i + 1)
+        const want = ref.similarityFeatures(t)
+        expect(got.map((r) => [r.layer, r.feature])).toEqual(want.map((f) => [f.layer, f.feature]))
+        expectScores(
+          got.map((r) => r.score),
+          want.map((f) => f.score),
+          tol,
+        )
+      })
+    })
+
     it('implies() agrees with the reference on true and false pairs', async () => {
       const cases: [string, string][] = [
         ['France', ref.describe('France')[0]!.target],
