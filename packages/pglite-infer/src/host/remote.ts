@@ -274,8 +274,7 @@ function nodeBuiltins(): Builtins | null {
   if (builtins !== undefined) return builtins
   builtins = null
   const fs = loadNodeFs()
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } })
-    .process
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
   const get = proc?.getBuiltinModule
   if (fs && get) {
     const workers = get('node:worker_threads') as Builtins['workers'] | undefined
