@@ -1,0 +1,322 @@
+/**
+ * A deterministic synthetic vindex with Qwen2.5-0.5B's shape (24 layers,
+ * hidden 896, 4864 gate features per layer, vocab 151936, f16, down_top_k
+ * 10) for benchmarks: the knowledge functions' cost depends on the shape and
+ * dtype, not on what the weights mean, so random weights measure the same
+ * work as the real model without shipping 480 MB of it.
+ *
+ * Written with the vindex package's own pieces (DirectorySink hashes every
+ * file for index.json's checksums, encodeDownMeta* write down_meta.bin,
+ * parseModelConfig/toVindexModelConfig build model_config), one layer or
+ * one chunk of embedding rows at a time, so memory stays at a few tens of MB.
+ *
+ *   npx tsx test/bench/synthetic-vindex.ts <dir>     (writes one and keeps it)
+ */
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import {
+  EXTRACTOR_VERSION,
+  FILES,
+  VINDEX_VERSION,
+  encodeDownMetaHeader,
+  encodeDownMetaLayer,
+  f32ToF16Bits,
+  layerBandsFor,
+  parseIndex,
+  parseModelConfig,
+  toVindexModelConfig,
+  type OutputFile,
+  type VindexIndex,
+  type VindexLayerInfo,
+  type WrittenFile,
+} from '@pglite-infer/vindex'
+import { DirectorySink } from '@pglite-infer/vindex/node'
+
+export const QWEN05B_SHAPE = {
+  layers: 24,
+  hidden: 896,
+  features: 4864,
+  vocab: 151936,
+  heads: 14,
+  kvHeads: 2,
+  topK: 10,
+} as const
+
+export type VindexShape = { [K in keyof typeof QWEN05B_SHAPE]: number }
+
+/** The fixture whose tokenizer the synthetic model borrows (ids < 2595). */
+export const TOKENIZER_SOURCE = resolve(
+  import.meta.dirname,
+  '..',
+  'fixtures',
+  'models',
+  'knowledge-qwen2-6l',
+  'tokenizer.json',
+)
+
+/** Standard deviation of the weights: the order of magnitude of real gate rows. */
+const WEIGHT_STD = 0.02
+/** Embedding rows per write: 8192 x 896 x 2 bytes = 14 MiB. */
+const EMBED_CHUNK_ROWS = 8192
+
+export interface SyntheticOptions {
+  shape?: VindexShape
+  seed?: number
+  /** Called after each file part is written (stage, done, total). */
+  onProgress?: (stage: string, done: number, total: number) => void
+}
+
+export interface SyntheticVindex {
+  dir: string
+  index: VindexIndex
+  /** Total bytes written. */
+  bytes: number
+  seconds: number
+}
+
+/** xorshift32: fast, deterministic, good enough for benchmark weights. */
+export class XorShift32 {
+  constructor(private state: number) {
+    if (this.state === 0) this.state = 0x9e3779b9
+  }
+  next(): number {
+    let x = this.state
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    this.state = x >>> 0
+    return this.state
+  }
+  /** Uniform in (0, 1). */
+  uniform(): number {
+    return (this.next() + 0.5) / 4294967296
+  }
+}
+
+/**
+ * 65536 f16 samples of N(0, std) (Box-Muller). Filling a tensor is then one
+ * xorshift per two values plus two table lookups: calling f32ToF16Bits per
+ * element would make generating 240 M values take tens of seconds.
+ */
+function normalF16Table(rng: XorShift32, std: number): Uint16Array {
+  const table = new Uint16Array(65536)
+  for (let i = 0; i < table.length; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(rng.uniform())) * std
+    const t = 2 * Math.PI * rng.uniform()
+    table[i] = f32ToF16Bits(r * Math.cos(t))
+    table[i + 1] = f32ToF16Bits(r * Math.sin(t))
+  }
+  return table
+}
+
+/** Fills `out` (even length) with f16 bits drawn from `table`. */
+function fillF16(out: Uint16Array, table: Uint16Array, rng: XorShift32): void {
+  for (let i = 0; i < out.length; i += 2) {
+    const x = rng.next()
+    out[i] = table[x & 0xffff]!
+    out[i + 1] = table[x >>> 16]!
+  }
+}
+
+/**
+ * Per feature k token ids below `idLimit` and logits in descending order.
+ * Ids stay inside the borrowed tokenizer's vocabulary so concept names
+ * decode to real tokens (an id it does not know decodes to "", which
+ * describe() would drop, doing less work than on a real model).
+ */
+function randomDownMeta(
+  features: number,
+  topK: number,
+  idLimit: number,
+  rng: XorShift32,
+): { ids: Uint32Array; logits: Float32Array } {
+  const ids = new Uint32Array(features * topK)
+  const logits = new Float32Array(features * topK)
+  for (let f = 0; f < features; f++) {
+    let logit = 4 + 8 * rng.uniform()
+    for (let i = 0; i < topK; i++) {
+      ids[f * topK + i] = rng.next() % idLimit
+      logits[f * topK + i] = logit
+      logit -= 0.05 + 0.5 * rng.uniform()
+    }
+  }
+  return { ids, logits }
+}
+
+/** Number of ids the tokenizer can decode: its vocab plus added tokens. */
+function tokenizerIdLimit(json: Uint8Array): number {
+  const t = JSON.parse(new TextDecoder().decode(json)) as {
+    model: { vocab: Record<string, number> }
+    added_tokens?: { id: number }[]
+  }
+  const ids = [...Object.values(t.model.vocab), ...(t.added_tokens ?? []).map((a) => a.id)]
+  return Math.max(...ids) + 1
+}
+
+/** A HuggingFace config.json for the shape, parsed as the extractor would. */
+function modelConfig(shape: VindexShape): ReturnType<typeof parseModelConfig> {
+  return parseModelConfig({
+    architectures: ['Qwen2ForCausalLM'],
+    model_type: 'qwen2',
+    hidden_size: shape.hidden,
+    intermediate_size: shape.features,
+    num_hidden_layers: shape.layers,
+    num_attention_heads: shape.heads,
+    num_key_value_heads: shape.kvHeads,
+    vocab_size: shape.vocab,
+    rope_theta: 1000000,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: true,
+    hidden_act: 'silu',
+    max_position_embeddings: 32768,
+  })
+}
+
+/** Writes the synthetic vindex into `dir` (created; existing files replaced). */
+export async function writeSyntheticVindex(
+  dir: string,
+  options: SyntheticOptions = {},
+): Promise<SyntheticVindex> {
+  const started = performance.now()
+  const shape = options.shape ?? QWEN05B_SHAPE
+  const progress = options.onProgress ?? (() => {})
+  const rng = new XorShift32(options.seed ?? 20250101)
+  const table = normalF16Table(rng, WEIGHT_STD)
+  const sink = new DirectorySink(dir)
+  const tokenizer = readFileSync(TOKENIZER_SOURCE)
+  const files: WrittenFile[] = []
+
+  files.push(
+    await writeEmbeddings(await sink.create(FILES.embeddings), shape, table, rng, progress),
+  )
+  const gateOut = await sink.create(FILES.gateVectors)
+  const metaOut = await sink.create(FILES.downMeta)
+  const layers = await writeLayers(
+    gateOut,
+    metaOut,
+    shape,
+    table,
+    rng,
+    tokenizerIdLimit(tokenizer),
+    progress,
+  )
+  files.push(await gateOut.close(), await metaOut.close())
+  const tokOut = await sink.create(FILES.tokenizer)
+  await tokOut.write(tokenizer)
+  files.push(await tokOut.close())
+
+  const index = buildIndex(shape, layers, files)
+  const text = JSON.stringify(index, null, 2) + '\n'
+  parseIndex(text) // the loader's own validation: fail here, not inside SQL
+  const indexOut = await sink.create(FILES.index)
+  await indexOut.write(new TextEncoder().encode(text))
+  files.push(await indexOut.close())
+  return {
+    dir,
+    index,
+    bytes: files.reduce((s, f) => s + f.size, 0),
+    seconds: (performance.now() - started) / 1000,
+  }
+}
+
+async function writeEmbeddings(
+  out: OutputFile,
+  shape: VindexShape,
+  table: Uint16Array,
+  rng: XorShift32,
+  progress: (stage: string, done: number, total: number) => void,
+): Promise<WrittenFile> {
+  const chunk = new Uint16Array(EMBED_CHUNK_ROWS * shape.hidden)
+  for (let row = 0; row < shape.vocab; row += EMBED_CHUNK_ROWS) {
+    const n = Math.min(EMBED_CHUNK_ROWS, shape.vocab - row)
+    const part = chunk.subarray(0, n * shape.hidden)
+    fillF16(part, table, rng)
+    await out.write(new Uint8Array(part.buffer, 0, part.byteLength))
+    progress('embeddings', row + n, shape.vocab)
+  }
+  return out.close()
+}
+
+/** Per layer: one [features x hidden] f16 gate block and its down_meta records. */
+async function writeLayers(
+  gateOut: OutputFile,
+  metaOut: OutputFile,
+  shape: VindexShape,
+  table: Uint16Array,
+  rng: XorShift32,
+  idLimit: number,
+  progress: (stage: string, done: number, total: number) => void,
+): Promise<VindexLayerInfo[]> {
+  const block = new Uint16Array(shape.features * shape.hidden)
+  const layers: VindexLayerInfo[] = []
+  await metaOut.write(encodeDownMetaHeader(shape.layers, shape.topK))
+  for (let layer = 0; layer < shape.layers; layer++) {
+    fillF16(block, table, rng)
+    await gateOut.write(new Uint8Array(block.buffer))
+    layers.push({
+      layer,
+      num_features: shape.features,
+      offset: layer * block.byteLength,
+      length: block.byteLength,
+    })
+    const { ids, logits } = randomDownMeta(
+      shape.features,
+      shape.topK,
+      Math.min(idLimit, shape.vocab),
+      rng,
+    )
+    await metaOut.write(encodeDownMetaLayer(ids, logits, shape.topK))
+    progress('layers', layer + 1, shape.layers)
+  }
+  return layers
+}
+
+/** index.json with the fields and order extractVindex writes. */
+function buildIndex(
+  shape: VindexShape,
+  layers: VindexLayerInfo[],
+  files: WrittenFile[],
+): VindexIndex {
+  const cfg = modelConfig(shape)
+  return {
+    version: VINDEX_VERSION,
+    model: 'synthetic-qwen2.5-0.5b-shape',
+    family: cfg.family,
+    source: {
+      huggingface_repo: null,
+      huggingface_revision: null,
+      safetensors_sha256: null,
+      extracted_at: new Date().toISOString(),
+      larql_version: EXTRACTOR_VERSION,
+    },
+    checksums: Object.fromEntries(files.map((f) => [f.name, f.sha256])),
+    num_layers: shape.layers,
+    hidden_size: shape.hidden,
+    intermediate_size: shape.features,
+    vocab_size: shape.vocab,
+    embed_scale: cfg.embedScale,
+    extract_level: 'browse',
+    dtype: 'f16',
+    quant: 'none',
+    layer_bands: layerBandsFor(cfg.family, shape.layers),
+    layers,
+    down_top_k: shape.topK,
+    has_model_weights: false,
+    model_config: toVindexModelConfig(cfg),
+  }
+}
+
+// Standalone: write one into the directory given and keep it.
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const dir = process.argv[2]
+  if (!dir) {
+    console.error('usage: npx tsx test/bench/synthetic-vindex.ts <dir>')
+    process.exit(2)
+  }
+  const v = await writeSyntheticVindex(resolve(dir), {
+    onProgress: (stage, done, total) => process.stderr.write(`\r${stage} ${done}/${total}   `),
+  })
+  process.stderr.write('\n')
+  console.log(`${v.dir}: ${(v.bytes / 1e6).toFixed(0)} MB in ${v.seconds.toFixed(1)} s`)
+}
