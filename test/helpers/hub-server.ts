@@ -17,7 +17,7 @@ export type HubRule =
   | { kind: 'garbage' }
   | { kind: 'error'; status?: number }
   | { kind: 'hang' }
-  | { kind: 'body'; body: string; status?: number }
+  | { kind: 'body'; body: string; status?: number; headers?: Record<string, string> }
 
 export interface HubServer {
   /** http://127.0.0.1:PORT, no trailing slash. */
@@ -88,7 +88,7 @@ const server = http.createServer((req, res) => {
       return
     }
     const body = Buffer.from(rule.body)
-    res.writeHead(rule.status || 200, { 'content-length': body.length }).end(body)
+    res.writeHead(rule.status || 200, { ...rule.headers, 'content-length': body.length }).end(body)
     return
   }
   const file = fileFor(pathname)

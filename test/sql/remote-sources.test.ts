@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
@@ -22,6 +23,8 @@ const SAVED_ENV = {
 let hub: HubServer
 let db: PGlite
 let caches = 0
+/** The cache that holds hf://org/knowledge-qwen2-6l once the first test ran. */
+let qwenCache = ''
 
 /** A fresh, empty model cache for what follows. */
 function freshCache(): string {
@@ -73,7 +76,7 @@ afterAll(async () => {
 
 describe('hf:// sources', () => {
   it('downloads, extracts and registers a HuggingFace checkpoint', async () => {
-    freshCache()
+    qwenCache = freshCache()
     await createModel('m', 'hf://org/knowledge-qwen2-6l')
     const rows = await db.query('SELECT * FROM walk($1, 5, $2)', ['The capital of France is', 'm'])
     expect(rows.rows).toHaveLength(5)
@@ -107,14 +110,14 @@ describe('hf:// sources', () => {
   })
 
   it('loads a cached model lazily after the database is reopened, without the network', async () => {
-    freshCache()
+    process.env.PGLITE_INFER_CACHE = qwenCache
+    const before = await countRequests()
     const dataDir = join(TMP, 'pgdata')
     const first = await PGlite.create({ dataDir, extensions: { infer: pgInfer } })
     await first.exec('CREATE EXTENSION pg_infer')
     await first.query("select infer_create_model('p', 'hf://org/knowledge-qwen2-6l')")
     const a = await first.query("select * from walk('The capital of France is', 5, 'p')")
     await first.close()
-    const before = await countRequests()
     const again = await PGlite.create({ dataDir, extensions: { infer: pgInfer } })
     try {
       // Loading from the cache is no download, so it works with auto_download off.
@@ -181,6 +184,28 @@ describe('hf:// sources', () => {
     await stillWorks()
   })
 
+  it("maps the hub's 401 answers: not found (58P01) or private/gated (58000)", async () => {
+    freshCache()
+    await hub.setRule('/org/gone/resolve/main/config.json', {
+      kind: 'body',
+      status: 401,
+      body: 'Repository not found',
+      headers: { 'x-error-code': 'RepositoryNotFound' },
+    })
+    const gone = await sqlError(db, "select infer_create_model('g', 'hf://org/gone')")
+    expect(gone.code).toBe('58P01')
+    expect(gone.message).toContain('RepositoryNotFound')
+    await hub.setRule('/org/gated/resolve/main/config.json', {
+      kind: 'body',
+      status: 403,
+      body: 'Access to this model is restricted',
+    })
+    const gated = await sqlError(db, "select infer_create_model('g', 'hf://org/gated')")
+    expect(gated.code).toBe('58000')
+    expect(gated.message).toContain('HF_TOKEN')
+    await stillWorks()
+  })
+
   it('reports garbage weights and config as data corruption (XX001)', async () => {
     freshCache()
     await hub.setRule('/org/bad-weights/resolve/main/model.safetensors', { kind: 'garbage' })
@@ -193,8 +218,8 @@ describe('hf:// sources', () => {
     expect(c.code).toBe('XX001')
     expect(c.message).toContain('config.json: not valid JSON')
     await stillWorks()
-    // Nothing half-made was cached: the good checkpoint still loads.
-    await createModel('after-garbage', 'hf://org/knowledge-qwen2-6l')
+    // Nothing was cached for the failed sources.
+    expect(readdirSync(join(process.env.PGLITE_INFER_CACHE!, 'models'))).toEqual([])
   })
 
   it('refuses an unsupported architecture before downloading weights (0A000)', async () => {

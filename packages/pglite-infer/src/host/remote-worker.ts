@@ -224,10 +224,17 @@ async function fetchOnce(
   } catch (e) {
     throw networkFailure(url, e)
   }
-  if (res.status === 404 || res.status === 410) {
+  // The hub names what is missing in x-error-code (and answers 401 for a
+  // repository that does not exist, as for a private one).
+  const hubError = res.headers.get('x-error-code')
+  if (
+    res.status === 404 ||
+    res.status === 410 ||
+    (hubError !== null && /^(Repository|Revision|Entry)NotFound$/.test(hubError))
+  ) {
     await res.body?.cancel().catch(() => undefined)
     if (!required) return undefined
-    throw new Failure(`${url}: HTTP ${res.status} (not found)`, '58P01')
+    throw new Failure(`${url}: HTTP ${res.status} (${hubError ?? 'not found'})`, '58P01')
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined)
