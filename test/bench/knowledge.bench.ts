@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util'
 import { PGlite, type Extension } from '@electric-sql/pglite'
 import { createPgInfer, type InferNamespace } from 'pglite-infer'
 import { FILES, f16BitsToF32, loadTokenizer, type VindexIndex } from '@pglite-infer/vindex'
-import { QWEN05B_SHAPE, writeSyntheticVindex } from './synthetic-vindex.js'
+import { writeSyntheticVindex } from './synthetic-vindex.js'
 
 const TARGET_GATE_MS_PER_LAYER = 1
 const TARGET_DESCRIBE_MS = 30
@@ -119,24 +119,31 @@ interface QueryTiming {
   rows: Record<string, unknown>[]
 }
 
-async function timeQuery(
+/**
+ * Times the queries round-robin (one of each per round), so a change in
+ * machine load during the run hits all of them alike instead of one.
+ */
+async function timeQueries(
   db: PGlite,
   clock: HostClock,
-  sql: string,
+  sqls: string[],
   runs: number,
   warmup: number,
-): Promise<QueryTiming> {
+): Promise<QueryTiming[]> {
   // Warm-up also fills the host's per-id decode cache, as in steady use.
-  for (let i = 0; i < warmup; i++) await db.query(sql)
-  const t: QueryTiming = { ms: [], hostMs: [], rows: [] }
+  for (let i = 0; i < warmup; i++) for (const sql of sqls) await db.query(sql)
+  const out: QueryTiming[] = sqls.map(() => ({ ms: [], hostMs: [], rows: [] }))
   for (let i = 0; i < runs; i++) {
-    clock.reset()
-    const t0 = performance.now()
-    t.rows = (await db.query<Record<string, unknown>>(sql)).rows
-    t.ms.push(performance.now() - t0)
-    t.hostMs.push(clock.ms)
+    for (const [j, sql] of sqls.entries()) {
+      const t = out[j]!
+      clock.reset()
+      const t0 = performance.now()
+      t.rows = (await db.query<Record<string, unknown>>(sql)).rows
+      t.ms.push(performance.now() - t0)
+      t.hostMs.push(clock.ms)
+    }
   }
-  return t
+  return out
 }
 
 // ------------------------------------------------------- plain JS side
@@ -261,12 +268,13 @@ async function main(): Promise<void> {
 
 async function bench(dir: string, runs: number, warmup: number): Promise<void> {
   progress(`writing a synthetic Qwen2.5-0.5B-shaped vindex to ${dir}`)
-  let lastStage = ''
+  let shown = ''
   const gen = await writeSyntheticVindex(dir, {
+    // a line per quarter of each stage
     onProgress: (stage, done, total) => {
-      if (stage !== lastStage || done === total || done % 8 === 0)
-        progress(`  ${stage} ${done}/${total}`)
-      lastStage = stage
+      const mark = `${stage} ${Math.floor((4 * done) / total)}`
+      if (mark !== shown) progress(`  ${stage} ${done}/${total}`)
+      shown = mark
     },
   })
   const index = gen.index
@@ -291,9 +299,13 @@ async function bench(dir: string, runs: number, warmup: number): Promise<void> {
 
     progress(`timing queries (${warmup} warm-up + ${runs} runs each)`)
     const rt = stats(await timeRuns(runs, warmup, () => db.query('select 1')))
-    const walk = await timeQuery(db, clock, WALK_SQL, runs, warmup)
-    const similar = await timeQuery(db, clock, SIMILAR_SQL, runs, warmup)
-    const describe = await timeQuery(db, clock, DESCRIBE_SQL, runs, warmup)
+    const [walk, similar, describe] = (await timeQueries(
+      db,
+      clock,
+      [WALK_SQL, SIMILAR_SQL, DESCRIBE_SQL],
+      runs,
+      warmup,
+    )) as [QueryTiming, QueryTiming, QueryTiming]
 
     progress('timing the plain TypeScript f16 gemv and the bandwidth probe')
     const gateBytes = readAligned(join(dir, FILES.gateVectors))
