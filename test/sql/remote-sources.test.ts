@@ -10,6 +10,7 @@ import { fetchRemoteSync } from '../../packages/pglite-infer/dist/host/remote.js
 import { openDb, sqlError } from '../helpers/db.js'
 import { startHubServer, type HubServer } from '../helpers/hub-server.js'
 import { QWEN_FIXTURE, repoPath } from '../helpers/paths.js'
+import { makeTinyCheckpoint } from '../vindex/tiny-checkpoints.js'
 
 const TMP = repoPath(`test/.tmp/remote-sources-${process.pid}`)
 const VINDEX = join(TMP, 'qwen.vindex')
@@ -56,6 +57,11 @@ beforeAll(async () => {
   for (const repo of ['no-tokenizer', 'bad-weights', 'bad-config', 'odd-arch', 'flaky', 'slow'])
     await hub.addRepo(`org/${repo}`, 'main', QWEN_FIXTURE)
   await hub.addStatic('/x.vindex', VINDEX)
+  const sharded = await makeTinyCheckpoint('llama', {
+    sharded: true,
+    dir: join(TMP, 'tiny-sharded'),
+  })
+  await hub.addRepo('org/tiny-sharded', 'main', sharded.dir)
   await hub.addStatic('/bad.vindex', VINDEX)
   await hub.addStatic('/torn.vindex', VINDEX)
   process.env.HF_ENDPOINT = hub.url
@@ -128,6 +134,20 @@ describe('hf:// sources', () => {
       await again.close()
     }
     expect(await countRequests()).toBe(before)
+  })
+
+  it('downloads every shard that model.safetensors.index.json lists', async () => {
+    freshCache()
+    const before = (await hub.requests()).length
+    await createModel('sharded', 'hf://org/tiny-sharded')
+    const paths = (await hub.requests()).slice(before)
+    const shards = paths.filter((p) => /model-\d+-of-\d+\.safetensors$/.test(p))
+    expect(shards.length).toBeGreaterThanOrEqual(2)
+    expect(paths).not.toContain('/org/tiny-sharded/resolve/main/model.safetensors')
+    const models = await db.query<{ layers: number }>(
+      "select layers from infer_models() where name = 'sharded'",
+    )
+    expect(models.rows).toEqual([{ layers: 2 }])
   })
 
   it('fetches the revision named after @', async () => {
