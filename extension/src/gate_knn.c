@@ -40,30 +40,26 @@ half_to_float(uint16 h)
 	return v.f;
 }
 
-void
-f16_to_f32(const uint16 *src, float *dst, int n)
-{
-	for (int i = 0; i < n; i++)
-		dst[i] = half_to_float(src[i]);
-}
-
 #ifdef __wasm_simd128__
 
-/* Eight f16 lanes -> two f32x4 vectors, as half_to_float does. */
+/*
+ * Eight f16 lanes -> two vectors of f32 *bit patterns scaled by 2^-112*:
+ * sign-extending each half to 32 bits puts its sign in bit 31, and shifting
+ * left by 13 puts exponent and mantissa in place; masking drops the copies
+ * of the sign that the extension smeared over bits 28-30. The missing 2^112
+ * of exponent rebias is folded into the query (see gate_scores), so the
+ * decode costs three integer operations per four lanes and no multiply.
+ *
+ * An f16 subnormal would become an f32 subnormal here, and x86 multiplies
+ * those ~100x slower; gate_flush_subnormals() removes them at load.
+ */
 static inline void
-half8_to_float(v128_t h, v128_t *lo, v128_t *hi)
+half8_to_scaled_float(v128_t h, v128_t *lo, v128_t *hi)
 {
-	const v128_t magnitude = wasm_i16x8_splat(0x7fff);
-	const v128_t scale = wasm_f32x4_splat(0x1p112f);
-	v128_t mag = wasm_v128_and(h, magnitude);
-	v128_t sign = wasm_v128_andnot(h, magnitude);
-	v128_t m_lo = wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(mag), 13);
-	v128_t m_hi = wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(mag), 13);
-	v128_t s_lo = wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(sign), 16);
-	v128_t s_hi = wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(sign), 16);
+	const v128_t keep = wasm_i32x4_splat((int32) 0x8fffe000);
 
-	*lo = wasm_v128_or(wasm_f32x4_mul(m_lo, scale), s_lo);
-	*hi = wasm_v128_or(wasm_f32x4_mul(m_hi, scale), s_hi);
+	*lo = wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_extend_low_i16x8(h), 13), keep);
+	*hi = wasm_v128_and(wasm_i32x4_shl(wasm_i32x4_extend_high_i16x8(h), 13), keep);
 }
 
 static inline float
@@ -97,6 +93,7 @@ dot_f32(const float *row, const float *q, int n)
 	return hsum(a0, a1, a2, a3) + tail;
 }
 
+/* row . q for f16 rows, where q has been multiplied by 2^112 (see above) */
 static float
 dot_f16(const uint16 *row, const float *q, int n)
 {
@@ -108,15 +105,15 @@ dot_f16(const uint16 *row, const float *q, int n)
 	{
 		v128_t x0, x1, x2, x3;
 
-		half8_to_float(wasm_v128_load(row + i), &x0, &x1);
-		half8_to_float(wasm_v128_load(row + i + 8), &x2, &x3);
+		half8_to_scaled_float(wasm_v128_load(row + i), &x0, &x1);
+		half8_to_scaled_float(wasm_v128_load(row + i + 8), &x2, &x3);
 		a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(x0, wasm_v128_load(q + i)));
 		a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(x1, wasm_v128_load(q + i + 4)));
 		a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(x2, wasm_v128_load(q + i + 8)));
 		a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(x3, wasm_v128_load(q + i + 12)));
 	}
 	for (; i < n; i++)
-		tail += half_to_float(row[i]) * q[i];
+		tail += half_to_float(row[i]) * q[i] * 0x1p-112f;
 	return hsum(a0, a1, a2, a3) + tail;
 }
 
@@ -138,28 +135,117 @@ dot_f16(const uint16 *row, const float *q, int n)
 	float s = 0;
 
 	for (int i = 0; i < n; i++)
-		s += half_to_float(row[i]) * q[i];
+		s += half_to_float(row[i]) * q[i] * 0x1p-112f;
 	return s;
 }
 
 #endif
 
 void
-gate_scores(const void *gate, GateDtype dtype, int rows, int hidden, const float *q, float *scores)
+f16_to_f32(const uint16 *src, float *dst, int n)
 {
-	if (dtype == GATE_F32)
-	{
-		const float *g = gate;
+	int i = 0;
 
-		for (int r = 0; r < rows; r++)
-			scores[r] = dot_f32(g + (size_t) r * hidden, q, hidden);
+#ifdef __wasm_simd128__
+	const v128_t scale = wasm_f32x4_splat(0x1p112f);
+
+	for (; i + 8 <= n; i += 8)
+	{
+		v128_t lo, hi;
+
+		half8_to_scaled_float(wasm_v128_load(src + i), &lo, &hi);
+		wasm_v128_store(dst + i, wasm_f32x4_mul(lo, scale));
+		wasm_v128_store(dst + i + 4, wasm_f32x4_mul(hi, scale));
+	}
+#endif
+	for (; i < n; i++)
+		dst[i] = half_to_float(src[i]);
+}
+
+/*
+ * q x 2^112, which dot_f16 needs. Exact (a power of two) as long as it does
+ * not overflow: |q| must stay below 2^128 / 2^112 = 65536, far above any
+ * embedding value; larger queries are refused rather than scored wrongly.
+ */
+static float *
+scale_query(const float *q, int n)
+{
+	float *s = palloc(sizeof(float) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (!(fabsf(q[i]) < 65536.0f))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("query vector value %g is out of range for f16 gate scoring", q[i])));
+		s[i] = q[i] * 0x1p112f;
+	}
+	return s;
+}
+
+void
+gate_split_subnormals(GateMatrix *g, MemoryContext cxt)
+{
+	uint16 *v = g->data;
+	size_t n = (size_t) g->rows * g->hidden;
+	int count = 0;
+
+	g->nfix = 0;
+	g->fix = NULL;
+	if (g->dtype != GATE_F16)
+		return;
+	for (size_t i = 0; i < n; i++)
+		count += (v[i] & 0x7fff) != 0 && (v[i] & 0x7c00) == 0;
+	if (count == 0)
+		return;
+	g->fix = MemoryContextAllocExtended(cxt, sizeof(GateFixup) * count, MCXT_ALLOC_HUGE);
+	for (size_t i = 0; i < n; i++)
+	{
+		if ((v[i] & 0x7fff) == 0 || (v[i] & 0x7c00) != 0)
+			continue;
+		g->fix[g->nfix].row = (int32) (i / g->hidden);
+		g->fix[g->nfix].col = (int32) (i % g->hidden);
+		g->fix[g->nfix].value = half_to_float(v[i]);
+		g->nfix++;
+		v[i] &= 0x8000;
+	}
+}
+
+/* Adds the sparse subnormal weights back: scores[i * rows + r] += w . q_i */
+static void
+add_fixups(const GateMatrix *g, const float *queries, int nq, float *scores)
+{
+	for (int i = 0; i < nq; i++)
+	{
+		const float *q = queries + (size_t) i * g->hidden;
+		float *out = scores + (size_t) i * g->rows;
+
+		for (int j = 0; j < g->nfix; j++)
+			out[g->fix[j].row] += g->fix[j].value * q[g->fix[j].col];
+	}
+}
+
+void
+gate_scores(const GateMatrix *g, const float *q, float *scores)
+{
+	int hidden = g->hidden;
+
+	if (g->dtype == GATE_F32)
+	{
+		const float *rows = g->data;
+
+		for (int r = 0; r < g->rows; r++)
+			scores[r] = dot_f32(rows + (size_t) r * hidden, q, hidden);
 	}
 	else
 	{
-		const uint16 *g = gate;
+		const uint16 *rows = g->data;
+		float *q112 = scale_query(q, hidden);
 
-		for (int r = 0; r < rows; r++)
-			scores[r] = dot_f16(g + (size_t) r * hidden, q, hidden);
+		for (int r = 0; r < g->rows; r++)
+			scores[r] = dot_f16(rows + (size_t) r * hidden, q112, hidden);
+		pfree(q112);
+		add_fixups(g, q, 1, scores);
 	}
 }
 
@@ -172,9 +258,12 @@ gate_scores(const void *gate, GateDtype dtype, int rows, int hidden, const float
 #define BATCH_BLOCK_BYTES (64 * 1024)
 
 void
-gate_scores_batch(const void *gate, GateDtype dtype, int rows, int hidden, const float *queries,
-				  int nq, float *scores)
+gate_scores_batch(const GateMatrix *g, const float *queries, int nq, float *scores)
 {
+	const void *gate = g->data;
+	GateDtype dtype = g->dtype;
+	int rows = g->rows;
+	int hidden = g->hidden;
 	int block = BATCH_BLOCK_BYTES / (int) (hidden * sizeof(float));
 	float *widened = NULL;
 
@@ -201,7 +290,10 @@ gate_scores_batch(const void *gate, GateDtype dtype, int rows, int hidden, const
 					dot_f32(rowsf + (size_t) r * hidden, queries + (size_t) i * hidden, hidden);
 	}
 	if (widened)
+	{
 		pfree(widened);
+		add_fixups(g, queries, nq, scores);
+	}
 }
 
 /* ---- top-k ---- */

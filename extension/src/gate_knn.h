@@ -17,6 +17,28 @@ typedef enum GateDtype
 	GATE_F16 = 1
 } GateDtype;
 
+/*
+ * An f16 subnormal taken out of the dense matrix (see
+ * gate_split_subnormals): its exact value, added back sparsely.
+ */
+typedef struct GateFixup
+{
+	int32 row;
+	int32 col;
+	float value;
+} GateFixup;
+
+/* One layer's gate rows. */
+typedef struct GateMatrix
+{
+	void *data; /* rows x hidden, row-major */
+	GateDtype dtype;
+	int rows;
+	int hidden;
+	int nfix;
+	GateFixup *fix;
+} GateMatrix;
+
 /* One scored feature. */
 typedef struct GateHit
 {
@@ -33,16 +55,23 @@ typedef enum GateRank
 } GateRank;
 
 /* scores[r] = G[r] . q for rows r in [0, rows) */
-extern void gate_scores(const void *gate, GateDtype dtype, int rows, int hidden, const float *q,
-						float *scores);
+extern void gate_scores(const GateMatrix *g, const float *q, float *scores);
 
 /*
  * scores[i * rows + r] = G[r] . q_i for nq queries stored one after another
  * (q_i = queries + i * hidden). Reads G once per block of queries, which is
  * what makes batched index builds cheaper than nq single calls.
  */
-extern void gate_scores_batch(const void *gate, GateDtype dtype, int rows, int hidden,
-							  const float *queries, int nq, float *scores);
+extern void gate_scores_batch(const GateMatrix *g, const float *queries, int nq, float *scores);
+
+/*
+ * Moves the f16 subnormals (|x| < 2^-14) of an f16 matrix out of the dense
+ * rows into g->fix (allocated in cxt), leaving signed zeros behind. Done once
+ * at load: the SIMD decode would turn them into f32 subnormals, which stall
+ * x86 multiplies ~100x; they are rare (a fraction of a percent of weights),
+ * so adding them back sparsely keeps scores exact at almost no cost.
+ */
+extern void gate_split_subnormals(GateMatrix *g, MemoryContext cxt);
 
 /* Converts n f16 values to f32. */
 extern void f16_to_f32(const uint16 *src, float *dst, int n);

@@ -107,7 +107,7 @@ scan_layers(InferModel *m, const float *q, TopK *best, int per_layer_k, bool pos
 
 	for (int l = 0; l < m->layers; l++)
 	{
-		gate_scores(m->gate[l], m->gate_dtype, m->features[l], m->hidden, q, scores);
+		gate_scores(&m->gate[l], q, scores);
 		if (per_layer_k <= 0)
 			topk_push_layer(best, l, scores, m->features[l], positive_only);
 		else

@@ -270,15 +270,19 @@ load_model(const char *name, const char *source, const char *level)
 	bytes = read_meta(m, meta, metalen);
 	check_memory(name, bytes);
 
-	m->gate = MemoryContextAlloc(cxt, sizeof(void *) * m->layers);
+	m->gate = MemoryContextAllocZero(cxt, sizeof(GateMatrix) * m->layers);
 	m->down_tokens = MemoryContextAlloc(cxt, sizeof(int32 *) * m->layers);
 	for (int l = 0; l < m->layers; l++)
 	{
 		size_t gate_bytes = (size_t) m->features[l] * m->hidden * dtype_size(m->gate_dtype);
 		size_t down_bytes = (size_t) m->features[l] * m->down_top_k * sizeof(int32);
 
-		m->gate[l] = alloc_part(m, gate_bytes);
-		host_model_read(name, "gate", l, m->gate[l], gate_bytes);
+		m->gate[l].data = alloc_part(m, gate_bytes);
+		m->gate[l].dtype = m->gate_dtype;
+		m->gate[l].rows = m->features[l];
+		m->gate[l].hidden = m->hidden;
+		host_model_read(name, "gate", l, m->gate[l].data, gate_bytes);
+		gate_split_subnormals(&m->gate[l], cxt);
 		m->down_tokens[l] = alloc_part(m, down_bytes);
 		host_model_read(name, "down_tokens", l, m->down_tokens[l], down_bytes);
 	}

@@ -55,7 +55,7 @@ typedef struct InferModel
 	int *features;   /* per layer */
 	LayerBand *band; /* per layer */
 	GateDtype gate_dtype;
-	void **gate; /* per layer: features x hidden */
+	GateMatrix *gate; /* per layer: features x hidden */
 	GateDtype embed_dtype;
 	void *embed; /* vocab x hidden */
 	float embed_scale;

@@ -72,8 +72,7 @@ feature_signatures_batch(InferModel *m, text **inputs, int n, GateHit (*out)[SIG
 		}
 		for (int l = 0; l < m->layers; l++)
 		{
-			gate_scores_batch(m->gate[l], m->gate_dtype, m->features[l], m->hidden, queries, nb,
-							  scores);
+			gate_scores_batch(&m->gate[l], queries, nb, scores);
 			for (int i = 0; i < nb; i++)
 				topk_push_layer(&best[i], l, scores + (size_t) i * m->features[l], m->features[l],
 								true);
