@@ -18,7 +18,7 @@ import {
   type EmscriptenFS,
   type SyncFiles,
 } from './sources.js'
-import { fetchRemoteSync, type RemoteOptions } from './remote.js'
+import { fetchRemoteSync } from './remote.js'
 import { HostError } from './types.js'
 
 /** Keep in step with extension/src/model.h (ModelMetaWord). */
@@ -49,7 +49,7 @@ export class ModelHost {
 
   /** Opens `source` as model `name`; returns its description (model.h layout). */
   open(name: string, source: string, level: string, dataDirectory: string): Uint8Array {
-    const files = this.resolve(source, dataDirectory)
+    const files = this.resolve(source, level, dataDirectory)
     const vindex = withVindexErrors(name, files.where, () => openVindexSync(files))
     const have = vindex.index.extract_level
     if (!levelAtLeast(have, level as ExtractLevel))
@@ -153,8 +153,12 @@ export class ModelHost {
    * infer.data_directory in the database's file system (so they persist with
    * the database).
    */
-  private resolve(source: string, dataDirectory: string): SyncFiles {
-    if (/^(https?|hf):\/\//.test(source)) return fetchRemoteSync(source, this.remoteOptions())
+  private resolve(source: string, level: string, dataDirectory: string): SyncFiles {
+    if (/^(https?|hf):\/\//.test(source))
+      return fetchRemoteSync(source, {
+        autoDownload: this.autoDownload,
+        level: level as ExtractLevel,
+      })
     if (source.startsWith('/')) {
       const fs = loadNodeFs()
       if (fs) return new HostFiles(fs, source.replace(/\/+$/, ''))
@@ -165,10 +169,6 @@ export class ModelHost {
 
   /** Set per call from the infer.auto_download GUC. */
   autoDownload = true
-
-  private remoteOptions(): RemoteOptions {
-    return { autoDownload: this.autoDownload }
-  }
 
   private databaseFs(): EmscriptenFS {
     const fs = this.fs()
