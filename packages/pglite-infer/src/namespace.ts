@@ -43,7 +43,10 @@ export interface InferNamespace {
   models(): Promise<ModelInfo[]>
 }
 
-export function inferNamespace(pg: PGliteInterface, fs: () => EmscriptenFSWriter | undefined): InferNamespace {
+export function inferNamespace(
+  pg: PGliteInterface,
+  fs: () => EmscriptenFSWriter | undefined,
+): InferNamespace {
   return {
     async createModel(name, source, options = {}) {
       const level = options.level ?? 'browse'
