@@ -70,10 +70,19 @@ $$;
 -- Knowledge queries
 -- ---------------------------------------------------------------------------
 
--- extension/src/walk.c
-CREATE FUNCTION walk(prompt text, top int DEFAULT 10, model text DEFAULT NULL)
+-- extension/src/walk.c; mode NULL/'embedding' (gate KNN of the token's
+-- embedding) or 'forward' (real FFN activations; needs inference weights)
+CREATE FUNCTION walk(prompt text, top int DEFAULT 10, model text DEFAULT NULL,
+                     mode text DEFAULT NULL)
 RETURNS TABLE (layer int, feature int, activation float8, concept text)
 AS 'MODULE_PATHNAME', 'infer_walk'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Next-token prediction with the forward pass (extension/src/infer.c,
+-- forward.c): the `top` most probable next tokens of the prompt.
+CREATE FUNCTION infer(prompt text, top int DEFAULT 10, model text DEFAULT NULL)
+RETURNS TABLE (token text, probability float8, rank int)
+AS 'MODULE_PATHNAME', 'infer_next_tokens'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- extension/src/describe.c
