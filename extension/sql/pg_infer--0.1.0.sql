@@ -70,11 +70,135 @@ $$;
 -- Knowledge queries
 -- ---------------------------------------------------------------------------
 
--- extension/src/walk.c
-CREATE FUNCTION walk(prompt text, top int DEFAULT 10, model text DEFAULT NULL)
+-- extension/src/walk.c; mode NULL/'embedding' (gate KNN of the token's
+-- embedding) or 'forward' (real FFN activations; needs inference weights)
+CREATE FUNCTION walk(prompt text, top int DEFAULT 10, model text DEFAULT NULL,
+                     mode text DEFAULT NULL)
 RETURNS TABLE (layer int, feature int, activation float8, concept text)
 AS 'MODULE_PATHNAME', 'infer_walk'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Next-token prediction with the forward pass (extension/src/infer.c,
+-- forward.c): the `top` most probable next tokens of the prompt.
+CREATE FUNCTION infer(prompt text, top int DEFAULT 10, model text DEFAULT NULL)
+RETURNS TABLE (token text, probability float8, rank int)
+AS 'MODULE_PATHNAME', 'infer_next_tokens'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- ---------------------------------------------------------------------------
+-- Relations: templates the model is asked (describe() predictions) and
+-- relation labels of features (describe()'s relation column)
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE infer.relation_templates (
+    model    text NOT NULL REFERENCES infer.models (name) ON DELETE CASCADE,
+    relation text NOT NULL CHECK (relation <> ''),
+    template text NOT NULL CHECK (position('{}' in template) > 0),
+    PRIMARY KEY (model, relation)
+);
+SELECT pg_catalog.pg_extension_config_dump('infer.relation_templates', '');
+
+CREATE TABLE infer.feature_label_data (
+    model    text NOT NULL REFERENCES infer.models (name) ON DELETE CASCADE,
+    layer    int NOT NULL,
+    feature  int NOT NULL,
+    relation text NOT NULL,
+    subjects int NOT NULL,
+    PRIMARY KEY (model, layer, feature, relation)
+);
+SELECT pg_catalog.pg_extension_config_dump('infer.feature_label_data', '');
+
+-- A feature's relation label: its down_meta top token matched the object of
+-- that relation for `subjects` different subjects (infer_label_relations).
+CREATE VIEW infer.feature_labels AS
+    SELECT model, layer, feature, relation, subjects FROM infer.feature_label_data;
+
+-- Each layer's band (syntax / knowledge / output), extension/src/describe.c.
+CREATE FUNCTION infer_layer_bands(model text DEFAULT NULL, OUT layer int, OUT band text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'infer_layer_bands'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Registers (or replaces) the template describe() fills for a relation.
+CREATE FUNCTION infer_add_relation(model text, relation text, template text) RETURNS void
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF model IS NULL OR relation IS NULL OR template IS NULL THEN
+        RAISE EXCEPTION 'model, relation and template must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM infer.models m WHERE m.name = model) THEN
+        RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = '42704';
+    END IF;
+    IF position('{}' in template) = 0 THEN
+        RAISE EXCEPTION 'template "%" has no {} for the subject', template
+            USING ERRCODE = '22023', HINT = 'For example: ''The capital of {} is''.';
+    END IF;
+    INSERT INTO infer.relation_templates AS t VALUES (model, relation, template)
+    ON CONFLICT ON CONSTRAINT relation_templates_pkey DO UPDATE SET template = excluded.template;
+END
+$$;
+
+-- Labels features with relations from facts: rows of (subject, relation,
+-- object, template) from a query. Each filled template is run forward; of
+-- the `top` (50) strongest FFN activations at the last position in the
+-- layers of `band` ('knowledge'; NULL: every layer), a feature whose down_meta top token is the
+-- object's first word counts for that subject; a feature counted for at
+-- least 2 different subjects of a relation is labelled with it. The
+-- relations' templates are registered too. Returns the features labelled
+-- per relation (earlier labels of these relations are replaced).
+CREATE FUNCTION infer_label_relations(model text, facts text, top int DEFAULT 50,
+                                      band text DEFAULT 'knowledge',
+                                      OUT relation text, OUT features int)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    r record;
+    mdl text := model;
+    ntop int := top;
+    wanted text := band;
+BEGIN
+    CREATE TEMP TABLE IF NOT EXISTS pg_infer_label_hits
+        (relation text, subject text, layer int, feature int) ON COMMIT DROP;
+    TRUNCATE pg_infer_label_hits;
+    FOR r IN EXECUTE 'SELECT subject::text AS subject, relation::text AS relation, '
+                     'object::text AS object, template::text AS template FROM (' || facts || ') f'
+    LOOP
+        PERFORM infer_add_relation(mdl, r.relation, r.template);
+        INSERT INTO pg_infer_label_hits
+        SELECT r.relation, r.subject, w.layer, w.feature
+        FROM (SELECT w.layer, w.feature, w.concept,
+                     row_number() OVER (ORDER BY abs(w.activation) DESC, w.layer, w.feature) AS rn
+              FROM walk(replace(r.template, '{}', r.subject), 10000, mdl, 'forward') w
+              JOIN infer_layer_bands(mdl) b ON b.layer = w.layer
+              WHERE wanted IS NULL OR b.band = wanted) w
+        WHERE w.rn <= ntop
+          AND lower(w.concept) = lower(split_part(btrim(r.object), ' ', 1));
+    END LOOP;
+    DELETE FROM infer.feature_label_data d
+    WHERE d.model = mdl AND d.relation IN (SELECT t.relation FROM infer.relation_templates t
+                                           WHERE t.model = mdl);
+    INSERT INTO infer.feature_label_data
+    SELECT mdl, h.layer, h.feature, h.relation, count(DISTINCT h.subject)
+    FROM pg_infer_label_hits h
+    GROUP BY h.layer, h.feature, h.relation
+    HAVING count(DISTINCT h.subject) >= 2;
+    RETURN QUERY
+        SELECT t.relation, count(d.feature)::int
+        FROM infer.relation_templates t
+        LEFT JOIN infer.feature_label_data d ON d.model = t.model AND d.relation = t.relation
+        WHERE t.model = mdl
+        GROUP BY t.relation ORDER BY t.relation;
+END
+$$;
+
+-- The same from a table (or view) with columns subject, relation, object, template.
+CREATE FUNCTION infer_label_relations(model text, facts regclass, top int DEFAULT 50,
+                                      band text DEFAULT 'knowledge',
+                                      OUT relation text, OUT features int)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE AS $$
+    SELECT * FROM infer_label_relations(model, 'SELECT * FROM ' || facts::text, top, band)
+$$;
 
 -- extension/src/describe.c
 CREATE FUNCTION describe(entity text, model text DEFAULT NULL, threshold float8 DEFAULT NULL)

@@ -10,8 +10,15 @@
  * feature's top down_meta token, kept only if it is a content word (letters
  * only, not the entity itself, not a stopword); targets deduplicated
  * case-insensitively keeping the strongest; confidence = gate score;
- * relation = the layer's band; ordered by confidence descending (then
- * layer, target, feature).
+ * relation = the feature's label (infer.feature_labels) or else the layer's
+ * band; ordered by confidence descending (then layer, target, feature).
+ *
+ * For a model with inference weights, rows predicted by the model come
+ * first: for each relation with a template (infer_add_relation,
+ * infer_label_relations), the greedy continuation of the filled template
+ * (predict.c), ordered by relation. implies() is then true when the object
+ * is among those predicted objects; without templates or inference
+ * weights, when it is among the feature edges' targets.
  */
 #include "pg_infer.h"
 
@@ -25,9 +32,11 @@
 #include "guc.h"
 #include "host.h"
 #include "knowledge.h"
+#include "predict.h"
 
 PG_FUNCTION_INFO_V1(infer_describe);
 PG_FUNCTION_INFO_V1(infer_implies);
+PG_FUNCTION_INFO_V1(infer_layer_bands);
 
 typedef struct Edge
 {
@@ -119,21 +128,38 @@ infer_describe(PG_FUNCTION_ARGS)
 	InferModel *m;
 	Edge *edges;
 	int n;
+	Prediction *predictions;
+	int npredicted;
+	FeatureLabels *labels;
 
 	if (has_threshold && !(threshold >= 0))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("threshold must be >= 0, not %g", threshold),
 						errhint("0 means adaptive: 10%% of the entity's largest score.")));
 	m = model_arg(fcinfo, 1);
+	predictions = predict_relations(m, entity, &npredicted);
 	edges = describe_edges(m, entity, has_threshold, threshold, &n);
+	labels = feature_labels_load(m);
 
 	InitMaterializedSRF(fcinfo, 0);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < npredicted; i++)
 	{
 		Datum values[4];
 		bool nulls[4] = {false, false, false, false};
 
-		values[0] = CStringGetTextDatum(band_name(m->band[edges[i].hit.layer]));
+		values[0] = CStringGetTextDatum(predictions[i].relation);
+		values[1] = CStringGetTextDatum(predictions[i].object);
+		values[2] = Float8GetDatum(predictions[i].confidence);
+		values[3] = Int32GetDatum(predictions[i].layer);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		Datum values[4];
+		bool nulls[4] = {false, false, false, false};
+		const char *label = feature_label(labels, edges[i].hit.layer, edges[i].hit.feature);
+
+		values[0] = CStringGetTextDatum(label ? label : band_name(m->band[edges[i].hit.layer]));
 		values[1] = CStringGetTextDatum(edges[i].target.text);
 		values[2] = Float8GetDatum(edges[i].hit.score);
 		values[3] = Int32GetDatum(edges[i].hit.layer);
@@ -152,14 +178,42 @@ infer_implies(PG_FUNCTION_ARGS)
 	InferModel *m;
 	Edge *edges;
 	int n;
+	Prediction *predictions;
+	int npredicted;
 
 	if (want[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("object must not be empty")));
 	m = model_arg(fcinfo, 2);
+	predictions = predict_relations(m, subject, &npredicted);
+	if (npredicted > 0)
+	{
+		for (int i = 0; i < npredicted; i++)
+			if (strcmp(predictions[i].lower, want) == 0)
+				PG_RETURN_BOOL(true);
+		PG_RETURN_BOOL(false);
+	}
 	edges = describe_edges(m, subject, false, 0, &n);
 	for (int i = 0; i < n; i++)
 		if (strcmp(edges[i].target.lower, want) == 0)
 			PG_RETURN_BOOL(true);
 	PG_RETURN_BOOL(false);
+}
+
+/* infer_layer_bands(model) -> (layer, band): the band of each layer */
+Datum
+infer_layer_bands(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	InferModel *m = model_arg(fcinfo, 0);
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int l = 0; l < m->layers; l++)
+	{
+		Datum values[2] = {Int32GetDatum(l), CStringGetTextDatum(band_name(m->band[l]))};
+		bool nulls[2] = {false, false};
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
 }

@@ -47,9 +47,9 @@ extern int32 *host_model_tokenize(const char *name, const char *text, int text_l
 								  bool add_special_tokens, int *ntokens);
 
 /*
- * Decodes each token id on its own, trimmed. Returns a palloc'd block of n
- * records: a flag byte (bit 0: letters only), the text, NUL, its lower-case
- * form, NUL.
+ * Decodes each token id on its own. Returns a palloc'd block of n records:
+ * a flag byte (bit 0: letters only), the trimmed text, NUL, its lower-case
+ * form, NUL, the untrimmed text, NUL.
  */
 extern char *host_model_decode(const char *name, const int32 *ids, int n, int *len);
 

@@ -149,6 +149,8 @@ decode_tokens(InferModel *m, const int32 *ids, int n)
 		p += bounded_strlen(p, end - p) + 1;
 		out[i].lower = p;
 		p += bounded_strlen(p, end - p) + 1;
+		out[i].raw = p;
+		p += bounded_strlen(p, end - p) + 1;
 	}
 	return out;
 }

@@ -34,11 +34,12 @@ extern float *query_vector(InferModel *m, text *input, const char *what, bool sp
 extern void scan_layers(InferModel *m, const float *q, TopK *best, int per_layer_k,
 						bool positive_only);
 
-/* A token decoded on its own, trimmed. */
+/* A token decoded on its own: trimmed, lower-cased, and as decoded (raw). */
 typedef struct DecodedToken
 {
 	char *text;
 	char *lower;
+	char *raw; /* untrimmed, e.g. " Paris": what infer() reports */
 	bool letters_only;
 } DecodedToken;
 

@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
+#include "forward.h"
 #include "guc.h"
 #include "host.h"
 #include "model.h"
@@ -101,8 +102,8 @@ find_loaded(const char *name)
 	return NULL;
 }
 
-static size_t
-loaded_bytes(void)
+size_t
+model_loaded_bytes(void)
 {
 	size_t total = 0;
 
@@ -222,7 +223,7 @@ read_meta(InferModel *m, const char *buf, int len)
 static void
 check_memory(const char *name, size_t bytes)
 {
-	size_t used = loaded_bytes();
+	size_t used = model_loaded_bytes();
 	size_t allowed = (size_t) infer_max_memory_mb * 1024 * 1024;
 
 	if (used + bytes > allowed)
@@ -268,6 +269,10 @@ load_model(const char *name, const char *source, const char *level)
 	meta =
 		host_model_open(name, source, level, infer_data_directory, infer_auto_download, &metalen);
 	bytes = read_meta(m, meta, metalen);
+	/* what was registered counts: a browse model never holds inference weights */
+	m->level = parse_level(level);
+	if (m->level >= 1)
+		bytes += forward_plan(m);
 	check_memory(name, bytes);
 
 	m->gate = MemoryContextAllocZero(cxt, sizeof(GateMatrix) * m->layers);
@@ -289,6 +294,8 @@ load_model(const char *name, const char *source, const char *level)
 	m->embed = alloc_part(m, (size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
 	host_model_read(name, "embed", 0, m->embed,
 					(size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
+	if (m->fwd)
+		forward_load(m); /* after gate and embed: the pass points into them */
 	m->bytes = bytes;
 
 	/* keep only the tokenizer on the host side: the rest now lives here */

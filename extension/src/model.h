@@ -51,7 +51,7 @@ typedef struct InferModel
 	int layers;
 	int hidden;
 	int vocab;
-	int level;       /* 0 browse, 1 inference, 2 all */
+	int level;       /* as registered: 0 browse, 1 inference, 2 all */
 	int *features;   /* per layer */
 	LayerBand *band; /* per layer */
 	GateDtype gate_dtype;
@@ -60,8 +60,9 @@ typedef struct InferModel
 	void *embed; /* vocab x hidden */
 	float embed_scale;
 	int down_top_k;
-	int32 **down_tokens; /* per layer: features x down_top_k token ids */
-	size_t bytes;        /* heap bytes held */
+	int32 **down_tokens;      /* per layer: features x down_top_k token ids */
+	struct ForwardModel *fwd; /* inference weights (forward.h); NULL at level browse */
+	size_t bytes;             /* heap bytes held, inference weights included */
 	MemoryContext cxt;
 } InferModel;
 
@@ -80,6 +81,9 @@ model_concept_token(const InferModel *m, int layer, int feature)
 }
 
 extern const char *band_name(LayerBand band);
+
+/* Heap bytes every model loaded in this backend holds (for infer.max_memory). */
+extern size_t model_loaded_bytes(void);
 
 /* Bytes of a gate or embedding element. */
 static inline size_t

@@ -1,6 +1,10 @@
 /*
- * walk.c: walk(prompt text, top int, model text)
+ * walk.c: walk(prompt text, top int, model text, mode text)
  *           -> TABLE(layer int, feature int, activation float8, concept text)
+ *
+ * mode NULL or 'embedding' (below), or 'forward': activation = the real FFN
+ * activation act(gate) * up (the input of down_proj) at the prompt's last
+ * position in each layer, from the forward pass (needs inference weights).
  *
  * The features a prompt's query vector lights up across all layers: query =
  * the last token's embedding (or the average, per infer.walk_embed_mode) of
@@ -18,6 +22,7 @@
 #include "utils/builtins.h"
 
 #include "guc.h"
+#include "infer.h"
 #include "knowledge.h"
 
 #define WALK_TOP_MAX 10000
@@ -37,6 +42,36 @@ cmp_walk_rows(const void *a, const void *b)
 	return x->feature < y->feature ? -1 : x->feature > y->feature;
 }
 
+/* Whether the mode argument asks for the forward pass. */
+static bool
+forward_mode(FunctionCallInfo fcinfo, int i)
+{
+	char *mode;
+
+	if (i >= PG_NARGS() || PG_ARGISNULL(i))
+		return false;
+	mode = text_to_cstring(PG_GETARG_TEXT_PP(i));
+	if (strcmp(mode, "embedding") == 0)
+		return false;
+	if (strcmp(mode, "forward") == 0)
+		return true;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid walk mode \"%s\"", mode),
+			 errhint("Use 'embedding' (the default) or 'forward'.")));
+	return false;
+}
+
+/* The strongest FFN activations of the prompt's last position, every layer. */
+static void
+forward_walk(InferModel *m, text *prompt, TopK *best)
+{
+	ForwardRun *run = infer_prompt(m, prompt, 0, true, false, NULL, NULL);
+	int I = run->fm->intermediate;
+
+	for (int l = 0; l < m->layers; l++)
+		topk_push_layer(best, l, run->capture.act + (size_t) l * I, I, false);
+}
+
 Datum
 infer_walk(PG_FUNCTION_ARGS)
 {
@@ -44,7 +79,7 @@ infer_walk(PG_FUNCTION_ARGS)
 	text *prompt = required_text(fcinfo, 0, "prompt");
 	int top = PG_ARGISNULL(1) ? 10 : PG_GETARG_INT32(1);
 	InferModel *m;
-	float *q;
+	bool forward;
 	TopK best;
 	int32 *tokens;
 	DecodedToken *concepts;
@@ -52,12 +87,19 @@ infer_walk(PG_FUNCTION_ARGS)
 	if (top < 1 || top > WALK_TOP_MAX)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("top must be between 1 and %d, not %d", WALK_TOP_MAX, top)));
+	forward = forward_mode(fcinfo, 3);
 	m = model_arg(fcinfo, 2);
-	q = query_vector(m, prompt, "prompt", true,
-					 infer_walk_embed_mode == WALK_EMBED_AVERAGE ? QUERY_AVERAGE : QUERY_LAST);
-
 	topk_init(&best, top, RANK_ABS);
-	scan_layers(m, q, &best, 0, false);
+	if (forward)
+		forward_walk(m, prompt, &best);
+	else
+	{
+		float *q =
+			query_vector(m, prompt, "prompt", true,
+						 infer_walk_embed_mode == WALK_EMBED_AVERAGE ? QUERY_AVERAGE : QUERY_LAST);
+
+		scan_layers(m, q, &best, 0, false);
+	}
 	qsort(best.hits, best.n, sizeof(GateHit), cmp_walk_rows);
 
 	tokens = palloc(sizeof(int32) * (best.n > 0 ? best.n : 1));

@@ -4,6 +4,7 @@ import {
   VindexError,
   layerBandsFor,
   levelAtLeast,
+  modelConfigFromIndex,
   type ExtractLevel,
   loadTokenizer,
   parseIndex,
@@ -33,6 +34,9 @@ interface OpenedVindex {
   gate: Uint8Array
   embed: Uint8Array
   downMeta: DownMeta
+  /** Where the inference weight files are read from, on first request. */
+  files: SyncFiles
+  weightFiles: Map<string, Uint8Array>
 }
 
 /**
@@ -83,6 +87,10 @@ export class ModelHost {
       bytes = v.embed
     } else if (part === 'down_tokens') {
       bytes = downTokens(v, layer)
+    } else if (part === 'config') {
+      bytes = encodeForwardConfig(v.index)
+    } else if (part.startsWith('weight:')) {
+      bytes = weightBytes(name, v, part.slice('weight:'.length))
     } else throw new HostError(`unknown model part "${part}"`, '22023')
     if (bytes.length !== nbytes)
       throw new HostError(
@@ -126,7 +134,7 @@ export class ModelHost {
       const id = ids[i]!
       let rec = cache.get(id)
       if (!rec) {
-        rec = decodedRecord(tokenizer.decode([id]).trim())
+        rec = decodedRecord(tokenizer.decode([id]))
         cache.set(id, rec)
       }
       parts.push(rec)
@@ -185,14 +193,18 @@ function unknownTokenId(tokenizer: Tokenizer): number | undefined {
   return typeof unk === 'string' ? tokenizer.token_to_id(unk) : undefined
 }
 
-function decodedRecord(text: string): Uint8Array {
+/** flag, trimmed text, NUL, lower-case, NUL, raw (untrimmed) text, NUL */
+function decodedRecord(raw: string): Uint8Array {
+  const text = raw.trim()
   const letters = /^\p{L}+$/u.test(text) ? 1 : 0
   const a = encoder.encode(text.replaceAll('\0', ''))
   const b = encoder.encode(text.toLowerCase().replaceAll('\0', ''))
-  const rec = new Uint8Array(1 + a.length + 1 + b.length + 1)
+  const c = encoder.encode(raw.replaceAll('\0', ''))
+  const rec = new Uint8Array(1 + a.length + 1 + b.length + 1 + c.length + 1)
   rec[0] = letters
   rec.set(a, 1)
   rec.set(b, 2 + a.length)
+  rec.set(c, 3 + a.length + b.length)
   return rec
 }
 
@@ -238,7 +250,101 @@ function openVindexSync(files: SyncFiles): OpenedVindex {
     index.layers.map((l) => l.num_features),
     index.down_top_k,
   )
-  return { index, gate, embed, downMeta }
+  return { index, gate, embed, downMeta, files, weightFiles: new Map() }
+}
+
+/** One tensor of the weight manifest (inference weights), as stored. */
+function weightBytes(name: string, v: OpenedVindex, key: string): Uint8Array {
+  const entry = v.index.weights?.find((w) => w.key === key)
+  if (!entry)
+    throw new HostError(
+      `model "${name}": ${v.files.where} has no weight "${key}"; extract it with --level inference`,
+      'XX001',
+    )
+  let file = v.weightFiles.get(entry.file)
+  if (!file) {
+    file = withVindexErrors(name, v.files.where, () => required(v.files, entry.file))
+    v.weightFiles.set(entry.file, file)
+  }
+  if (entry.offset + entry.length > file.length)
+    throw new HostError(
+      `model "${name}": ${v.files.where}/${entry.file} is truncated (weight "${key}" ends at ` +
+        `${entry.offset + entry.length}, the file has ${file.length} bytes)`,
+      'XX001',
+    )
+  return file.subarray(entry.offset, entry.offset + entry.length)
+}
+
+/** Keep in step with extension/src/forward.h (ForwardConfigWord). */
+const FORWARD_CONFIG_VERSION = 1
+const ROPE_SCALING_CODES: Partial<Record<string, number>> = { linear: 1, llama3: 2 }
+const ACTIVATION_CODES: Partial<Record<string, number>> = {
+  silu: 0,
+  swish: 0,
+  gelu_pytorch_tanh: 1,
+  gelu_new: 1,
+  gelu_fast: 1,
+  gelu: 2,
+}
+
+/**
+ * Whether each layer attends through a sliding window: config.json's
+ * layer_types when present, else the family's rule (Gemma 2 alternates from
+ * layer 0; Gemma 3 has one global layer per sliding_window_pattern; Mistral
+ * slides everywhere when it has a window; Qwen2/3 only say so in layer_types).
+ */
+function slidingLayers(index: VindexIndex): number[] {
+  const c = modelConfigFromIndex(index)
+  const n = index.num_layers
+  if (c.layerTypes && c.layerTypes.length === n)
+    return c.layerTypes.map((t) => (t === 'sliding_attention' ? 1 : 0))
+  if (!c.slidingWindow) return new Array<number>(n).fill(0)
+  return Array.from({ length: n }, (_, l) => {
+    if (c.family === 'gemma2') return (l + 1) % 2 ? 1 : 0
+    if (c.family === 'gemma3') return (l + 1) % (c.slidingWindowPattern ?? 6) ? 1 : 0
+    return c.family === 'mistral' ? 1 : 0
+  })
+}
+
+/** The architecture C's forward pass needs, as float64 words (forward.h). */
+function encodeForwardConfig(index: VindexIndex): Uint8Array {
+  const c = modelConfigFromIndex(index)
+  const rs = c.ropeScaling
+  const eos = Array.isArray(c.eosTokenId) ? (c.eosTokenId[0] ?? -1) : (c.eosTokenId ?? -1)
+  const words = [
+    FORWARD_CONFIG_VERSION,
+    c.numHeads,
+    c.numKvHeads,
+    c.headDim,
+    c.intermediateSize,
+    c.maxPositionEmbeddings ?? 0,
+    c.normType === 'layernorm' ? 1 : 0,
+    c.normWeightOffset,
+    c.normEps,
+    c.positionEmbedding === 'learned' ? 1 : 0,
+    c.ropeTheta ?? 0,
+    c.ropeLocalTheta ?? 0,
+    rs ? (ROPE_SCALING_CODES[rs.rope_type] ?? 99) : 0,
+    rs?.factor ?? 1,
+    Number(rs?.low_freq_factor ?? 1),
+    Number(rs?.high_freq_factor ?? 4),
+    Number(rs?.original_max_position_embeddings ?? 8192),
+    ACTIVATION_CODES[c.activation] ?? 99,
+    c.ffnType === 'plain' ? 1 : 0,
+    c.tieWordEmbeddings ? 1 : 0,
+    c.attentionBias ? 1 : 0,
+    c.attentionOutputBias ? 1 : 0,
+    c.mlpBias ? 1 : 0,
+    c.qkNorm ? 1 : 0,
+    c.sandwichNorms ? 1 : 0,
+    c.slidingWindow ?? 0,
+    c.queryPreAttnScalar ?? 0,
+    c.attnLogitSoftcapping ?? 0,
+    c.finalLogitSoftcapping ?? 0,
+    eos,
+    ...slidingLayers(index),
+  ]
+  return new Uint8Array(Float64Array.from(words).buffer)
 }
 
 /** Layer `layer`'s down_meta token ids, [features x top_k] int32. */

@@ -1,0 +1,220 @@
+/*
+ * predict.c: what the model itself answers for a relation, and the feature
+ * labels infer_label_relations() stored.
+ *
+ * A relation's template ('The capital of {} is', infer.relation_templates)
+ * is filled with the entity and continued greedily until the end of the
+ * word or phrase ('New Delhi', not 'New'): the continuation stops before
+ * EOS, a token that is not letters (punctuation, digits, newline), a new
+ * word that is a stopword, or after PREDICT_MAX_TOKENS. confidence = the
+ * product of the chosen tokens' probabilities; layer = the first layer at
+ * which the logit lens (final norm + lm_head over the residual stream at the
+ * last prompt position) ranks the object's first token top-1.
+ */
+#include "pg_infer.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "varatt.h"
+
+#include "host.h"
+#include "infer.h"
+#include "knowledge.h"
+#include "predict.h"
+
+#define PREDICT_MAX_TOKENS 6
+
+typedef struct Template
+{
+	char *relation;
+	char *pattern;
+} Template;
+
+/* Rows of a one- or two-column SPI query with a model-name parameter, copied out. */
+static int
+query_rows(const char *sql, const char *model, int ncols, char ***cols)
+{
+	Oid argtypes[1] = {TEXTOID};
+	Datum args[1] = {CStringGetTextDatum(model)};
+	MemoryContext caller = CurrentMemoryContext;
+	int n;
+
+	SPI_connect();
+	if (SPI_execute_with_args(sql, 1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_infer: \"%s\" failed", sql);
+	n = (int) SPI_processed;
+	for (int c = 0; c < ncols; c++)
+	{
+		cols[c] = MemoryContextAlloc(caller, sizeof(char *) * (n > 0 ? n : 1));
+		for (int i = 0; i < n; i++)
+		{
+			char *v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1);
+
+			cols[c][i] = MemoryContextStrdup(caller, v ? v : "");
+		}
+	}
+	SPI_finish();
+	return n;
+}
+
+/* The template with every "{}" replaced by the entity. */
+static text *
+fill_template(const char *pattern, const char *entity, int entity_len)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	for (const char *p = pattern; *p; p++)
+	{
+		if (p[0] == '{' && p[1] == '}')
+		{
+			appendBinaryStringInfo(&s, entity, entity_len);
+			p++;
+		}
+		else
+			appendStringInfoChar(&s, *p);
+	}
+	return cstring_to_text_with_len(s.data, s.len);
+}
+
+/* argmax of the logit lens at each layer's residual: the first layer that picks `token` */
+static int
+lens_layer(ForwardRun *run, float *logits, int32 token)
+{
+	InferModel *m = run->m;
+
+	for (int l = 0; l < m->layers; l++)
+	{
+		int best = 0;
+
+		forward_logits(run, run->capture.resid + (size_t) l * m->hidden, logits);
+		for (int v = 1; v < m->vocab; v++)
+			if (logits[v] > logits[best])
+				best = v;
+		if (best == token)
+			return l;
+	}
+	return m->layers - 1;
+}
+
+/* Whether a chosen token (decoded alone) continues the word or phrase. */
+static bool
+continues_phrase(const DecodedToken *t, int32 id, int eos, bool first)
+{
+	if (id == eos || !t->letters_only)
+		return false;
+	if (first)
+		return true;
+	/* a new word that is a function word ends the phrase */
+	return !(t->raw[0] == ' ' && is_stopword(t->lower));
+}
+
+/* Greedy continuation of one filled template. */
+static bool
+predict_one(InferModel *m, text *prompt, Prediction *p)
+{
+	ForwardRun *run = infer_prompt(m, prompt, PREDICT_MAX_TOKENS, false, true, NULL, NULL);
+	float *logits = palloc(sizeof(float) * m->vocab);
+	StringInfoData object;
+	int budget = PREDICT_MAX_TOKENS;
+
+	initStringInfo(&object);
+	p->confidence = 1;
+	for (int i = 0; i < budget; i++)
+	{
+		double z, max;
+		TopK best;
+		int32 id;
+		DecodedToken *t;
+
+		forward_logits(run, run->last, logits);
+		best = top_tokens(logits, m->vocab, 1, &z, &max);
+		id = best.hits[0].feature;
+		t = decode_tokens(m, &id, 1);
+		if (!continues_phrase(t, id, run->fm->eos, i == 0))
+			break;
+		if (i == 0)
+			p->layer = lens_layer(run, logits, id);
+		appendStringInfoString(&object, t->raw);
+		p->confidence *= exp(best.hits[0].score - max) / z;
+		if (i + 1 < budget)
+			forward_step(run, &id, 1);
+	}
+	p->object = pstrdup(object.data);
+	while (*p->object == ' ')
+		p->object++;
+	if (*p->object == '\0')
+		return false;
+	p->lower = host_normalize(p->object, strlen(p->object));
+	return true;
+}
+
+Prediction *
+predict_relations(InferModel *m, text *entity, int *n)
+{
+	char **cols[2];
+	int ntemplates;
+	Prediction *out;
+	int kept = 0;
+
+	*n = 0;
+	if (m->fwd == NULL || VARSIZE_ANY_EXHDR(entity) == 0)
+		return NULL; /* the feature edges' checks report an empty entity */
+	ntemplates = query_rows("SELECT relation, template FROM infer.relation_templates "
+							"WHERE model = $1 ORDER BY relation",
+							m->name, 2, cols);
+	out = palloc0(sizeof(Prediction) * (ntemplates > 0 ? ntemplates : 1));
+	for (int i = 0; i < ntemplates; i++)
+	{
+		text *prompt = fill_template(cols[1][i], VARDATA_ANY(entity), VARSIZE_ANY_EXHDR(entity));
+
+		out[kept].relation = cols[0][i];
+		if (predict_one(m, prompt, &out[kept]))
+			kept++;
+	}
+	*n = kept;
+	return out;
+}
+
+/* ---- feature labels ---- */
+
+struct FeatureLabels
+{
+	int n;
+	int *layer;
+	int *feature;
+	char **relation;
+};
+
+FeatureLabels *
+feature_labels_load(InferModel *m)
+{
+	FeatureLabels *labels = palloc0(sizeof(FeatureLabels));
+	char **cols[3];
+
+	labels->n = query_rows("SELECT layer, feature, relation FROM infer.feature_labels "
+						   "WHERE model = $1 ORDER BY layer, feature, relation",
+						   m->name, 3, cols);
+	labels->layer = palloc(sizeof(int) * (labels->n > 0 ? labels->n : 1));
+	labels->feature = palloc(sizeof(int) * (labels->n > 0 ? labels->n : 1));
+	labels->relation = cols[2];
+	for (int i = 0; i < labels->n; i++)
+	{
+		labels->layer[i] = atoi(cols[0][i]);
+		labels->feature[i] = atoi(cols[1][i]);
+	}
+	return labels;
+}
+
+const char *
+feature_label(const FeatureLabels *labels, int layer, int feature)
+{
+	for (int i = 0; i < labels->n; i++)
+		if (labels->layer[i] == layer && labels->feature[i] == feature)
+			return labels->relation[i];
+	return NULL;
+}
