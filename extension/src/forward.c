@@ -61,7 +61,7 @@ plan_matrix(ForwardModel *fm, GateDtype dtype, const char *key, Matrix *dst, int
 {
 	dst->dtype = dtype;
 	dst->rows = rows;
-	dst->cols = cols;
+	dst->hidden = cols;
 	plan_part(fm, key, (size_t) rows * cols, dst, NULL);
 }
 
@@ -312,8 +312,8 @@ split_fused_qkv(InferModel *m, LayerWeights *w)
 	w->q.rows = H;
 	w->k = w->q;
 	w->v = w->q;
-	w->k.data = (const char *) w->q.data + (size_t) H * H * esize;
-	w->v.data = (const char *) w->q.data + (size_t) 2 * H * H * esize;
+	w->k.data = (char *) w->q.data + (size_t) H * H * esize;
+	w->v.data = (char *) w->q.data + (size_t) 2 * H * H * esize;
 	w->k_bias = w->q_bias + H;
 	w->v_bias = w->q_bias + 2 * H;
 }
@@ -325,7 +325,7 @@ forward_load(InferModel *m)
 
 	/* the gate rows and embeddings are the knowledge data, loaded already */
 	for (int l = 0; l < m->layers; l++)
-		fm->layer[l].gate = (Matrix) {m->gate[l], m->gate_dtype, fm->intermediate, m->hidden};
+		fm->layer[l].gate = m->gate[l];
 	fm->embed = (Matrix) {m->embed, m->embed_dtype, m->vocab, m->hidden};
 	if (fm->tied)
 		fm->lm_head = fm->embed;
@@ -382,9 +382,9 @@ static void
 matmul(float *y, const Matrix *w, const float *x, int n, const float *bias)
 {
 	if (n == 1)
-		gate_scores(w->data, w->dtype, w->rows, w->cols, x, y);
+		gate_scores(w, x, y);
 	else
-		gate_scores_batch(w->data, w->dtype, w->rows, w->cols, x, n, y);
+		gate_scores_batch(w, x, n, y);
 	if (bias)
 		for (int t = 0; t < n; t++)
 			for (int r = 0; r < w->rows; r++)

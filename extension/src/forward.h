@@ -75,14 +75,8 @@ typedef enum Activation
 	ACT_UNSUPPORTED = 99
 } Activation;
 
-/* A row-major [rows x cols] matrix in storage dtype. */
-typedef struct Matrix
-{
-	const void *data;
-	GateDtype dtype;
-	int rows;
-	int cols;
-} Matrix;
+/* A weight matrix [rows x cols]: gate_knn.c's GateMatrix (cols = hidden). */
+typedef GateMatrix Matrix;
 
 typedef struct LayerWeights
 {
