@@ -216,13 +216,16 @@ AS 'MODULE_PATHNAME', 'infer_similar_to'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- 1 / (1 + similar_to(a, b)) under infer.default_model: the <~> distance.
+-- STABLE: the result depends on infer.default_model and the registry, not
+-- on the row; a volatile ORDER BY expression could never use an index.
+-- STRICT: a NULL value has a NULL distance, which sorts last.
 CREATE FUNCTION infer_distance(a text, b text) RETURNS float8
 AS 'MODULE_PATHNAME', 'infer_distance'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
 
 CREATE FUNCTION infer_distance(a text, b text, model text) RETURNS float8
 AS 'MODULE_PATHNAME', 'infer_distance'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
 
 -- The feature signatures (top-50 positive features) of many texts at once,
 -- with the batched gate kernel (extension/src/similar.c); ord is 1-based.
@@ -230,3 +233,26 @@ CREATE FUNCTION infer_signatures(inputs text[], model text DEFAULT NULL)
 RETURNS TABLE (ord int, layer int, feature int, score float8)
 AS 'MODULE_PATHNAME', 'infer_signatures'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- ---------------------------------------------------------------------------
+-- The `infer` index access method (extension/src/index_*.c)
+-- ---------------------------------------------------------------------------
+
+-- A gate scan per call: tell the planner it is expensive, so that
+-- ORDER BY col <~> 'text' LIMIT k prefers an index over sorting every row.
+ALTER FUNCTION infer_distance(text, text) COST 10000;
+ALTER FUNCTION infer_distance(text, text, text) COST 10000;
+ALTER FUNCTION similar_to(text, text, text) COST 10000;
+
+CREATE OPERATOR <~> (
+    LEFTARG = text, RIGHTARG = text, FUNCTION = infer_distance, COMMUTATOR = '<~>'
+);
+
+CREATE FUNCTION infer_am_handler(internal) RETURNS index_am_handler
+AS 'MODULE_PATHNAME', 'infer_am_handler'
+LANGUAGE C;
+
+CREATE ACCESS METHOD infer TYPE INDEX HANDLER infer_am_handler;
+
+CREATE OPERATOR CLASS text_infer_ops DEFAULT FOR TYPE text USING infer AS
+    OPERATOR 1 <~> (text, text) FOR ORDER BY float_ops;

@@ -464,13 +464,42 @@ infer_create_model(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(name));
 }
 
+/* The first `infer` index built on a model, or NULL. */
+static char *
+index_using_model(const char *name)
+{
+	Oid argtypes[1] = {TEXTOID};
+	Datum args[1] = {CStringGetTextDatum(psprintf("model=%s", name))};
+	MemoryContext caller = CurrentMemoryContext;
+	char *found = NULL;
+
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT c.oid::regclass::text FROM pg_class c "
+							  "JOIN pg_am a ON a.oid = c.relam "
+							  "WHERE a.amname = 'infer' AND $1 = ANY (c.reloptions) "
+							  "ORDER BY 1 LIMIT 1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "pg_infer: looking for indexes that use a model failed");
+	if (SPI_processed == 1)
+		found = MemoryContextStrdup(caller,
+									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+	return found;
+}
+
 /* infer_drop_model(name text) */
 Datum
 infer_drop_model(PG_FUNCTION_ARGS)
 {
 	char *name = required_text_arg(fcinfo, 0, "model name");
+	char *index;
 
 	check_model_name(name);
+	index = index_using_model(name);
+	if (index != NULL)
+		ereport(ERROR, (errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+						errmsg("cannot drop model \"%s\" because index %s uses it", name, index),
+						errhint("DROP INDEX %s first.", index)));
 	if (!registry_delete(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name),

@@ -11,6 +11,7 @@
 #include "utils/builtins.h"
 
 #include "guc.h"
+#include "index.h"
 
 PG_MODULE_MAGIC_EXT(.name = "pg_infer", .version = PG_INFER_VERSION);
 
@@ -22,6 +23,7 @@ void
 _PG_init(void)
 {
 	infer_define_gucs();
+	index_options_init();
 }
 
 /* infer_version() -> text: the version of the loaded C module. */

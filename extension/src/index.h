@@ -1,0 +1,162 @@
+/*
+ * index.h: the `infer` index access method, column mode.
+ *
+ *   CREATE INDEX ON docs USING infer (title) WITH (model = 'm');
+ *   SELECT * FROM docs ORDER BY title <~> 'query' LIMIT 10;
+ *
+ * Each indexed value's feature signature (similar.h) is computed once, at
+ * insert, and stored; a scan ranks rows by the same infer_distance the <~>
+ * operator computes, reading only the posting lists of the query's features.
+ * One file per phase, as pgvector does: index_utils.c (handler, options,
+ * pages), index_build.c, index_insert.c, index_scan.c, index_vacuum.c.
+ *
+ * Pages (all WAL-logged with GenericXLog, like contrib/bloom):
+ *   block 0      META      InferMetaData
+ *   ROWS pages   one item per heap row: its TID, flags and signature
+ *   POSTINGS     the posting lists built by CREATE INDEX / REINDEX: for each
+ *                (layer, feature) list, entries (TID, score) sorted by score
+ *                descending then TID, packed list after list across pages
+ *   DIR pages    contiguous; entry i locates list i's sorted postings
+ *   PENDING      postings of rows inserted after the build, unsorted
+ *                (list, TID, score); scans read them all, REINDEX sorts them
+ */
+#ifndef PG_INFER_INDEX_H
+#define PG_INFER_INDEX_H
+
+#include "postgres.h"
+
+#include "access/amapi.h"
+#include "access/generic_xlog.h"
+#include "storage/bufmgr.h"
+#include "storage/itemptr.h"
+#include "utils/relcache.h"
+
+#include "similar.h"
+
+#define INFER_INDEX_MAGIC 0x49584e49 /* "INXI" */
+#define INFER_INDEX_VERSION 1
+#define INFER_META_BLKNO 0
+
+typedef enum InferPageType
+{
+	PAGE_META = 1,
+	PAGE_ROWS = 2,
+	PAGE_POSTINGS = 3,
+	PAGE_DIR = 4,
+	PAGE_PENDING = 5
+} InferPageType;
+
+/* The special space of every page. */
+typedef struct InferPageOpaqueData
+{
+	BlockNumber next; /* next page of the same chain */
+	uint16 type;      /* InferPageType */
+	uint16 count;     /* fixed-size entries on the page (POSTINGS, DIR, PENDING) */
+} InferPageOpaqueData;
+
+#define InferPageGetOpaque(page) ((InferPageOpaqueData *) PageGetSpecialPointer(page))
+#define InferPageEntries(page) ((char *) PageGetContents(page))
+#define INFER_PAGE_CAPACITY(size)                                                                  \
+	((BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(InferPageOpaqueData))) / (size))
+
+typedef struct InferMetaData
+{
+	uint32 magic;
+	uint32 version;
+	char model[MODEL_NAME_MAX + 1];
+	int32 nlists; /* (layer, feature) lists: the model's total features */
+	BlockNumber dir_head;
+	BlockNumber rows_head;
+	BlockNumber rows_tail;
+	BlockNumber pending_head;
+	BlockNumber pending_tail;
+	int64 nrows;
+} InferMetaData;
+
+#define InferPageGetMeta(page) ((InferMetaData *) PageGetContents(page))
+
+/* Where list i's sorted postings start. */
+typedef struct DirEntry
+{
+	BlockNumber blk;
+	uint16 index;
+	uint16 unused;
+	int32 count;
+} DirEntry;
+
+#define POSTING_DEAD 0x0001
+
+typedef struct Posting
+{
+	ItemPointerData tid;
+	uint16 flags;
+	float4 score;
+} Posting;
+
+typedef struct PendingPosting
+{
+	int32 list;
+	Posting p;
+} PendingPosting;
+
+#define ROW_DEAD 0x0001
+#define ROW_NULL 0x0002
+
+/* A ROWS item: header, then nsig SignatureEntry. */
+typedef struct RowHeader
+{
+	ItemPointerData tid;
+	uint16 flags;
+	uint16 nsig;
+	uint16 unused;
+} RowHeader;
+
+typedef struct SignatureEntry
+{
+	int32 list;
+	float4 score;
+} SignatureEntry;
+
+/* WITH (...) options */
+typedef struct InferOptions
+{
+	int32 vl_len_;
+	int model_offset;
+} InferOptions;
+
+/* index_utils.c */
+extern void index_options_init(void);
+extern const char *index_model_option(Relation index);
+extern Buffer index_new_buffer(Relation index);
+extern void index_init_page(Page page, InferPageType type);
+extern void index_set_lower(Page page, int count, Size entry_size);
+extern void index_read_meta(Relation index, InferMetaData *meta);
+extern int32 model_list_id(const InferModel *m, int layer, int feature);
+extern int32 model_total_features(const InferModel *m);
+extern InferModel *index_model(Relation index, const InferMetaData *meta);
+extern void index_append_pending(Relation index, const PendingPosting *entries, int n);
+extern void index_append_row(Relation index, ItemPointer tid, uint16 flags, const GateHit *sig,
+							 int nsig, InferModel *m);
+
+/* the phases */
+extern IndexBuildResult *infer_ambuild(Relation heap, Relation index, struct IndexInfo *info);
+extern void infer_ambuildempty(Relation index);
+extern bool infer_aminsert(Relation index, Datum *values, bool *isnull, ItemPointer tid,
+						   Relation heap, IndexUniqueCheck checkUnique, bool indexUnchanged,
+						   struct IndexInfo *info);
+extern IndexScanDesc infer_ambeginscan(Relation index, int nkeys, int norderbys);
+extern void infer_amrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys,
+						   int norderbys);
+extern bool infer_amgettuple(IndexScanDesc scan, ScanDirection dir);
+extern void infer_amendscan(IndexScanDesc scan);
+extern IndexBulkDeleteResult *infer_ambulkdelete(IndexVacuumInfo *info,
+												 IndexBulkDeleteResult *stats,
+												 IndexBulkDeleteCallback callback,
+												 void *callback_state);
+extern IndexBulkDeleteResult *infer_amvacuumcleanup(IndexVacuumInfo *info,
+													IndexBulkDeleteResult *stats);
+extern void infer_amcostestimate(struct PlannerInfo *root, struct IndexPath *path,
+								 double loop_count, Cost *startup, Cost *total,
+								 Selectivity *selectivity, double *correlation, double *pages);
+
+#endif /* PG_INFER_INDEX_H */

@@ -1,0 +1,298 @@
+/*
+ * index_utils.c: the `infer` access method's handler, its WITH options, and
+ * the page helpers the other phases share.
+ */
+#include "pg_infer.h"
+
+#include "access/reloptions.h"
+#include "fmgr.h"
+#include "nodes/nodes.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+
+#include "guc.h"
+#include "index.h"
+
+PG_FUNCTION_INFO_V1(infer_am_handler);
+
+static relopt_kind infer_relopt_kind;
+
+void
+index_options_init(void)
+{
+	infer_relopt_kind = add_reloption_kind();
+	add_string_reloption(infer_relopt_kind, "model",
+						 "Model whose feature signatures the index stores", NULL, NULL,
+						 AccessExclusiveLock);
+}
+
+static bytea *
+infer_amoptions(Datum reloptions, bool validate)
+{
+	static const relopt_parse_elt tab[] = {
+		{"model", RELOPT_TYPE_STRING, offsetof(InferOptions, model_offset)},
+	};
+
+	return (bytea *) build_reloptions(reloptions, validate, infer_relopt_kind, sizeof(InferOptions),
+									  tab, lengthof(tab));
+}
+
+/* The index's WITH (model = ...), or NULL. */
+const char *
+index_model_option(Relation index)
+{
+	InferOptions *opts = (InferOptions *) index->rd_options;
+
+	if (opts == NULL || opts->model_offset == 0)
+		return NULL;
+	return (const char *) opts + opts->model_offset;
+}
+
+static bool
+infer_amvalidate(Oid opclassoid)
+{
+	return true;
+}
+
+Datum
+infer_am_handler(PG_FUNCTION_ARGS)
+{
+	IndexAmRoutine *am = makeNode(IndexAmRoutine);
+
+	am->amstrategies = 0;
+	am->amsupport = 0;
+	am->amcanorderbyop = true;
+	am->amoptionalkey = true;
+	am->amusemaintenanceworkmem = true;
+	am->amkeytype = InvalidOid;
+	am->ambuild = infer_ambuild;
+	am->ambuildempty = infer_ambuildempty;
+	am->aminsert = infer_aminsert;
+	am->ambulkdelete = infer_ambulkdelete;
+	am->amvacuumcleanup = infer_amvacuumcleanup;
+	am->amcostestimate = infer_amcostestimate;
+	am->amoptions = infer_amoptions;
+	am->amvalidate = infer_amvalidate;
+	am->ambeginscan = infer_ambeginscan;
+	am->amrescan = infer_amrescan;
+	am->amgettuple = infer_amgettuple;
+	am->amendscan = infer_amendscan;
+	PG_RETURN_POINTER(am);
+}
+
+/* ---- pages ---- */
+
+/* A new page at the end of the index, pinned and exclusively locked. */
+Buffer
+index_new_buffer(Relation index)
+{
+	return ExtendBufferedRel(BMR_REL(index), MAIN_FORKNUM, NULL, EB_LOCK_FIRST);
+}
+
+void
+index_init_page(Page page, InferPageType type)
+{
+	InferPageOpaqueData *o;
+
+	PageInit(page, BLCKSZ, sizeof(InferPageOpaqueData));
+	o = InferPageGetOpaque(page);
+	o->next = InvalidBlockNumber;
+	o->type = type;
+	o->count = 0;
+}
+
+/*
+ * Fixed-size entries live between the header and pd_lower: GenericXLog only
+ * logs what lies outside the pd_lower..pd_upper hole, so pd_lower must cover
+ * every entry.
+ */
+void
+index_set_lower(Page page, int count, Size entry_size)
+{
+	InferPageGetOpaque(page)->count = count;
+	((PageHeader) page)->pd_lower = (InferPageEntries(page) - (char *) page) + count * entry_size;
+}
+
+void
+index_read_meta(Relation index, InferMetaData *meta)
+{
+	Buffer buf = ReadBuffer(index, INFER_META_BLKNO);
+	Page page;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	memcpy(meta, InferPageGetMeta(page), sizeof(InferMetaData));
+	UnlockReleaseBuffer(buf);
+	if (meta->magic != INFER_INDEX_MAGIC || meta->version != INFER_INDEX_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" is not a valid infer index", RelationGetRelationName(index)),
+				 errhint("REINDEX it.")));
+}
+
+int32
+model_total_features(const InferModel *m)
+{
+	int32 n = 0;
+
+	for (int l = 0; l < m->layers; l++)
+		n += m->features[l];
+	return n;
+}
+
+int32
+model_list_id(const InferModel *m, int layer, int feature)
+{
+	int32 id = feature;
+
+	for (int l = 0; l < layer; l++)
+		id += m->features[l];
+	return id;
+}
+
+/* The model an index was built with, checked against its shape. */
+InferModel *
+index_model(Relation index, const InferMetaData *meta)
+{
+	text *name = cstring_to_text(meta->model);
+	InferModel *m = model_get(name);
+
+	if (model_total_features(m) != meta->nlists)
+		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+						errmsg("index \"%s\" was built for a model \"%s\" with %d features, "
+							   "which now has %d",
+							   RelationGetRelationName(index), meta->model, meta->nlists,
+							   model_total_features(m)),
+						errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
+	return m;
+}
+
+/* Updates the meta page's chain pointers and counters inside a GenericXLog record. */
+static InferMetaData *
+register_meta(GenericXLogState *state, Buffer meta_buf)
+{
+	return InferPageGetMeta(GenericXLogRegisterBuffer(state, meta_buf, 0));
+}
+
+/*
+ * Appends fixed-size PENDING entries after the build: to the chain's tail
+ * page, then to new pages linked after it. One GenericXLog record per page.
+ */
+void
+index_append_pending(Relation index, const PendingPosting *entries, int n)
+{
+	int cap = INFER_PAGE_CAPACITY(sizeof(PendingPosting));
+	Buffer meta_buf = ReadBuffer(index, INFER_META_BLKNO);
+	int done = 0;
+
+	LockBuffer(meta_buf, BUFFER_LOCK_EXCLUSIVE);
+	while (done < n)
+	{
+		InferMetaData *cur = InferPageGetMeta(BufferGetPage(meta_buf));
+		GenericXLogState *state = GenericXLogStart(index);
+		InferMetaData *meta = register_meta(state, meta_buf);
+		Buffer buf;
+		Page page;
+		int count;
+		int take;
+
+		if (cur->pending_tail == InvalidBlockNumber)
+		{
+			buf = index_new_buffer(index);
+			page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
+			index_init_page(page, PAGE_PENDING);
+			meta->pending_head = meta->pending_tail = BufferGetBlockNumber(buf);
+		}
+		else
+		{
+			buf = ReadBuffer(index, cur->pending_tail);
+			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+			page = GenericXLogRegisterBuffer(state, buf, 0);
+			if (InferPageGetOpaque(page)->count >= cap)
+			{
+				Buffer next = index_new_buffer(index);
+				Page np = GenericXLogRegisterBuffer(state, next, GENERIC_XLOG_FULL_IMAGE);
+
+				index_init_page(np, PAGE_PENDING);
+				InferPageGetOpaque(page)->next = BufferGetBlockNumber(next);
+				meta->pending_tail = BufferGetBlockNumber(next);
+				GenericXLogFinish(state);
+				UnlockReleaseBuffer(next);
+				UnlockReleaseBuffer(buf);
+				continue;
+			}
+		}
+		count = InferPageGetOpaque(page)->count;
+		take = Min(cap - count, n - done);
+		memcpy(InferPageEntries(page) + count * sizeof(PendingPosting), entries + done,
+			   take * sizeof(PendingPosting));
+		index_set_lower(page, count + take, sizeof(PendingPosting));
+		GenericXLogFinish(state);
+		UnlockReleaseBuffer(buf);
+		done += take;
+	}
+	UnlockReleaseBuffer(meta_buf);
+}
+
+/* Builds a ROWS item in palloc'd memory; *size is set. */
+static char *
+make_row(ItemPointer tid, uint16 flags, const GateHit *sig, int nsig, InferModel *m, Size *size)
+{
+	RowHeader *h;
+	SignatureEntry *e;
+
+	*size = MAXALIGN(sizeof(RowHeader)) + nsig * sizeof(SignatureEntry);
+	h = palloc0(*size);
+	h->tid = *tid;
+	h->flags = flags;
+	h->nsig = nsig;
+	e = (SignatureEntry *) ((char *) h + MAXALIGN(sizeof(RowHeader)));
+	for (int i = 0; i < nsig; i++)
+	{
+		e[i].list = model_list_id(m, sig[i].layer, sig[i].feature);
+		e[i].score = sig[i].score;
+	}
+	return (char *) h;
+}
+
+/* Appends one row's item to the ROWS chain (after the build). */
+void
+index_append_row(Relation index, ItemPointer tid, uint16 flags, const GateHit *sig, int nsig,
+				 InferModel *m)
+{
+	Size size;
+	char *item = make_row(tid, flags, sig, nsig, m, &size);
+	Buffer meta_buf = ReadBuffer(index, INFER_META_BLKNO);
+	GenericXLogState *state;
+	InferMetaData *meta;
+	Buffer buf;
+	Page page;
+
+	LockBuffer(meta_buf, BUFFER_LOCK_EXCLUSIVE);
+	state = GenericXLogStart(index);
+	meta = register_meta(state, meta_buf);
+	buf = ReadBuffer(index, meta->rows_tail);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	page = GenericXLogRegisterBuffer(state, buf, 0);
+	if (PageAddItem(page, item, size, InvalidOffsetNumber, false, false) == InvalidOffsetNumber)
+	{
+		Buffer next = index_new_buffer(index);
+		Page np = GenericXLogRegisterBuffer(state, next, GENERIC_XLOG_FULL_IMAGE);
+
+		index_init_page(np, PAGE_ROWS);
+		if (PageAddItem(np, item, size, InvalidOffsetNumber, false, false) == InvalidOffsetNumber)
+			elog(ERROR, "pg_infer: a row item of %zu bytes does not fit a page", size);
+		InferPageGetOpaque(page)->next = BufferGetBlockNumber(next);
+		meta->rows_tail = BufferGetBlockNumber(next);
+		meta->nrows++;
+		GenericXLogFinish(state);
+		UnlockReleaseBuffer(next);
+	}
+	else
+	{
+		meta->nrows++;
+		GenericXLogFinish(state);
+	}
+	UnlockReleaseBuffer(buf);
+	UnlockReleaseBuffer(meta_buf);
+}
