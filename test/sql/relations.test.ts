@@ -1,8 +1,10 @@
 // Relation templates and labels: infer_add_relation / infer_label_relations,
 // describe() rows predicted by the forward pass, implies() over them.
 import type { PGlite } from '@electric-sql/pglite'
+import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openDb, sqlError } from '../helpers/db.js'
+import { QWEN_FIXTURE } from '../helpers/paths.js'
 import { fixtureVindex } from '../helpers/vindex.js'
 
 interface EdgeRow {
@@ -121,5 +123,67 @@ describe('relations on an inference-level model', () => {
       '42704',
     )
     expect((await db.query('select 1 as one')).rows).toEqual([{ one: 1 }])
+  })
+})
+
+describe('describe() after learning relations from all the fixture facts', () => {
+  let db: PGlite
+  const TEMPLATES: Record<string, string> = {
+    capital: 'The capital of {} is',
+    currency: 'The currency of {} is the',
+    language: 'People in {} speak',
+    continent: '{} is a country in',
+  }
+  const facts = readFileSync(`${QWEN_FIXTURE}/facts.jsonl`, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as { subject: string; relation: string; object: string })
+
+  beforeAll(async () => {
+    db = await openDb()
+    const v = await fixtureVindex('f32', 'inference')
+    await db.query("select infer_create_model('q', $1, 'inference')", [v])
+    await db.exec('create table facts (subject text, relation text, object text, template text)')
+    await db.query(
+      'insert into facts select s, r, o, t from unnest($1::text[], $2::text[], $3::text[], $4::text[]) as x(s, r, o, t)',
+      [
+        facts.map((f) => f.subject),
+        facts.map((f) => f.relation),
+        facts.map((f) => f.object),
+        facts.map((f) => TEMPLATES[f.relation]!),
+      ],
+    )
+    await db.query("select * from infer_label_relations('q', 'facts'::regclass, 300, NULL)")
+  })
+  afterAll(async () => {
+    await db?.close()
+  })
+
+  it("describe('France') starts with capital Paris, continent Europe, currency euro, language French, then the feature edges", async () => {
+    const { rows } = await db.query<EdgeRow>("select * from describe('France', 'q')")
+    expect(rows.slice(0, 4).map((r) => [r.relation, r.target])).toEqual([
+      ['capital', 'Paris'],
+      ['continent', 'Europe'],
+      ['currency', 'euro'],
+      ['language', 'French'],
+    ])
+    for (const r of rows.slice(0, 4)) expect(r.confidence).toBeGreaterThan(0.9)
+    // then the feature edges, each marked by its label or its band
+    const marks = ['syntax', 'knowledge', 'output', ...Object.keys(TEMPLATES)]
+    expect(rows.length).toBeGreaterThan(4)
+    for (const r of rows.slice(4)) expect(marks).toContain(r.relation)
+  })
+
+  it('describe(subject) contains the true object for at least 95% of a sample of facts', async () => {
+    const sample = facts.filter((_, i) => i % 10 === 3)
+    let hit = 0
+    for (const f of sample) {
+      const { rows } = await db.query<EdgeRow>('select target from describe($1, $2)', [
+        f.subject,
+        'q',
+      ])
+      if (rows.some((r) => r.target.toLowerCase() === f.object.toLowerCase())) hit++
+    }
+    expect(hit / sample.length).toBeGreaterThanOrEqual(0.95)
   })
 })
