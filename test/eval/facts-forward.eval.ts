@@ -14,39 +14,18 @@
  */
 import { PGlite } from '@electric-sql/pglite'
 import { extractVindexDir } from '@pglite-infer/vindex/node'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { pgInfer } from 'pglite-infer'
+import { FIXTURE, facts, wrongObject } from './facts.js'
 
-interface Fact {
-  subject: string
-  relation: string
-  object: string
-}
 const TEMPLATES: Record<string, string> = {
   capital: 'The capital of {} is',
   currency: 'The currency of {} is the',
   language: 'People in {} speak',
   continent: '{} is a country in',
 }
-const FIXTURE = fileURLToPath(new URL('../fixtures/models/knowledge-qwen2-6l', import.meta.url))
-const facts: Fact[] = readFileSync(join(FIXTURE, 'facts.jsonl'), 'utf8')
-  .split('\n')
-  .filter((l) => l.trim())
-  .map((l) => JSON.parse(l) as Fact)
-
-function wrongObject(i: number): string {
-  const f = facts[i]!
-  for (let j = 1; j < facts.length; j++) {
-    const g = facts[(i + j) % facts.length]!
-    if (g.relation === f.relation && g.object.toLowerCase() !== f.object.toLowerCase())
-      return g.object
-  }
-  throw new Error(`no other object for ${f.relation}`)
-}
-
 const work = mkdtempSync(join(tmpdir(), 'pglite-infer-eval-'))
 try {
   const vindex = join(work, 'model.vindex')
@@ -82,8 +61,9 @@ try {
       'select relation, target from describe($1)',
       [f.subject],
     )
-    for (const e of edges)
-      if (e.relation === f.relation && !['syntax', 'knowledge', 'output'].includes(e.relation)) {
+    // the first rows are the predictions, one per template; feature edges follow
+    for (const e of edges.slice(Object.keys(TEMPLATES).length))
+      if (e.relation === f.relation) {
         labelledEdges++
         if (e.target.toLowerCase() === f.object.toLowerCase()) labelledRight++
       }

@@ -8,36 +8,13 @@
  */
 import { PGlite } from '@electric-sql/pglite'
 import { extractVindexDir } from '@pglite-infer/vindex/node'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { pgInfer } from 'pglite-infer'
+import { FIXTURE, facts, wrongObject } from './facts.js'
 
-interface Fact {
-  subject: string
-  relation: string
-  object: string
-}
-
-const FIXTURE = fileURLToPath(new URL('../fixtures/models/knowledge-qwen2-6l', import.meta.url))
 const TOP = 5
-
-const facts: Fact[] = readFileSync(join(FIXTURE, 'facts.jsonl'), 'utf8')
-  .split('\n')
-  .filter((l) => l.trim())
-  .map((l) => JSON.parse(l) as Fact)
-
-/** A wrong object of the same relation: the next fact's object that differs (deterministic). */
-function wrongObject(i: number): string {
-  const f = facts[i]!
-  for (let j = 1; j < facts.length; j++) {
-    const g = facts[(i + j) % facts.length]!
-    if (g.relation === f.relation && g.object.toLowerCase() !== f.object.toLowerCase())
-      return g.object
-  }
-  throw new Error(`no other object for ${f.relation}`)
-}
 
 const work = mkdtempSync(join(tmpdir(), 'pglite-infer-eval-'))
 try {
