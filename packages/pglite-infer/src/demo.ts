@@ -23,7 +23,7 @@ async function show(db: PGlite, sql: string): Promise<void> {
   console.table(
     rows.map((r) =>
       Object.fromEntries(
-        Object.entries(r).map(([k, v]) => [k, typeof v === 'number' ? Number(v.toFixed(4)) : v]),
+        Object.entries(r).map(([k, v]) => [k, typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v]),
       ),
     ),
   )
@@ -33,7 +33,11 @@ const work = mkdtempSync(join(tmpdir(), 'pglite-infer-demo-'))
 try {
   const vindex = join(work, 'model.vindex')
   console.log(`extracting ${modelDir}\n     into ${vindex}`)
-  await extractVindexDir(modelDir, vindex, { modelName: 'knowledge-qwen2-6l', workers: 0 })
+  await extractVindexDir(modelDir, vindex, {
+    modelName: 'knowledge-qwen2-6l',
+    level: 'inference',
+    workers: 0,
+  })
 
   const db = await PGlite.create({ extensions: { infer: pgInfer } })
   await db.exec('CREATE EXTENSION pg_infer')
@@ -42,17 +46,35 @@ try {
   )
   console.log(`\n${rows[0]!.pg}\npg_infer ${rows[0]!.ext}`)
 
-  await db.query("select infer_create_model('countries', $1)", [vindex])
+  await db.query("select infer_create_model('countries', $1, 'inference')", [vindex])
   await db.exec("set infer.default_model = 'countries'")
+  for (const [relation, template] of [
+    ['capital', 'The capital of {} is'],
+    ['currency', 'The currency of {} is the'],
+    ['language', 'People in {} speak'],
+  ])
+    await db.query("select infer_add_relation('countries', $1, $2)", [relation, template])
   await show(
     db,
     'select name, architecture, layers, hidden, features, vocab, dtype, bytes from infer_models()',
   )
   await show(db, "select * from walk('The capital of France is', 8)")
-  await show(db, "select * from describe('France') limit 8")
+  await show(db, "select * from infer('The capital of France is', 5)")
+  await show(db, "select * from describe('India') limit 6")
   await show(
     db,
     "select similar_to('France', 'Germany') as france_germany, similar_to('France', 'banana') as france_banana",
+  )
+
+  await db.exec('create table docs (id serial primary key, title text)')
+  await db.exec(`insert into docs (title) values
+    ('Paris is the capital of France.'), ('The currency of Japan is the yen.'),
+    ('People in Brazil speak Portuguese.'), ('Kenya is a country in Africa.'),
+    ('The capital of Germany is Berlin.'), ('Bananas are yellow.')`)
+  await db.exec("create index on docs using infer (title) with (model = 'countries')")
+  await show(
+    db,
+    "select title, title <~> 'France' as distance from docs order by title <~> 'France' limit 3",
   )
   await db.close()
 } finally {
