@@ -23,7 +23,10 @@ async function show(db: PGlite, sql: string): Promise<void> {
   console.table(
     rows.map((r) =>
       Object.fromEntries(
-        Object.entries(r).map(([k, v]) => [k, typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v]),
+        Object.entries(r).map(([k, v]) => [
+          k,
+          typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v,
+        ]),
       ),
     ),
   )
