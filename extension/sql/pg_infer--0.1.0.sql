@@ -256,3 +256,10 @@ CREATE ACCESS METHOD infer TYPE INDEX HANDLER infer_am_handler;
 
 CREATE OPERATOR CLASS text_infer_ops DEFAULT FOR TYPE text USING infer AS
     OPERATOR 1 <~> (text, text) FOR ORDER BY float_ops;
+
+-- Models stored in index pages (extension/src/index_model.c):
+--   CREATE INDEX countries ON infer._models USING infer (name)
+--       WITH (source = '/models/countries.vindex');
+-- registers model "countries", loaded from the index from then on. The
+-- table's rows are not used.
+CREATE TABLE infer._models (name text);

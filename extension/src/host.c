@@ -43,6 +43,19 @@ EM_JS(int, pgi_host_model_read,
 		  return Module.pgInferHost.modelRead(Module, name, part, layer, dst, nbytes);
 	  });
 
+EM_JS(int, pgi_host_model_file, (const char *name, const char *file), {
+	if (!Module.pgInferHost)
+		return -2;
+	return Module.pgInferHost.modelFile(Module, name, file);
+});
+
+EM_JS(int, pgi_host_model_adopt,
+	  (const char *name, const char *json, int json_len, const char *config, int config_len), {
+		  if (!Module.pgInferHost)
+			  return -2;
+		  return Module.pgInferHost.modelAdopt(Module, name, json, json_len, config, config_len);
+	  });
+
 EM_JS(int, pgi_host_model_release, (const char *name, int forget_tokenizer), {
 	if (!Module.pgInferHost)
 		return -2;
@@ -143,6 +156,27 @@ host_model_read(const char *name, const char *part, int layer, void *dst, size_t
 		raise_host_error("model_read", rc);
 }
 
+char *
+host_model_file(const char *name, const char *file, int *len)
+{
+	int rc = pgi_host_model_file(name, file);
+
+	if (rc < 0)
+		raise_host_error("model_file", rc);
+	*len = rc;
+	return take_result(rc);
+}
+
+void
+host_model_adopt(const char *name, const char *json, int json_len, const char *config,
+				 int config_len)
+{
+	int rc = pgi_host_model_adopt(name, json, json_len, config, config_len);
+
+	if (rc < 0)
+		raise_host_error("model_adopt", rc);
+}
+
 void
 host_model_release(const char *name, bool forget_tokenizer)
 {
@@ -219,6 +253,20 @@ void
 host_model_read(const char *name, const char *part, int layer, void *dst, size_t nbytes)
 {
 	no_host("model_read");
+}
+
+char *
+host_model_file(const char *name, const char *file, int *len)
+{
+	no_host("model_file");
+	return NULL;
+}
+
+void
+host_model_adopt(const char *name, const char *json, int json_len, const char *config,
+				 int config_len)
+{
+	no_host("model_adopt");
 }
 
 void

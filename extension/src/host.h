@@ -39,6 +39,13 @@ extern char *host_model_open(const char *name, const char *source, const char *l
 extern void host_model_read(const char *name, const char *part, int layer, void *dst,
 							size_t nbytes);
 
+/* A whole file of an opened model (tokenizer.json, ...); empty when absent. */
+extern char *host_model_file(const char *name, const char *file, int *len);
+
+/* Gives the host the tokenizer of a model whose data C loaded from pages. */
+extern void host_model_adopt(const char *name, const char *json, int json_len, const char *config,
+							 int config_len);
+
 /* Forgets a model's source data (after loading, or when it is dropped). */
 extern void host_model_release(const char *name, bool forget_tokenizer);
 

@@ -43,7 +43,12 @@ typedef enum InferPageType
 	PAGE_ROWS = 2,
 	PAGE_POSTINGS = 3,
 	PAGE_DIR = 4,
-	PAGE_PENDING = 5
+	PAGE_PENDING = 5,
+	/* model store mode (index_model.c) */
+	PAGE_GATE = 6,
+	PAGE_EMBED = 7,
+	PAGE_DOWNMETA = 8,
+	PAGE_BLOB = 9
 } InferPageType;
 
 /* The special space of every page. */
@@ -122,11 +127,15 @@ typedef struct InferOptions
 {
 	int32 vl_len_;
 	int model_offset;
+	int source_offset;
 } InferOptions;
 
 /* index_utils.c */
 extern void index_options_init(void);
 extern const char *index_model_option(Relation index);
+/* WITH (source = ...): the index is a model store (index_model.c) */
+extern const char *index_source_option(Relation index);
+extern void build_model_index(Relation index, const char *source);
 extern Buffer index_new_buffer(Relation index);
 extern void index_init_page(Page page, InferPageType type);
 extern void index_set_lower(Page page, int count, Size entry_size);

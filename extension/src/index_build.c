@@ -367,6 +367,14 @@ infer_ambuild(Relation heap, Relation index, struct IndexInfo *info)
 
 	if (RelationGetNumberOfBlocksInFork(index, MAIN_FORKNUM) != 0)
 		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+	if (index_source_option(index) != NULL)
+	{
+		if (index_model_option(index) != NULL)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+							errmsg("an infer index takes either model or source, not both")));
+		build_model_index(index, index_source_option(index));
+		return result; /* a model store indexes no rows */
+	}
 	bs.index = index;
 	bs.build_cxt = CurrentMemoryContext;
 	bs.m = build_model(index);

@@ -20,6 +20,8 @@ infer_aminsert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Rel
 	PendingPosting pending[SIGNATURE_SIZE];
 	int n;
 
+	if (index_source_option(index) != NULL)
+		return false; /* a model store: rows of infer._models are not indexed */
 	index_read_meta(index, &meta);
 	m = index_model(index, &meta);
 	if (isnull[0])

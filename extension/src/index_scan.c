@@ -436,6 +436,10 @@ infer_amrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, in
 	if (norderbys < 1)
 		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						errmsg("an infer index only serves ORDER BY column <~> 'text'")));
+	if (index_source_option(scan->indexRelation) != NULL)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("index \"%s\" stores a model and serves no scans",
+							   RelationGetRelationName(scan->indexRelation))));
 	MemoryContextReset(s->cxt);
 	memset(((char *) s) + sizeof(MemoryContext), 0, sizeof(ScanState) - sizeof(MemoryContext));
 	index_read_meta(scan->indexRelation, &s->meta);

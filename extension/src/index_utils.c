@@ -24,6 +24,9 @@ index_options_init(void)
 	add_string_reloption(infer_relopt_kind, "model",
 						 "Model whose feature signatures the index stores", NULL, NULL,
 						 AccessExclusiveLock);
+	add_string_reloption(infer_relopt_kind, "source",
+						 "Vindex to store in the index's pages (a model index)", NULL, NULL,
+						 AccessExclusiveLock);
 }
 
 static bytea *
@@ -31,6 +34,7 @@ infer_amoptions(Datum reloptions, bool validate)
 {
 	static const relopt_parse_elt tab[] = {
 		{"model", RELOPT_TYPE_STRING, offsetof(InferOptions, model_offset)},
+		{"source", RELOPT_TYPE_STRING, offsetof(InferOptions, source_offset)},
 	};
 
 	return (bytea *) build_reloptions(reloptions, validate, infer_relopt_kind, sizeof(InferOptions),
@@ -46,6 +50,16 @@ index_model_option(Relation index)
 	if (opts == NULL || opts->model_offset == 0)
 		return NULL;
 	return (const char *) opts + opts->model_offset;
+}
+
+const char *
+index_source_option(Relation index)
+{
+	InferOptions *opts = (InferOptions *) index->rd_options;
+
+	if (opts == NULL || opts->source_offset == 0)
+		return NULL;
+	return (const char *) opts + opts->source_offset;
 }
 
 static bool

@@ -108,6 +108,8 @@ infer_amvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 {
 	if (info->analyze_only)
 		return stats;
+	if (stats == NULL && index_source_option(info->index) != NULL)
+		stats = palloc0(sizeof(IndexBulkDeleteResult)); /* a model store: no rows */
 	if (stats == NULL)
 	{
 		InferMetaData meta;

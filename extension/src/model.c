@@ -55,8 +55,8 @@ band_name(LayerBand band)
  * Model names become file names and appear in messages: keep them to a
  * plain identifier-like alphabet.
  */
-static void
-check_model_name(const char *name)
+void
+model_check_name(const char *name)
 {
 	size_t len = strlen(name);
 
@@ -172,8 +172,8 @@ check_dim(const char *what, int value, int max)
  * Fills m's shape from the host's description and returns the heap bytes
  * its data will need.
  */
-static size_t
-read_meta(InferModel *m, const char *buf, int len)
+size_t
+model_parse_meta(InferModel *m, const char *buf, int len)
 {
 	MetaReader r = {buf, len, 0};
 	size_t bytes = 0;
@@ -249,14 +249,26 @@ alloc_part(InferModel *m, size_t nbytes)
  * current (per-call) context until everything is in place, so an ERROR
  * half-way frees it with the call; only a complete model is kept.
  */
+/* Parts of a model come from the host (a vindex) ... */
+static void
+read_from_host(void *state, const char *name, const char *part, int layer, void *dst, size_t nbytes)
+{
+	host_model_read(name, part, layer, dst, nbytes);
+}
+
+/*
+ * Loads a model: its description in `meta`, its parts through `read`. Its
+ * memory context hangs below the current (per-call) context until everything
+ * is in place, so an ERROR half-way frees it with the call; only a complete
+ * model is kept.
+ */
 static InferModel *
-load_model(const char *name, const char *source, const char *level)
+load_parts(const char *name, const char *source, const char *level, const char *meta, int metalen,
+		   PartReadFn read, void *state)
 {
 	MemoryContext cxt =
 		AllocSetContextCreate(CurrentMemoryContext, "pg_infer model", ALLOCSET_DEFAULT_SIZES);
 	InferModel *m = MemoryContextAllocZero(cxt, sizeof(InferModel));
-	int metalen;
-	char *meta;
 	size_t bytes;
 
 	if (nloaded >= MAX_LOADED_MODELS)
@@ -265,10 +277,7 @@ load_model(const char *name, const char *source, const char *level)
 	m->cxt = cxt;
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	m->source = MemoryContextStrdup(cxt, source);
-
-	meta =
-		host_model_open(name, source, level, infer_data_directory, infer_auto_download, &metalen);
-	bytes = read_meta(m, meta, metalen);
+	bytes = model_parse_meta(m, meta, metalen);
 	/* what was registered counts: a browse model never holds inference weights */
 	m->level = parse_level(level);
 	if (m->level >= 1)
@@ -286,22 +295,44 @@ load_model(const char *name, const char *source, const char *level)
 		m->gate[l].dtype = m->gate_dtype;
 		m->gate[l].rows = m->features[l];
 		m->gate[l].hidden = m->hidden;
-		host_model_read(name, "gate", l, m->gate[l].data, gate_bytes);
+		read(state, name, "gate", l, m->gate[l].data, gate_bytes);
 		gate_split_subnormals(&m->gate[l], cxt);
 		m->down_tokens[l] = alloc_part(m, down_bytes);
-		host_model_read(name, "down_tokens", l, m->down_tokens[l], down_bytes);
+		read(state, name, "down_tokens", l, m->down_tokens[l], down_bytes);
 	}
 	m->embed = alloc_part(m, (size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
-	host_model_read(name, "embed", 0, m->embed,
-					(size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
+	read(state, name, "embed", 0, m->embed,
+		 (size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
 	if (m->fwd)
 		forward_load(m); /* after gate and embed: the pass points into them */
 	m->bytes = bytes;
-
-	/* keep only the tokenizer on the host side: the rest now lives here */
-	host_model_release(name, false);
 	MemoryContextSetParent(cxt, TopMemoryContext);
 	loaded[nloaded++] = m;
+	return m;
+}
+
+static InferModel *
+load_model(const char *name, const char *source, const char *level)
+{
+	int metalen;
+	char *meta;
+	InferModel *m;
+
+	if (strncmp(source, MODEL_INDEX_SOURCE_PREFIX, strlen(MODEL_INDEX_SOURCE_PREFIX)) == 0)
+	{
+		void *state;
+
+		/* a model stored in index pages (index_model.c): no file needed */
+		meta = model_index_open(source + strlen(MODEL_INDEX_SOURCE_PREFIX), name, &metalen, &state);
+		m = load_parts(name, source, "browse", meta, metalen, model_index_read, state);
+		model_index_close(state);
+		return m;
+	}
+	meta =
+		host_model_open(name, source, level, infer_data_directory, infer_auto_download, &metalen);
+	m = load_parts(name, source, level, meta, metalen, read_from_host, NULL);
+	/* keep only the tokenizer on the host side: the rest now lives here */
+	host_model_release(name, false);
 	return m;
 }
 
@@ -339,15 +370,15 @@ registry_lookup(const char *name)
 	return row;
 }
 
-static void
-registry_insert(const InferModel *m, const char *level)
+void
+model_register(const InferModel *m, const char *source, const char *level)
 {
 	Oid argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
 					   INT4OID, INT4OID, INT4OID, TEXTOID};
 	Datum args[9];
 
 	args[0] = CStringGetTextDatum(m->name);
-	args[1] = CStringGetTextDatum(m->source);
+	args[1] = CStringGetTextDatum(source);
 	args[2] = CStringGetTextDatum(level);
 	args[3] = CStringGetTextDatum(m->architecture);
 	args[4] = Int32GetDatum(m->layers);
@@ -402,7 +433,7 @@ model_get(text *name_arg)
 	}
 	else
 		name = text_to_cstring(name_arg);
-	check_model_name(name);
+	model_check_name(name);
 
 	row = registry_lookup(name);
 	if (!row.found)
@@ -441,7 +472,7 @@ infer_create_model(PG_FUNCTION_ARGS)
 	char *level = PG_ARGISNULL(2) ? "browse" : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	InferModel *m;
 
-	check_model_name(name);
+	model_check_name(name);
 	parse_level(level);
 	if (source[0] == '\0')
 		ereport(ERROR,
@@ -460,7 +491,7 @@ infer_create_model(PG_FUNCTION_ARGS)
 
 	unload(name);
 	m = load_model(name, source, level);
-	registry_insert(m, level);
+	model_register(m, m->source, level);
 	PG_RETURN_TEXT_P(cstring_to_text(name));
 }
 
@@ -493,18 +524,29 @@ infer_drop_model(PG_FUNCTION_ARGS)
 {
 	char *name = required_text_arg(fcinfo, 0, "model name");
 	char *index;
+	RegistryRow row;
 
-	check_model_name(name);
+	model_check_name(name);
 	index = index_using_model(name);
 	if (index != NULL)
 		ereport(ERROR, (errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 						errmsg("cannot drop model \"%s\" because index %s uses it", name, index),
 						errhint("DROP INDEX %s first.", index)));
+	row = registry_lookup(name);
 	if (!registry_delete(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT), errmsg("model \"%s\" does not exist", name),
 				 errhint("infer_models() lists the models.")));
 	unload(name);
+	/* a model stored in an index goes with its index */
+	if (strncmp(row.source, MODEL_INDEX_SOURCE_PREFIX, strlen(MODEL_INDEX_SOURCE_PREFIX)) == 0)
+	{
+		SPI_connect();
+		SPI_execute(psprintf("DROP INDEX IF EXISTS infer.%s",
+							 quote_identifier(row.source + strlen(MODEL_INDEX_SOURCE_PREFIX))),
+					false, 0);
+		SPI_finish();
+	}
 	PG_RETURN_VOID();
 }
 

@@ -82,6 +82,29 @@ model_concept_token(const InferModel *m, int layer, int feature)
 
 extern const char *band_name(LayerBand band);
 
+/* Refuses names that are not 1-63 bytes of [A-Za-z0-9_] (then also - .). */
+extern void model_check_name(const char *name);
+
+/* Fills m's shape (m->cxt set) from a model description; returns heap bytes. */
+extern size_t model_parse_meta(InferModel *m, const char *buf, int len);
+
+/* Adds a row to infer.models. */
+extern void model_register(const InferModel *m, const char *source, const char *level);
+
+/* Reads one part ("gate", "down_tokens", "embed") of a model being loaded. */
+typedef void (*PartReadFn)(void *state, const char *name, const char *part, int layer, void *dst,
+						   size_t nbytes);
+
+/* Sources of models stored in an `infer` model index: 'index:<index name>'. */
+#define MODEL_INDEX_SOURCE_PREFIX "index:"
+
+/* index_model.c: a model index's description and parts */
+extern char *model_index_open(const char *index_name, const char *model, int *metalen,
+							  void **state);
+extern void model_index_read(void *state, const char *name, const char *part, int layer, void *dst,
+							 size_t nbytes);
+extern void model_index_close(void *state);
+
 /* Heap bytes every model loaded in this backend holds (for infer.max_memory). */
 extern size_t model_loaded_bytes(void);
 

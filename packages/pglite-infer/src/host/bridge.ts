@@ -77,6 +77,28 @@ export class HostBridge {
     })
   }
 
+  modelFile(mod: WasmModule, name: number, file: number): number {
+    return this.run(() => this.models.file(readCString(mod, name), readCString(mod, file)))
+  }
+
+  modelAdopt(
+    mod: WasmModule,
+    name: number,
+    json: number,
+    jsonLen: number,
+    config: number,
+    configLen: number,
+  ): number {
+    return this.run(() => {
+      this.models.adopt(
+        readCString(mod, name),
+        mod.HEAPU8.slice(json, json + jsonLen),
+        mod.HEAPU8.slice(config, config + configLen),
+      )
+      return new Uint8Array(0)
+    })
+  }
+
   modelRelease(mod: WasmModule, name: number, forgetTokenizer: number): number {
     return this.run(() => {
       this.models.release(readCString(mod, name), forgetTokenizer !== 0)

@@ -100,6 +100,26 @@ export class ModelHost {
     return bytes
   }
 
+  /**
+   * A whole file of an opened model (tokenizer.json, ...), for a model index
+   * to store in its pages; empty when an optional file is absent.
+   */
+  file(name: string, file: string): Uint8Array {
+    const v = this.opened.get(name)
+    if (!v) throw new HostError(`model "${name}" is not open on the host`, '55000')
+    if (!/^[A-Za-z0-9_.-]+$/.test(file)) throw new HostError(`invalid file name "${file}"`, '22023')
+    return v.files.read(file) ?? new Uint8Array(0)
+  }
+
+  /** A model whose data C loaded itself (from index pages): only its tokenizer. */
+  adopt(name: string, tokenizerJson: Uint8Array, tokenizerConfig: Uint8Array): void {
+    const tokenizer = withVindexErrors(name, 'index', () =>
+      loadTokenizer(tokenizerJson, tokenizerConfig.length ? tokenizerConfig : undefined),
+    )
+    this.tokenizers.set(name, tokenizer)
+    this.decoded.set(name, new Map())
+  }
+
   release(name: string, forgetTokenizer: boolean): void {
     this.opened.delete(name)
     if (forgetTokenizer) {
