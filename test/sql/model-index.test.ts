@@ -59,6 +59,22 @@ describe('model index', () => {
     await again.close()
   })
 
+  it('travels inside a dumpDataDir() archive', async () => {
+    const db = await PGlite.create({ extensions: { infer: pgInfer } })
+    await db.exec('CREATE EXTENSION pg_infer')
+    await db.exec(
+      `create index archived on infer._models using infer (name) with (source = '${await fixtureVindex('f16')}')`,
+    )
+    const before = (await db.query("select * from describe('Japan', 'archived')")).rows
+    const archive = await db.dumpDataDir('gzip')
+    await db.close()
+    const restored = await PGlite.create({ loadDataDir: archive, extensions: { infer: pgInfer } })
+    expect((await restored.query("select * from describe('Japan', 'archived')")).rows).toEqual(
+      before,
+    )
+    await restored.close()
+  })
+
   it('bad input: a missing source, a name taken, a dropped index, a scan', async () => {
     const db = await openDb()
     const v = await fixtureVindex('f16')
