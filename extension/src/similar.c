@@ -102,17 +102,61 @@ signature_similarity(const GateHit *a, int na, const GateHit *b, int nb)
 	return best;
 }
 
+/*
+ * The last signature computed for each argument of a call site, kept in
+ * fn_extra: in `ORDER BY col <~> 'query'` one side is the same text for
+ * every row, and recomputing its signature (a full gate scan) per row would
+ * double the cost of every distance.
+ */
+typedef struct CachedSignature
+{
+	InferModel *model;
+	char model_name[MODEL_NAME_MAX + 1];
+	text *input;
+	int n;
+	GateHit hits[SIGNATURE_SIZE];
+} CachedSignature;
+
+static int
+cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m, text *input,
+				 const char *what, GateHit **out)
+{
+	Size len = VARSIZE_ANY_EXHDR(input);
+
+	if (cache->input == NULL || cache->model != m || strcmp(cache->model_name, m->name) != 0 ||
+		VARSIZE_ANY_EXHDR(cache->input) != len ||
+		memcmp(VARDATA_ANY(cache->input), VARDATA_ANY(input), len) != 0)
+	{
+		cache->n = feature_signature(m, input, what, cache->hits);
+		if (cache->input)
+			pfree(cache->input);
+		cache->input = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARHDRSZ + len);
+		SET_VARSIZE(cache->input, VARHDRSZ + len);
+		memcpy(VARDATA(cache->input), VARDATA_ANY(input), len);
+		cache->model = m;
+		snprintf(cache->model_name, sizeof(cache->model_name), "%s", m->name);
+	}
+	*out = cache->hits;
+	return cache->n;
+}
+
 static double
 similar_texts(FunctionCallInfo fcinfo, int model_argno)
 {
 	text *a = required_text(fcinfo, 0, "a");
 	text *b = required_text(fcinfo, 1, "b");
 	InferModel *m = model_arg(fcinfo, model_argno);
-	GateHit sa[SIGNATURE_SIZE];
-	GateHit sb[SIGNATURE_SIZE];
-	int na = feature_signature(m, a, "a", sa);
-	int nb = feature_signature(m, b, "b", sb);
+	CachedSignature *cache = fcinfo->flinfo->fn_extra;
+	GateHit *sa;
+	GateHit *sb;
+	int na;
+	int nb;
 
+	if (cache == NULL)
+		cache = fcinfo->flinfo->fn_extra =
+			MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, 2 * sizeof(CachedSignature));
+	na = cached_signature(fcinfo, &cache[0], m, a, "a", &sa);
+	nb = cached_signature(fcinfo, &cache[1], m, b, "b", &sb);
 	return signature_similarity(sa, na, sb, nb);
 }
 
