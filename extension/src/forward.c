@@ -78,7 +78,7 @@ read_config(InferModel *m, ForwardModel *fm)
 	int nwords = FC_FIXED_WORDS + m->layers;
 	double *w = palloc(sizeof(double) * nwords);
 
-	host_model_read(m->name, "config", 0, w, sizeof(double) * nwords);
+	m->read_part(m->read_state, m->name, "config", 0, w, sizeof(double) * nwords);
 	if ((int) w[FC_VERSION] != FORWARD_CONFIG_VERSION)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
 						errmsg("pg_infer host speaks forward config version %d, expected %d",
@@ -284,18 +284,18 @@ load_part(InferModel *m, WeightPart *p)
 	if (p->matrix)
 	{
 		data = MemoryContextAllocExtended(m->cxt, nbytes, MCXT_ALLOC_HUGE);
-		host_model_read(m->name, part, 0, data, nbytes);
+		m->read_part(m->read_state, m->name, part, 0, data, nbytes);
 		p->matrix->data = data;
 		return;
 	}
 	data = MemoryContextAlloc(m->cxt, p->elems * sizeof(float));
 	if (dt == GATE_F32)
-		host_model_read(m->name, part, 0, data, nbytes);
+		m->read_part(m->read_state, m->name, part, 0, data, nbytes);
 	else
 	{
 		uint16 *half = palloc(nbytes);
 
-		host_model_read(m->name, part, 0, half, nbytes);
+		m->read_part(m->read_state, m->name, part, 0, half, nbytes);
 		f16_to_f32(half, data, p->elems);
 		pfree(half);
 	}

@@ -48,7 +48,8 @@ typedef enum InferPageType
 	PAGE_GATE = 6,
 	PAGE_EMBED = 7,
 	PAGE_DOWNMETA = 8,
-	PAGE_BLOB = 9
+	PAGE_BLOB = 9,
+	PAGE_WEIGHT = 10
 } InferPageType;
 
 /* The special space of every page. */
@@ -128,6 +129,7 @@ typedef struct InferOptions
 	int32 vl_len_;
 	int model_offset;
 	int source_offset;
+	int level_offset;
 } InferOptions;
 
 /* index_utils.c */
@@ -135,7 +137,8 @@ extern void index_options_init(void);
 extern const char *index_model_option(Relation index);
 /* WITH (source = ...): the index is a model store (index_model.c) */
 extern const char *index_source_option(Relation index);
-extern void build_model_index(Relation index, const char *source);
+extern void build_model_index(Relation index, const char *source, const char *level);
+extern const char *index_level_option(Relation index);
 extern Buffer index_new_buffer(Relation index);
 extern void index_init_page(Page page, InferPageType type);
 extern void index_set_lower(Page page, int count, Size entry_size);

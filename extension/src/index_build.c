@@ -372,7 +372,7 @@ infer_ambuild(Relation heap, Relation index, struct IndexInfo *info)
 		if (index_model_option(index) != NULL)
 			ereport(ERROR, (errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
 							errmsg("an infer index takes either model or source, not both")));
-		build_model_index(index, index_source_option(index));
+		build_model_index(index, index_source_option(index), index_level_option(index));
 		return result; /* a model store indexes no rows */
 	}
 	bs.index = index;

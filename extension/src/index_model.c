@@ -4,16 +4,18 @@
  *   CREATE INDEX countries ON infer._models USING infer (name)
  *       WITH (source = '/models/countries.vindex');
  *
- * copies a whole vindex (browse level: gate rows, embeddings, down_meta top
- * tokens, tokenizer) into WAL-logged pages of the index and registers model
+ * copies a whole vindex (gate rows, embeddings, down_meta top tokens,
+ * tokenizer, and the inference weights at WITH (level = 'inference')) into
+ * WAL-logged pages of the index and registers model
  * `countries` (the index's name) with source 'index:countries'. The model
  * then loads from these pages, so it lives and persists with the database
  * (a data directory, IndexedDB, OPFS, dumpDataDir archives) and its source
  * files are no longer needed. The rows of infer._models are not indexed.
  *
- * Pages: block 0 holds the segment directory (which blocks hold what, per
- * layer); each segment is a run of contiguous pages of one type (GATE,
- * EMBED, DOWNMETA, BLOB) whose payload is the part's bytes, in order.
+ * Pages: each part is a segment, a run of contiguous pages of one type
+ * (GATE, EMBED, DOWNMETA, WEIGHT, BLOB) whose payload is the part's bytes in
+ * order; the directory of segments (name, layer, blocks, bytes) is a segment
+ * too, and block 0 (META) points to it.
  */
 #include "pg_infer.h"
 
@@ -31,23 +33,18 @@
 #include "index.h"
 
 #define MODEL_INDEX_MAGIC 0x584d4e49 /* "INMX" */
-#define MODEL_INDEX_VERSION 1
+#define MODEL_INDEX_VERSION 2
 #define PAYLOAD (BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(InferPageOpaqueData)))
 
-typedef enum SegmentKind
-{
-	SEG_META = 1, /* the model description (model.h) */
-	SEG_GATE,     /* per layer */
-	SEG_DOWN,     /* per layer: down_meta top token ids */
-	SEG_EMBED,
-	SEG_TOKENIZER,
-	SEG_TOKENIZER_CONFIG
-} SegmentKind;
-
+/*
+ * A named run of pages: a model part ("gate" of layer 3, "embed",
+ * "weight:layers.0.self_attn.q_proj.weight", "tokenizer.json", ...).
+ * The list of segments is itself stored as a segment, the directory, which
+ * block 0 points to.
+ */
 typedef struct Segment
 {
-	uint16 kind;
-	uint16 unused;
+	char name[104];
 	int32 layer;
 	BlockNumber start;
 	uint32 nblocks;
@@ -58,35 +55,35 @@ typedef struct ModelIndexMeta
 {
 	uint32 magic;
 	uint32 version;
-	int32 nsegments;
-	Segment segments[FLEXIBLE_ARRAY_MEMBER];
+	char level[16];
+	Segment directory; /* the Segment array, as a segment of its own */
 } ModelIndexMeta;
 
-#define MAX_SEGMENTS ((PAYLOAD - offsetof(ModelIndexMeta, segments)) / sizeof(Segment))
-
 static InferPageType
-page_type_of(SegmentKind kind)
+page_type_of(const char *name)
 {
-	switch (kind)
-	{
-		case SEG_GATE:
-			return PAGE_GATE;
-		case SEG_EMBED:
-			return PAGE_EMBED;
-		case SEG_DOWN:
-			return PAGE_DOWNMETA;
-		default:
-			return PAGE_BLOB;
-	}
+	if (strcmp(name, "gate") == 0)
+		return PAGE_GATE;
+	if (strcmp(name, "embed") == 0)
+		return PAGE_EMBED;
+	if (strcmp(name, "down_tokens") == 0)
+		return PAGE_DOWNMETA;
+	if (strncmp(name, "weight:", 7) == 0)
+		return PAGE_WEIGHT;
+	return PAGE_BLOB;
 }
 
 /* Writes bytes as a run of new pages, one GenericXLog record (full image) each. */
 static Segment
-write_segment(Relation index, SegmentKind kind, int layer, const char *bytes, size_t n)
+write_segment(Relation index, const char *name, int layer, const char *bytes, size_t n)
 {
-	Segment seg = {kind, 0, layer, InvalidBlockNumber, 0, n};
+	Segment seg = {{0}, layer, InvalidBlockNumber, 0, n};
 	size_t done = 0;
 
+	if (strlen(name) >= sizeof(seg.name))
+		ereport(ERROR, (errcode(ERRCODE_NAME_TOO_LONG),
+						errmsg("model part name \"%s\" is too long for a model index", name)));
+	snprintf(seg.name, sizeof(seg.name), "%s", name);
 	do
 	{
 		Buffer buf = index_new_buffer(index);
@@ -94,7 +91,7 @@ write_segment(Relation index, SegmentKind kind, int layer, const char *bytes, si
 		Page page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
 		size_t take = Min(PAYLOAD, n - done);
 
-		index_init_page(page, page_type_of(kind));
+		index_init_page(page, page_type_of(name));
 		memcpy(InferPageEntries(page), bytes + done, take);
 		((PageHeader) page)->pd_lower = (InferPageEntries(page) - (char *) page) + take;
 		if (seg.nblocks++ == 0)
@@ -107,26 +104,46 @@ write_segment(Relation index, SegmentKind kind, int layer, const char *bytes, si
 	return seg;
 }
 
-/* Reads a host part into memory and stores it as a segment. */
-static Segment
-copy_part(Relation index, const char *name, const char *part, SegmentKind kind, int layer, size_t n)
+/* The build reads each part from the host and stores it as it goes. */
+typedef struct Recorder
 {
-	char *bytes = MemoryContextAllocExtended(CurrentMemoryContext, n > 0 ? n : 1, MCXT_ALLOC_HUGE);
-	Segment seg;
+	Relation index;
+	Segment *segs;
+	int nsegs;
+	int cap;
+	int layers;
+} Recorder;
 
-	host_model_read(name, part, layer, bytes, n);
-	seg = write_segment(index, kind, layer, bytes, n);
-	pfree(bytes);
-	return seg;
+static void
+record(Recorder *r, Segment seg)
+{
+	if (r->nsegs == r->cap)
+	{
+		r->cap *= 2;
+		r->segs = repalloc(r->segs, sizeof(Segment) * r->cap);
+	}
+	r->segs[r->nsegs++] = seg;
 }
 
-static Segment
-copy_file(Relation index, const char *name, const char *file, SegmentKind kind)
+static void
+read_and_store(void *state, const char *name, const char *part, int layer, void *dst, size_t nbytes)
+{
+	Recorder *r = state;
+
+	host_model_read(name, part, layer, dst, nbytes);
+	record(r, write_segment(r->index, part, layer, dst, nbytes));
+	if (strcmp(part, "down_tokens") == 0 && r->layers >= 8 && (layer + 1) % (r->layers / 4) == 0)
+		ereport(NOTICE,
+				(errmsg("model index \"%s\": %d of %d layers stored", name, layer + 1, r->layers)));
+}
+
+static void
+store_file(Recorder *r, const char *name, const char *file)
 {
 	int len;
 	char *bytes = host_model_file(name, file, &len);
 
-	return write_segment(index, kind, -1, bytes, len);
+	record(r, write_segment(r->index, file, -1, bytes, len));
 }
 
 static bool
@@ -145,19 +162,24 @@ model_registered(const char *name)
 	return found;
 }
 
+/*
+ * Loads the model from its source exactly as infer_create_model would, with
+ * a reader that also writes every part it reads into the index: the pages
+ * then hold everything a later load needs, at the level asked for, and the
+ * model is loaded in this backend already.
+ */
 void
-build_model_index(Relation index, const char *source)
+build_model_index(Relation index, const char *source, const char *level)
 {
 	const char *name = RelationGetRelationName(index);
-	MemoryContext tmp = AllocSetContextCreate(CurrentMemoryContext, "infer model index build",
-											  ALLOCSET_DEFAULT_SIZES);
-	InferModel m = {0};
+	char *src = psprintf("%s%s", MODEL_INDEX_SOURCE_PREFIX, name);
+	Recorder r = {index, palloc(sizeof(Segment) * 64), 0, 64, 0};
 	Buffer meta_buf;
 	ModelIndexMeta *meta;
-	Segment *segs;
-	int nsegs = 0;
 	int metalen;
 	char *desc;
+	InferModel *m;
+	Segment dir;
 	GenericXLogState *state;
 	Page page;
 
@@ -166,49 +188,32 @@ build_model_index(Relation index, const char *source)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("model \"%s\" already exists", name),
 				 errhint("Name the index after a new model, or drop the model first.")));
-	desc = host_model_open(name, source, "browse", infer_data_directory, infer_auto_download,
-						   &metalen);
-	m.cxt = tmp;
-	snprintf(m.name, sizeof(m.name), "%s", name);
-	model_parse_meta(&m, desc, metalen);
-	if (2 * m.layers + 4 > (int) MAX_SEGMENTS)
-		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						errmsg("a model index holds at most %d layers, model \"%s\" has %d",
-							   (int) (MAX_SEGMENTS - 4) / 2, name, m.layers)));
-	segs = palloc(sizeof(Segment) * (2 * m.layers + 4));
-
 	meta_buf = index_new_buffer(index); /* block 0, written last */
-	segs[nsegs++] = write_segment(index, SEG_META, -1, desc, metalen);
-	for (int l = 0; l < m.layers; l++)
-	{
-		segs[nsegs++] = copy_part(index, name, "gate", SEG_GATE, l,
-								  (size_t) m.features[l] * m.hidden * dtype_size(m.gate_dtype));
-		segs[nsegs++] = copy_part(index, name, "down_tokens", SEG_DOWN, l,
-								  (size_t) m.features[l] * m.down_top_k * sizeof(int32));
-		if (m.layers >= 8 && (l + 1) % (m.layers / 4) == 0)
-			ereport(NOTICE,
-					(errmsg("model index \"%s\": %d of %d layers stored", name, l + 1, m.layers)));
-	}
-	segs[nsegs++] = copy_part(index, name, "embed", SEG_EMBED, 0,
-							  (size_t) m.vocab * m.hidden * dtype_size(m.embed_dtype));
-	segs[nsegs++] = copy_file(index, name, "tokenizer.json", SEG_TOKENIZER);
-	segs[nsegs++] = copy_file(index, name, "tokenizer_config.json", SEG_TOKENIZER_CONFIG);
+	desc =
+		host_model_open(name, source, level, infer_data_directory, infer_auto_download, &metalen);
+	r.layers = ((int32 *) desc)[META_LAYERS];
+	record(&r, write_segment(index, "meta", -1, desc, metalen));
+	m = load_parts(name, src, level, desc, metalen, read_and_store, &r);
+	store_file(&r, name, "tokenizer.json");
+	store_file(&r, name, "tokenizer_config.json");
+	dir = write_segment(index, "directory", -1, (char *) r.segs, sizeof(Segment) * r.nsegs);
 
 	state = GenericXLogStart(index);
 	page = GenericXLogRegisterBuffer(state, meta_buf, GENERIC_XLOG_FULL_IMAGE);
 	index_init_page(page, PAGE_META);
 	meta = (ModelIndexMeta *) InferPageEntries(page);
+	memset(meta, 0, sizeof(ModelIndexMeta));
 	meta->magic = MODEL_INDEX_MAGIC;
 	meta->version = MODEL_INDEX_VERSION;
-	meta->nsegments = nsegs;
-	memcpy(meta->segments, segs, sizeof(Segment) * nsegs);
-	((PageHeader) page)->pd_lower = (char *) &meta->segments[nsegs] - (char *) page;
+	snprintf(meta->level, sizeof(meta->level), "%s", level);
+	meta->directory = dir;
+	((PageHeader) page)->pd_lower = (char *) (meta + 1) - (char *) page;
 	GenericXLogFinish(state);
 	UnlockReleaseBuffer(meta_buf);
 
-	model_register(&m, psprintf("%s%s", MODEL_INDEX_SOURCE_PREFIX, name), "browse");
-	host_model_release(name, true);
-	MemoryContextDelete(tmp);
+	model_register(m, src, level);
+	/* the model stays loaded; the host keeps only its tokenizer */
+	host_model_release(name, false);
 }
 
 /* ---- loading ---- */
@@ -221,26 +226,26 @@ typedef struct ModelIndexReader
 } ModelIndexReader;
 
 static const Segment *
-find_segment(ModelIndexReader *r, SegmentKind kind, int layer)
+find_segment(ModelIndexReader *r, const char *name, int layer)
 {
 	for (int i = 0; i < r->nsegments; i++)
-		if (r->segments[i].kind == kind && r->segments[i].layer == layer)
+		if (strcmp(r->segments[i].name, name) == 0 && r->segments[i].layer == layer)
 			return &r->segments[i];
 	ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
-					errmsg("model index \"%s\" has no segment %d of layer %d",
-						   RelationGetRelationName(r->index), kind, layer),
-					errhint("Drop the model and store it again.")));
+					errmsg("model index \"%s\" holds no \"%s\" of layer %d",
+						   RelationGetRelationName(r->index), name, layer),
+					errhint("Store the model at the level you register it with.")));
 	return NULL;
 }
 
 static void
-read_segment(ModelIndexReader *r, const Segment *seg, char *dst)
+read_segment(Relation index, const Segment *seg, char *dst)
 {
 	size_t done = 0;
 
 	for (uint32 b = 0; b < seg->nblocks; b++)
 	{
-		Buffer buf = ReadBuffer(r->index, seg->start + b);
+		Buffer buf = ReadBuffer(index, seg->start + b);
 		size_t take = Min(PAYLOAD, seg->nbytes - done);
 
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
@@ -251,15 +256,22 @@ read_segment(ModelIndexReader *r, const Segment *seg, char *dst)
 }
 
 static char *
-read_whole(ModelIndexReader *r, SegmentKind kind, int *len)
+read_whole(ModelIndexReader *r, const char *name, int *len)
 {
-	const Segment *seg = find_segment(r, kind, -1);
+	const Segment *seg = find_segment(r, name, -1);
 	char *out = palloc(seg->nbytes + 1);
 
-	read_segment(r, seg, out);
+	read_segment(r->index, seg, out);
 	out[seg->nbytes] = '\0';
 	*len = (int) seg->nbytes;
 	return out;
+}
+
+bool
+model_index_exists(const char *index_name)
+{
+	return OidIsValid(RangeVarGetRelidExtended(makeRangeVar("infer", (char *) index_name, -1),
+											   NoLock, RVR_MISSING_OK, NULL, NULL));
 }
 
 char *
@@ -269,7 +281,7 @@ model_index_open(const char *index_name, const char *model, int *metalen, void *
 									   AccessShareLock, RVR_MISSING_OK, NULL, NULL);
 	ModelIndexReader *r = palloc0(sizeof(ModelIndexReader));
 	Buffer buf;
-	ModelIndexMeta *meta;
+	ModelIndexMeta meta;
 	char *tokenizer, *config, *desc;
 	int tlen, clen;
 
@@ -282,22 +294,19 @@ model_index_open(const char *index_name, const char *model, int *metalen, void *
 	r->index = index_open(oid, AccessShareLock);
 	buf = ReadBuffer(r->index, 0);
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	meta = (ModelIndexMeta *) InferPageEntries(BufferGetPage(buf));
-	if (meta->magic != MODEL_INDEX_MAGIC || meta->version != MODEL_INDEX_VERSION ||
-		meta->nsegments <= 0 || meta->nsegments > (int) MAX_SEGMENTS)
-	{
-		UnlockReleaseBuffer(buf);
+	memcpy(&meta, InferPageEntries(BufferGetPage(buf)), sizeof(meta));
+	UnlockReleaseBuffer(buf);
+	if (meta.magic != MODEL_INDEX_MAGIC || meta.version != MODEL_INDEX_VERSION ||
+		meta.directory.nbytes % sizeof(Segment) != 0)
 		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
 						errmsg("index infer.%s does not hold a model", index_name)));
-	}
-	r->nsegments = meta->nsegments;
-	r->segments = palloc(sizeof(Segment) * r->nsegments);
-	memcpy(r->segments, meta->segments, sizeof(Segment) * r->nsegments);
-	UnlockReleaseBuffer(buf);
+	r->nsegments = meta.directory.nbytes / sizeof(Segment);
+	r->segments = palloc(meta.directory.nbytes + 1);
+	read_segment(r->index, &meta.directory, (char *) r->segments);
 
-	desc = read_whole(r, SEG_META, metalen);
-	tokenizer = read_whole(r, SEG_TOKENIZER, &tlen);
-	config = read_whole(r, SEG_TOKENIZER_CONFIG, &clen);
+	desc = read_whole(r, "meta", metalen);
+	tokenizer = read_whole(r, "tokenizer.json", &tlen);
+	config = read_whole(r, "tokenizer_config.json", &clen);
 	host_model_adopt(model, tokenizer, tlen, config, clen);
 	*state = r;
 	return desc;
@@ -308,23 +317,14 @@ model_index_read(void *state, const char *name, const char *part, int layer, voi
 				 size_t nbytes)
 {
 	ModelIndexReader *r = state;
-	SegmentKind kind = strcmp(part, "gate") == 0          ? SEG_GATE
-					   : strcmp(part, "down_tokens") == 0 ? SEG_DOWN
-					   : strcmp(part, "embed") == 0       ? SEG_EMBED
-														  : 0;
-	const Segment *seg;
+	const Segment *seg = find_segment(r, part, layer);
 
-	if (kind == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("model \"%s\" is stored in an index, which holds no \"%s\"", name, part)));
-	seg = find_segment(r, kind, kind == SEG_EMBED ? 0 : layer);
 	if (seg->nbytes != nbytes)
 		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
 						errmsg("model index \"%s\": %s of layer %d has %llu bytes, expected %zu",
 							   RelationGetRelationName(r->index), part, layer,
 							   (unsigned long long) seg->nbytes, nbytes)));
-	read_segment(r, seg, dst);
+	read_segment(r->index, seg, dst);
 }
 
 void

@@ -27,6 +27,9 @@ index_options_init(void)
 	add_string_reloption(infer_relopt_kind, "source",
 						 "Vindex to store in the index's pages (a model index)", NULL, NULL,
 						 AccessExclusiveLock);
+	add_string_reloption(infer_relopt_kind, "level",
+						 "Extract level a model index stores: browse, inference or all", NULL, NULL,
+						 AccessExclusiveLock);
 }
 
 static bytea *
@@ -35,6 +38,7 @@ infer_amoptions(Datum reloptions, bool validate)
 	static const relopt_parse_elt tab[] = {
 		{"model", RELOPT_TYPE_STRING, offsetof(InferOptions, model_offset)},
 		{"source", RELOPT_TYPE_STRING, offsetof(InferOptions, source_offset)},
+		{"level", RELOPT_TYPE_STRING, offsetof(InferOptions, level_offset)},
 	};
 
 	return (bytea *) build_reloptions(reloptions, validate, infer_relopt_kind, sizeof(InferOptions),
@@ -60,6 +64,16 @@ index_source_option(Relation index)
 	if (opts == NULL || opts->source_offset == 0)
 		return NULL;
 	return (const char *) opts + opts->source_offset;
+}
+
+const char *
+index_level_option(Relation index)
+{
+	InferOptions *opts = (InferOptions *) index->rd_options;
+
+	if (opts == NULL || opts->level_offset == 0)
+		return "browse";
+	return (const char *) opts + opts->level_offset;
 }
 
 static bool

@@ -262,7 +262,7 @@ read_from_host(void *state, const char *name, const char *part, int layer, void 
  * is in place, so an ERROR half-way frees it with the call; only a complete
  * model is kept.
  */
-static InferModel *
+InferModel *
 load_parts(const char *name, const char *source, const char *level, const char *meta, int metalen,
 		   PartReadFn read, void *state)
 {
@@ -277,6 +277,8 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	m->cxt = cxt;
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	m->source = MemoryContextStrdup(cxt, source);
+	m->read_part = read;
+	m->read_state = state;
 	bytes = model_parse_meta(m, meta, metalen);
 	/* what was registered counts: a browse model never holds inference weights */
 	m->level = parse_level(level);
@@ -306,6 +308,8 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	if (m->fwd)
 		forward_load(m); /* after gate and embed: the pass points into them */
 	m->bytes = bytes;
+	m->read_part = NULL;
+	m->read_state = NULL;
 	MemoryContextSetParent(cxt, TopMemoryContext);
 	loaded[nloaded++] = m;
 	return m;
@@ -324,7 +328,7 @@ load_model(const char *name, const char *source, const char *level)
 
 		/* a model stored in index pages (index_model.c): no file needed */
 		meta = model_index_open(source + strlen(MODEL_INDEX_SOURCE_PREFIX), name, &metalen, &state);
-		m = load_parts(name, source, "browse", meta, metalen, model_index_read, state);
+		m = load_parts(name, source, level, meta, metalen, model_index_read, state);
 		model_index_close(state);
 		return m;
 	}
@@ -447,6 +451,14 @@ model_get(text *name_arg)
 				 errhint("infer_models() lists the models; infer_create_model() adds one.")));
 	}
 	m = find_loaded(name);
+	/* a model kept in an index is gone with its index (DROP INDEX) */
+	if (m != NULL &&
+		strncmp(row.source, MODEL_INDEX_SOURCE_PREFIX, strlen(MODEL_INDEX_SOURCE_PREFIX)) == 0 &&
+		!model_index_exists(row.source + strlen(MODEL_INDEX_SOURCE_PREFIX)))
+	{
+		unload(name);
+		m = NULL;
+	}
 	if (m != NULL && strcmp(m->source, row.source) == 0)
 		return m;
 	if (m != NULL)

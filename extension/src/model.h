@@ -42,6 +42,11 @@ typedef enum ModelMetaWord
 	META_FIXED_WORDS /* then features[layers], band[layers] */
 } ModelMetaWord;
 
+/* Reads one part ("gate", "down_tokens", "embed", "config", "weight:...") of a model being loaded.
+ */
+typedef void (*PartReadFn)(void *state, const char *name, const char *part, int layer, void *dst,
+						   size_t nbytes);
+
 typedef struct InferModel
 {
 	char name[MODEL_NAME_MAX + 1];
@@ -62,7 +67,10 @@ typedef struct InferModel
 	int down_top_k;
 	int32 **down_tokens;      /* per layer: features x down_top_k token ids */
 	struct ForwardModel *fwd; /* inference weights (forward.h); NULL at level browse */
-	size_t bytes;             /* heap bytes held, inference weights included */
+	/* where parts come from while the model loads (host files or index pages) */
+	PartReadFn read_part;
+	void *read_state;
+	size_t bytes; /* heap bytes held, inference weights included */
 	MemoryContext cxt;
 } InferModel;
 
@@ -88,6 +96,13 @@ extern void model_check_name(const char *name);
 /* Fills m's shape (m->cxt set) from a model description; returns heap bytes. */
 extern size_t model_parse_meta(InferModel *m, const char *buf, int len);
 
+/*
+ * Loads a model from its description and a part reader, and keeps it
+ * loaded in this backend (model.c).
+ */
+extern InferModel *load_parts(const char *name, const char *source, const char *level,
+							  const char *meta, int metalen, PartReadFn read, void *state);
+
 /* Adds a row to infer.models. */
 extern void model_register(const InferModel *m, const char *source, const char *level);
 
@@ -104,6 +119,7 @@ extern char *model_index_open(const char *index_name, const char *model, int *me
 extern void model_index_read(void *state, const char *name, const char *part, int layer, void *dst,
 							 size_t nbytes);
 extern void model_index_close(void *state);
+extern bool model_index_exists(const char *index_name);
 
 /* Heap bytes every model loaded in this backend holds (for infer.max_memory). */
 extern size_t model_loaded_bytes(void);

@@ -59,6 +59,33 @@ describe('model index', () => {
     await again.close()
   })
 
+  it("stores the inference weights with level = 'inference': infer() runs from pages", async () => {
+    const work = scratchDir('model-index-inf')
+    const source = join(work, 'countries.vindex')
+    cpSync(await fixtureVindex('f32', 'inference'), source, { recursive: true })
+    const dataDir = join(work, 'pgdata')
+    const db = await openPersistent(dataDir)
+    await db.query("select infer_create_model('files', $1, 'inference')", [source])
+    await db.exec(
+      `create index stored on infer._models using infer (name) with (source = '${source}', level = 'inference')`,
+    )
+    const want = (await db.query("select * from infer('The capital of Spain is', 5, 'files')")).rows
+    expect(
+      (await db.query("select * from infer('The capital of Spain is', 5, 'stored')")).rows,
+    ).toEqual(want)
+    await db.close()
+    rmSync(source, { recursive: true, force: true })
+    const again = await openPersistent(dataDir)
+    expect(
+      (await again.query('select extract_level from infer_models() where name = $1', ['stored']))
+        .rows,
+    ).toEqual([{ extract_level: 'inference' }])
+    expect(
+      (await again.query("select * from infer('The capital of Spain is', 5, 'stored')")).rows,
+    ).toEqual(want)
+    await again.close()
+  })
+
   it('travels inside a dumpDataDir() archive', async () => {
     const db = await PGlite.create({ extensions: { infer: pgInfer } })
     await db.exec('CREATE EXTENSION pg_infer')
