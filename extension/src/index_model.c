@@ -146,22 +146,6 @@ store_file(Recorder *r, const char *name, const char *file)
 	record(r, write_segment(r->index, file, -1, bytes, len));
 }
 
-static bool
-model_registered(const char *name)
-{
-	Oid argtypes[1] = {TEXTOID};
-	Datum args[1] = {CStringGetTextDatum(name)};
-	bool found;
-
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT 1 FROM infer.models WHERE name = $1", 1, argtypes, args, NULL,
-							  true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "pg_infer: reading infer.models failed");
-	found = SPI_processed > 0;
-	SPI_finish();
-	return found;
-}
-
 /*
  * Loads the model from its source exactly as infer_create_model would, with
  * a reader that also writes every part it reads into the index: the pages
@@ -184,7 +168,7 @@ build_model_index(Relation index, const char *source, const char *level)
 	Page page;
 
 	model_check_name(name);
-	if (model_registered(name))
+	if (model_exists(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("model \"%s\" already exists", name),
 				 errhint("Name the index after a new model, or drop the model first.")));

@@ -416,6 +416,12 @@ registry_delete(const char *name)
 	return deleted;
 }
 
+bool
+model_exists(const char *name)
+{
+	return registry_lookup(name).found;
+}
+
 /* ---- lookups for the SQL functions ---- */
 
 InferModel *

@@ -103,6 +103,9 @@ extern size_t model_parse_meta(InferModel *m, const char *buf, int len);
 extern InferModel *load_parts(const char *name, const char *source, const char *level,
 							  const char *meta, int metalen, PartReadFn read, void *state);
 
+/* Whether infer.models has a row for this name. */
+extern bool model_exists(const char *name);
+
 /* Adds a row to infer.models. */
 extern void model_register(const InferModel *m, const char *source, const char *level);
 

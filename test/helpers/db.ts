@@ -1,5 +1,5 @@
 import { PGlite } from '@electric-sql/pglite'
-import { createPgInfer, type PgInferOptions } from 'pglite-infer'
+import { createPgInfer, pgInfer, type PgInferOptions } from 'pglite-infer'
 
 /** A fresh in-memory PGlite with pg_infer created. */
 export async function openDb(options: PgInferOptions = {}): Promise<PGlite> {
@@ -21,4 +21,11 @@ export async function sqlError(
     return { code: err.code ?? '', message: err.message }
   }
   throw new Error(`expected an error from: ${sql}`)
+}
+
+/** A PGlite over a data directory (persisted), with pg_infer and db.infer. */
+export async function openPersistent(dataDir: string) {
+  const db = await PGlite.create({ dataDir, extensions: { infer: pgInfer } })
+  await db.exec('CREATE EXTENSION IF NOT EXISTS pg_infer')
+  return db
 }

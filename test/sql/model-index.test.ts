@@ -6,14 +6,8 @@ import { cpSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { pgInfer } from 'pglite-infer'
 import { describe, expect, it } from 'vitest'
-import { openDb, sqlError } from '../helpers/db.js'
+import { openDb, openPersistent, sqlError } from '../helpers/db.js'
 import { fixtureVindex, scratchDir } from '../helpers/vindex.js'
-
-async function openPersistent(dataDir: string) {
-  const db = await PGlite.create({ dataDir, extensions: { infer: pgInfer } })
-  await db.exec('CREATE EXTENSION IF NOT EXISTS pg_infer')
-  return db
-}
 
 describe('model index', () => {
   it('stores a model in pages; it survives reopening with its source files deleted', async () => {

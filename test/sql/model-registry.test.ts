@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pgInfer } from 'pglite-infer'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { openDb, sqlError } from '../helpers/db.js'
+import { openDb, openPersistent, sqlError } from '../helpers/db.js'
 import { fixtureVindex, scratchDir } from '../helpers/vindex.js'
 
 let vindex: string
@@ -17,12 +17,6 @@ beforeAll(async () => {
 
 function vindexFiles(dir: string): Map<string, Uint8Array> {
   return new Map(readdirSync(dir).map((f) => [f, new Uint8Array(readFileSync(join(dir, f)))]))
-}
-
-async function openPersistent(dataDir: string) {
-  const db = await PGlite.create({ dataDir, extensions: { infer: pgInfer } })
-  await db.exec('CREATE EXTENSION IF NOT EXISTS pg_infer')
-  return db
 }
 
 describe('infer_create_model / infer_models / infer_drop_model', () => {
