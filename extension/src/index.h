@@ -147,6 +147,8 @@ extern int32 model_list_id(const InferModel *m, int layer, int feature);
 extern int32 model_total_features(const InferModel *m);
 extern InferModel *index_model(Relation index, const InferMetaData *meta);
 extern void index_append_pending(Relation index, const PendingPosting *entries, int n);
+extern char *index_make_row(ItemPointer tid, uint16 flags, const GateHit *sig, int nsig,
+							InferModel *m, Size *size);
 extern void index_append_row(Relation index, ItemPointer tid, uint16 flags, const GateHit *sig,
 							 int nsig, InferModel *m);
 

@@ -31,26 +31,34 @@
 /* A NOTICE every this many rows, so long builds show progress. */
 #define BUILD_NOTICE_EVERY 10000
 
-/* Sequential writer of fixed-size entries into a chain of new pages. */
+/*
+ * Sequential writer into a chain of new pages: fixed-size entries
+ * (POSTINGS, DIR) or line-pointer items (ROWS). Each page is one GenericXLog
+ * record, finished when the next page is linked after it.
+ */
 typedef struct EntryWriter
 {
 	Relation index;
 	InferPageType type;
-	Size size;
+	Size size; /* of a fixed-size entry; 0 for items */
 	int cap;
 	Buffer buf;
 	GenericXLogState *state;
 	Page page;
 	BlockNumber first;
+	MemoryContext cxt; /* the GenericXLog state outlives shorter contexts */
 } EntryWriter;
 
 static void
 writer_open_page(EntryWriter *w)
 {
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
 	w->buf = index_new_buffer(w->index);
 	w->state = GenericXLogStart(w->index);
 	w->page = GenericXLogRegisterBuffer(w->state, w->buf, GENERIC_XLOG_FULL_IMAGE);
 	index_init_page(w->page, w->type);
+	MemoryContextSwitchTo(old);
 }
 
 static void
@@ -59,9 +67,24 @@ writer_begin(EntryWriter *w, Relation index, InferPageType type, Size size)
 	w->index = index;
 	w->type = type;
 	w->size = size;
-	w->cap = INFER_PAGE_CAPACITY(size);
+	w->cap = size > 0 ? INFER_PAGE_CAPACITY(size) : 0;
+	w->cxt = CurrentMemoryContext;
 	writer_open_page(w);
 	w->first = BufferGetBlockNumber(w->buf);
+}
+
+/* Links a new page after the current one and makes it current. */
+static void
+writer_next_page(EntryWriter *w)
+{
+	Buffer old = w->buf;
+	GenericXLogState *old_state = w->state;
+	Page old_page = w->page;
+
+	writer_open_page(w);
+	InferPageGetOpaque(old_page)->next = BufferGetBlockNumber(w->buf);
+	GenericXLogFinish(old_state);
+	UnlockReleaseBuffer(old);
 }
 
 /* Makes room for one entry (moving to a new page when full); returns its slot. */
@@ -69,16 +92,7 @@ static void
 writer_reserve(EntryWriter *w, BlockNumber *blk, int *index)
 {
 	if (InferPageGetOpaque(w->page)->count >= w->cap)
-	{
-		Buffer old = w->buf;
-		GenericXLogState *old_state = w->state;
-		Page old_page = w->page;
-
-		writer_open_page(w);
-		InferPageGetOpaque(old_page)->next = BufferGetBlockNumber(w->buf);
-		GenericXLogFinish(old_state);
-		UnlockReleaseBuffer(old);
-	}
+		writer_next_page(w);
 	*blk = BufferGetBlockNumber(w->buf);
 	*index = InferPageGetOpaque(w->page)->count;
 }
@@ -105,11 +119,7 @@ typedef struct BuildState
 {
 	Relation index;
 	InferModel *m;
-	/* ROWS chain */
-	Buffer rows_buf;
-	GenericXLogState *rows_state;
-	Page rows_page;
-	BlockNumber rows_head;
+	EntryWriter rows; /* the ROWS chain */
 	int64 nrows;
 	/* postings */
 	TupleDesc sort_desc;
@@ -120,51 +130,19 @@ typedef struct BuildState
 	ItemPointerData tids[BUILD_BATCH];
 	text *texts[BUILD_BATCH];
 	MemoryContext batch_cxt;
-	MemoryContext build_cxt; /* lives as long as the build */
 } BuildState;
-
-static void
-rows_open_page(BuildState *bs)
-{
-	/* the GenericXLog state outlives the batch context it may be called in */
-	MemoryContext old = MemoryContextSwitchTo(bs->build_cxt);
-
-	bs->rows_buf = index_new_buffer(bs->index);
-	bs->rows_state = GenericXLogStart(bs->index);
-	bs->rows_page =
-		GenericXLogRegisterBuffer(bs->rows_state, bs->rows_buf, GENERIC_XLOG_FULL_IMAGE);
-	index_init_page(bs->rows_page, PAGE_ROWS);
-	MemoryContextSwitchTo(old);
-}
 
 static void
 rows_add(BuildState *bs, ItemPointer tid, uint16 flags, const GateHit *sig, int nsig)
 {
-	Size size = MAXALIGN(sizeof(RowHeader)) + nsig * sizeof(SignatureEntry);
-	char *item = palloc0(size);
-	RowHeader *h = (RowHeader *) item;
-	SignatureEntry *e = (SignatureEntry *) (item + MAXALIGN(sizeof(RowHeader)));
+	Size size;
+	char *item = index_make_row(tid, flags, sig, nsig, bs->m, &size);
+	EntryWriter *w = &bs->rows;
 
-	h->tid = *tid;
-	h->flags = flags;
-	h->nsig = nsig;
-	for (int i = 0; i < nsig; i++)
+	if (PageAddItem(w->page, item, size, InvalidOffsetNumber, false, false) == InvalidOffsetNumber)
 	{
-		e[i].list = model_list_id(bs->m, sig[i].layer, sig[i].feature);
-		e[i].score = sig[i].score;
-	}
-	if (PageAddItem(bs->rows_page, item, size, InvalidOffsetNumber, false, false) ==
-		InvalidOffsetNumber)
-	{
-		Buffer old = bs->rows_buf;
-		GenericXLogState *old_state = bs->rows_state;
-		Page old_page = bs->rows_page;
-
-		rows_open_page(bs);
-		InferPageGetOpaque(old_page)->next = BufferGetBlockNumber(bs->rows_buf);
-		GenericXLogFinish(old_state);
-		UnlockReleaseBuffer(old);
-		if (PageAddItem(bs->rows_page, item, size, InvalidOffsetNumber, false, false) ==
+		writer_next_page(w);
+		if (PageAddItem(w->page, item, size, InvalidOffsetNumber, false, false) ==
 			InvalidOffsetNumber)
 			elog(ERROR, "pg_infer: a row item of %zu bytes does not fit a page", size);
 	}
@@ -376,29 +354,26 @@ infer_ambuild(Relation heap, Relation index, struct IndexInfo *info)
 		return result; /* a model store indexes no rows */
 	}
 	bs.index = index;
-	bs.build_cxt = CurrentMemoryContext;
 	bs.m = build_model(index);
 	nlists = model_total_features(bs.m);
 	bs.batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "infer index build batch",
 										 ALLOCSET_DEFAULT_SIZES);
 
 	meta_buf = index_new_buffer(index); /* block 0, filled last */
-	rows_open_page(&bs);
-	bs.rows_head = BufferGetBlockNumber(bs.rows_buf);
+	writer_begin(&bs.rows, index, PAGE_ROWS, 0);
 	begin_sort(&bs);
 
 	reltuples = table_index_build_scan(heap, index, info, true, true, build_callback, &bs, NULL);
 	flush_batch(&bs);
 	{
-		BlockNumber rows_tail = BufferGetBlockNumber(bs.rows_buf);
+		BlockNumber rows_tail = BufferGetBlockNumber(bs.rows.buf);
 
-		GenericXLogFinish(bs.rows_state);
-		UnlockReleaseBuffer(bs.rows_buf);
+		writer_end(&bs.rows);
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE,
 									 PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE + 1);
 		dir = write_postings(&bs, nlists);
 		dir_head = write_directory(index, dir, nlists);
-		write_meta(index, meta_buf, bs.m->name, nlists, dir_head, bs.rows_head, rows_tail,
+		write_meta(index, meta_buf, bs.m->name, nlists, dir_head, bs.rows.first, rows_tail,
 				   bs.nrows);
 	}
 	UnlockReleaseBuffer(meta_buf);

@@ -263,8 +263,9 @@ index_append_pending(Relation index, const PendingPosting *entries, int n)
 }
 
 /* Builds a ROWS item in palloc'd memory; *size is set. */
-static char *
-make_row(ItemPointer tid, uint16 flags, const GateHit *sig, int nsig, InferModel *m, Size *size)
+char *
+index_make_row(ItemPointer tid, uint16 flags, const GateHit *sig, int nsig, InferModel *m,
+			   Size *size)
 {
 	RowHeader *h;
 	SignatureEntry *e;
@@ -289,7 +290,7 @@ index_append_row(Relation index, ItemPointer tid, uint16 flags, const GateHit *s
 				 InferModel *m)
 {
 	Size size;
-	char *item = make_row(tid, flags, sig, nsig, m, &size);
+	char *item = index_make_row(tid, flags, sig, nsig, m, &size);
 	Buffer meta_buf = ReadBuffer(index, INFER_META_BLKNO);
 	GenericXLogState *state;
 	InferMetaData *meta;

@@ -23,6 +23,7 @@
 #include "forward.h"
 #include "guc.h"
 #include "host.h"
+#include "knowledge.h"
 #include "model.h"
 
 PG_FUNCTION_INFO_V1(infer_create_model);
@@ -475,10 +476,7 @@ model_get(text *name_arg)
 static char *
 required_text_arg(FunctionCallInfo fcinfo, int i, const char *what)
 {
-	if (PG_ARGISNULL(i))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("%s must not be NULL", what)));
-	return text_to_cstring(PG_GETARG_TEXT_PP(i));
+	return text_to_cstring(required_text(fcinfo, i, what));
 }
 
 /* infer_create_model(name text, source text, extract_level text) -> text */
