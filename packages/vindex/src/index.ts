@@ -98,4 +98,12 @@ export {
   type ExtractProgress,
   type ExtractResult,
 } from './extract.js'
-export { Vindex, openVindex, urlFileSet, vindexFromBytes, type OpenOptions } from './reader.js'
+export {
+  Vindex,
+  openVindex,
+  openVindexSync,
+  urlFileSet,
+  vindexFromBytes,
+  type BrowseFiles,
+  type OpenOptions,
+} from './reader.js'

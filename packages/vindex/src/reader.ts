@@ -59,6 +59,47 @@ export async function openVindex(files: FileSet, options: OpenOptions = {}): Pro
   return v
 }
 
+/** The browse-level data of a vindex, as openVindexSync returns it. */
+export interface BrowseFiles {
+  index: VindexIndex
+  gate: Uint8Array
+  embed: Uint8Array
+  downMeta: DownMeta
+}
+
+/**
+ * openVindex's checks of the browse-level files, for callers that cannot
+ * await (a host hook inside a SQL call): `read` returns a whole file, or
+ * undefined when it is missing.
+ */
+export function openVindexSync(read: (name: string) => Uint8Array | undefined): BrowseFiles {
+  const required = (name: string): Uint8Array => {
+    const bytes = read(name)
+    if (!bytes) throw missing(name)
+    return bytes
+  }
+  const sized = (name: string, expected: number): Uint8Array => {
+    const bytes = required(name)
+    checkSize(name, expected, bytes.byteLength)
+    return bytes
+  }
+  const index = parseIndex(new TextDecoder().decode(required(FILES.index)))
+  const gate = sized(
+    FILES.gateVectors,
+    index.layers.reduce((s, l) => s + l.length, 0),
+  )
+  const embed = sized(
+    FILES.embeddings,
+    index.vocab_size * index.hidden_size * bytesPerElement(index),
+  )
+  const downMeta = new DownMeta(
+    required(FILES.downMeta),
+    index.layers.map((l) => l.num_features),
+    index.down_top_k,
+  )
+  return { index, gate, embed, downMeta }
+}
+
 /** A file set over in-memory bytes, e.g. files fetched as one bundle. */
 export function vindexFromBytes(
   files: Map<string, Uint8Array> | Record<string, Uint8Array>,

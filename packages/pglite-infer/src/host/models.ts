@@ -7,7 +7,7 @@ import {
   modelConfigFromIndex,
   type ExtractLevel,
   loadTokenizer,
-  parseIndex,
+  openVindexSync,
   type Tokenizer,
   type VindexIndex,
 } from '@pglite-infer/vindex'
@@ -54,7 +54,7 @@ export class ModelHost {
   /** Opens `source` as model `name`; returns its description (model.h layout). */
   open(name: string, source: string, level: string, dataDirectory: string): Uint8Array {
     const files = this.resolve(source, level, dataDirectory)
-    const vindex = withVindexErrors(name, files.where, () => openVindexSync(files))
+    const vindex = withVindexErrors(name, files.where, () => openSync(files))
     const have = vindex.index.extract_level
     if (!levelAtLeast(have, level as ExtractLevel))
       throw new HostError(
@@ -238,39 +238,9 @@ function required(files: SyncFiles, name: string): Uint8Array {
   return b
 }
 
-function sized(files: SyncFiles, name: string, expected: number): Uint8Array {
-  const b = required(files, name)
-  if (b.length < expected)
-    throw new VindexError('TRUNCATED', 'file is truncated', {
-      file: name,
-      expected,
-      found: b.length,
-    })
-  if (b.length > expected)
-    throw new VindexError('SIZE_MISMATCH', 'file is larger than index.json says', {
-      file: name,
-      expected,
-      found: b.length,
-    })
-  return b
-}
-
-/** The browse-level files of a vindex, validated like openVindex does. */
-function openVindexSync(files: SyncFiles): OpenedVindex {
-  const index = parseIndex(new TextDecoder().decode(required(files, FILES.index)))
-  const bpe = index.dtype === 'f16' ? 2 : 4
-  const gate = sized(
-    files,
-    FILES.gateVectors,
-    index.layers.reduce((s, l) => s + l.length, 0),
-  )
-  const embed = sized(files, FILES.embeddings, index.vocab_size * index.hidden_size * bpe)
-  const downMeta = new DownMeta(
-    required(files, FILES.downMeta),
-    index.layers.map((l) => l.num_features),
-    index.down_top_k,
-  )
-  return { index, gate, embed, downMeta, files, weightFiles: new Map() }
+/** The browse-level files of a vindex, validated as the vindex package does. */
+function openSync(files: SyncFiles): OpenedVindex {
+  return { ...openVindexSync((name) => files.read(name)), files, weightFiles: new Map() }
 }
 
 /** One tensor of the weight manifest (inference weights), as stored. */
