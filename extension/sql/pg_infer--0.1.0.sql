@@ -71,9 +71,10 @@ $$;
 -- ---------------------------------------------------------------------------
 
 -- extension/src/walk.c; mode NULL/'embedding' (gate KNN of the token's
--- embedding) or 'forward' (real FFN activations; needs inference weights)
+-- embedding) or 'forward' (real FFN activations and the tokens they write;
+-- needs inference weights); band NULL (every layer) or one band's layers
 CREATE FUNCTION walk(prompt text, top int DEFAULT 10, model text DEFAULT NULL,
-                     mode text DEFAULT NULL)
+                     mode text DEFAULT NULL, band text DEFAULT NULL)
 RETURNS TABLE (layer int, feature int, activation float8, concept text)
 AS 'MODULE_PATHNAME', 'infer_walk'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -102,16 +103,18 @@ CREATE TABLE infer.feature_label_data (
     model    text NOT NULL REFERENCES infer.models (name) ON DELETE CASCADE,
     layer    int NOT NULL,
     feature  int NOT NULL,
+    sign     int NOT NULL CHECK (sign IN (-1, 1)),
     relation text NOT NULL,
     subjects int NOT NULL,
-    PRIMARY KEY (model, layer, feature, relation)
+    PRIMARY KEY (model, layer, feature, sign, relation)
 );
 SELECT pg_catalog.pg_extension_config_dump('infer.feature_label_data', '');
 
--- A feature's relation label: its down_meta top token matched the object of
--- that relation for `subjects` different subjects (infer_label_relations).
+-- A feature's relation label: firing with `sign` (of its activation), its
+-- write token matched the object of that relation for `subjects` different
+-- subjects (infer_label_relations).
 CREATE VIEW infer.feature_labels AS
-    SELECT model, layer, feature, relation, subjects FROM infer.feature_label_data;
+    SELECT model, layer, feature, sign, relation, subjects FROM infer.feature_label_data;
 
 -- Each layer's band (syntax / knowledge / output), extension/src/describe.c.
 CREATE FUNCTION infer_layer_bands(model text DEFAULT NULL, OUT layer int, OUT band text)
@@ -139,13 +142,16 @@ END
 $$;
 
 -- Labels features with relations from facts: rows of (subject, relation,
--- object, template) from a query. Each filled template is run forward; of
+-- object, template) from a query (or a table's name). Each filled template is run forward; of
 -- the `top` (50) strongest FFN activations at the last position in the
--- layers of `band` ('knowledge'; NULL: every layer), a feature whose down_meta top token is the
--- object's first word counts for that subject; a feature counted for at
--- least 2 different subjects of a relation is labelled with it. The
--- relations' templates are registered too. Returns the features labelled
--- per relation (earlier labels of these relations are replaced).
+-- layers of `band` ('knowledge'; NULL: every layer), a feature whose write
+-- token (forward-mode walk()'s concept: the logit lens of its down_proj
+-- column, signed like its activation) is the object's first word counts
+-- for that subject; a feature counted for at least 2 different subjects of
+-- a relation is labelled with it. The relations' templates are registered
+-- too. Returns, per relation of the facts, how many features it labelled
+-- (a feature labelled for both signs counts twice); earlier labels of these
+-- relations are replaced.
 CREATE FUNCTION infer_label_relations(model text, facts text, top int DEFAULT 50,
                                       band text DEFAULT 'knowledge',
                                       OUT relation text, OUT features int)
@@ -156,38 +162,63 @@ DECLARE
     mdl text := model;
     ntop int := top;
     wanted text := band;
+    facts_sql text;
 BEGIN
+    IF mdl IS NULL OR facts IS NULL OR ntop IS NULL THEN
+        RAISE EXCEPTION 'model, facts and top must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    -- a bare table name works like the regclass form
+    facts_sql := 'SELECT subject::text AS subject, relation::text AS relation, '
+                 'object::text AS object, template::text AS template FROM ('
+                 || coalesce('SELECT * FROM ' || to_regclass(facts)::text, facts) || ') f';
+    IF NOT EXISTS (SELECT 1 FROM infer.models m WHERE m.name = mdl) THEN
+        RAISE EXCEPTION 'model "%" does not exist', mdl USING ERRCODE = '42704',
+            HINT = 'Register it with infer_create_model(name, source, ''inference'').';
+    END IF;
+    IF ntop < 1 OR ntop > 10000 THEN
+        RAISE EXCEPTION 'top must be between 1 and 10000, not %', ntop USING ERRCODE = '22023';
+    END IF;
+    BEGIN
+        EXECUTE facts_sql || ' LIMIT 0';
+    EXCEPTION WHEN undefined_column THEN
+        RAISE EXCEPTION 'facts must have the columns subject, relation, object and template'
+            USING ERRCODE = '42703', DETAIL = SQLERRM,
+                  HINT = 'For example: (''France'', ''capital'', ''Paris'', ''The capital of {} is'').';
+    END;
     CREATE TEMP TABLE IF NOT EXISTS pg_infer_label_hits
-        (relation text, subject text, layer int, feature int) ON COMMIT DROP;
-    TRUNCATE pg_infer_label_hits;
-    FOR r IN EXECUTE 'SELECT subject::text AS subject, relation::text AS relation, '
-                     'object::text AS object, template::text AS template FROM (' || facts || ') f'
-    LOOP
+        (relation text, subject text, layer int, feature int, sign int) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS pg_infer_label_relations (relation text) ON COMMIT DROP;
+    TRUNCATE pg_infer_label_hits, pg_infer_label_relations;
+    FOR r IN EXECUTE facts_sql LOOP
+        IF r.subject IS NULL OR r.relation IS NULL OR r.object IS NULL OR r.template IS NULL THEN
+            RAISE EXCEPTION 'a fact has a NULL subject, relation, object or template: (%, %, %, %)',
+                coalesce(r.subject, 'NULL'), coalesce(r.relation, 'NULL'),
+                coalesce(r.object, 'NULL'), coalesce(r.template, 'NULL')
+                USING ERRCODE = '22004';
+        END IF;
+        IF btrim(r.object) = '' OR btrim(r.subject) = '' THEN
+            RAISE EXCEPTION 'a fact of relation "%" has an empty subject or object', r.relation
+                USING ERRCODE = '22023';
+        END IF;
         PERFORM infer_add_relation(mdl, r.relation, r.template);
+        INSERT INTO pg_infer_label_relations VALUES (r.relation);
         INSERT INTO pg_infer_label_hits
-        SELECT r.relation, r.subject, w.layer, w.feature
-        FROM (SELECT w.layer, w.feature, w.concept,
-                     row_number() OVER (ORDER BY abs(w.activation) DESC, w.layer, w.feature) AS rn
-              FROM walk(replace(r.template, '{}', r.subject), 10000, mdl, 'forward') w
-              JOIN infer_layer_bands(mdl) b ON b.layer = w.layer
-              WHERE wanted IS NULL OR b.band = wanted) w
-        WHERE w.rn <= ntop
-          AND lower(w.concept) = lower(split_part(btrim(r.object), ' ', 1));
+        SELECT r.relation, r.subject, w.layer, w.feature, sign(w.activation)::int
+        FROM walk(replace(r.template, '{}', r.subject), ntop, mdl, 'forward', wanted) w
+        WHERE lower(w.concept) = lower(split_part(btrim(r.object), ' ', 1));
     END LOOP;
     DELETE FROM infer.feature_label_data d
-    WHERE d.model = mdl AND d.relation IN (SELECT t.relation FROM infer.relation_templates t
-                                           WHERE t.model = mdl);
+    WHERE d.model = mdl AND d.relation IN (SELECT l.relation FROM pg_infer_label_relations l);
     INSERT INTO infer.feature_label_data
-    SELECT mdl, h.layer, h.feature, h.relation, count(DISTINCT h.subject)
+    SELECT mdl, h.layer, h.feature, h.sign, h.relation, count(DISTINCT h.subject)
     FROM pg_infer_label_hits h
-    GROUP BY h.layer, h.feature, h.relation
+    GROUP BY h.layer, h.feature, h.sign, h.relation
     HAVING count(DISTINCT h.subject) >= 2;
     RETURN QUERY
-        SELECT t.relation, count(d.feature)::int
-        FROM infer.relation_templates t
-        LEFT JOIN infer.feature_label_data d ON d.model = t.model AND d.relation = t.relation
-        WHERE t.model = mdl
-        GROUP BY t.relation ORDER BY t.relation;
+        SELECT l.relation, count(d.feature)::int
+        FROM (SELECT DISTINCT l.relation FROM pg_infer_label_relations l) l
+        LEFT JOIN infer.feature_label_data d ON d.model = mdl AND d.relation = l.relation
+        GROUP BY l.relation ORDER BY l.relation;
 END
 $$;
 

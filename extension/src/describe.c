@@ -16,9 +16,16 @@
  * For a model with inference weights, rows predicted by the model come
  * first: for each relation with a template (infer_add_relation,
  * infer_label_relations), the greedy continuation of the filled template
- * (predict.c), ordered by relation. implies() is then true when the object
- * is among those predicted objects; without templates or inference
- * weights, when it is among the feature edges' targets.
+ * (predict.c), ordered by relation. The labelled feature edges follow:
+ * in each template's forward pass, of the infer.describe_top_k strongest
+ * FFN activations per layer at the prompt's last position, the features
+ * labelled with that template's relation for the sign they fire with
+ * (infer_label_relations); target = the feature's write
+ * token (forward.c), confidence = |activation|; the same filters and
+ * deduplication (per relation and target) as the gate edges; ordered by
+ * confidence. The gate-KNN edges above come last. implies() is true when
+ * the object is among the predicted objects; without templates or
+ * inference weights, when it is among the feature edges' targets.
  */
 #include "pg_infer.h"
 
@@ -29,6 +36,7 @@
 #include "utils/builtins.h"
 #include "varatt.h"
 
+#include "forward.h"
 #include "guc.h"
 #include "host.h"
 #include "knowledge.h"
@@ -42,6 +50,7 @@ typedef struct Edge
 {
 	GateHit hit;
 	DecodedToken target;
+	const char *relation; /* a labelled forward edge's; NULL: label or band at output */
 } Edge;
 
 /* confidence descending, then layer, target, feature */
@@ -61,7 +70,30 @@ cmp_edges(const void *a, const void *b)
 	return x->hit.feature < y->hit.feature ? -1 : x->hit.feature > y->hit.feature;
 }
 
-/* The knowledge edges of an entity; *n is set. */
+/*
+ * Adds e to edges[*n] unless describe() leaves it out: a target that is not
+ * a content word (letters only, not the entity, not a stopword), or a
+ * weaker edge of the same relation and case-insensitive target.
+ */
+static void
+add_edge(Edge *edges, int *n, Edge e, const char *self)
+{
+	if (!e.target.letters_only || strcmp(e.target.lower, self) == 0 || is_stopword(e.target.lower))
+		return;
+	for (int j = 0; j < *n; j++)
+	{
+		if (strcmp(edges[j].target.lower, e.target.lower) != 0 ||
+			(edges[j].relation == NULL) != (e.relation == NULL) ||
+			(e.relation && strcmp(edges[j].relation, e.relation) != 0))
+			continue;
+		if (cmp_edges(&e, &edges[j]) < 0)
+			edges[j] = e;
+		return;
+	}
+	edges[(*n)++] = e;
+}
+
+/* The gate-KNN edges of an entity; *n is set. */
 static Edge *
 describe_edges(InferModel *m, text *entity, bool has_threshold, double threshold, int *n)
 {
@@ -75,7 +107,7 @@ describe_edges(InferModel *m, text *entity, bool has_threshold, double threshold
 	double thr = has_threshold ? threshold : infer_gate_threshold;
 
 	topk_init(&cand, infer_describe_top_k * m->layers, RANK_ABS);
-	scan_layers(m, q, &cand, infer_describe_top_k, false);
+	scan_layers(m, q, NULL, &cand, infer_describe_top_k, false);
 	topk_sorted(&cand);
 
 	if (thr == 0)
@@ -94,28 +126,89 @@ describe_edges(InferModel *m, text *entity, bool has_threshold, double threshold
 
 	edges = palloc(sizeof(Edge) * (cand.n > 0 ? cand.n : 1));
 	for (int i = 0; i < cand.n; i++)
-	{
-		Edge e = {cand.hits[i], targets[i]};
-		bool merged = false;
-
-		if (!(e.hit.score >= thr) || !e.target.letters_only || strcmp(e.target.lower, self) == 0 ||
-			is_stopword(e.target.lower))
-			continue;
-		/* the strongest edge per case-insensitive target wins */
-		for (int j = 0; j < nedges && !merged; j++)
-		{
-			if (strcmp(edges[j].target.lower, e.target.lower) != 0)
-				continue;
-			if (cmp_edges(&e, &edges[j]) < 0)
-				edges[j] = e;
-			merged = true;
-		}
-		if (!merged)
-			edges[nedges++] = e;
-	}
+		if (cand.hits[i].score >= thr)
+			add_edge(edges, &nedges, (Edge) {cand.hits[i], targets[i], NULL}, self);
 	qsort(edges, nedges, sizeof(Edge), cmp_edges);
 	*n = nedges;
 	return edges;
+}
+
+/*
+ * The labelled features active in the template passes of the predictions:
+ * per prediction, per layer the infer.describe_top_k strongest activations,
+ * kept when labelled with the prediction's relation; *n is set.
+ */
+static Edge *
+labelled_edges(InferModel *m, text *entity, const Prediction *predictions, int npredicted,
+			   const FeatureLabels *labels, int *n)
+{
+	int I = npredicted > 0 ? m->fwd->intermediate : 0;
+	int cap = npredicted * m->layers * infer_describe_top_k;
+	GateHit *hits = palloc(sizeof(GateHit) * (cap > 0 ? cap : 1));
+	const char **relation = palloc(sizeof(char *) * (cap > 0 ? cap : 1));
+	int nhits = 0;
+	int32 *tokens;
+	DecodedToken *targets;
+	Edge *edges;
+	char *self = host_normalize(VARDATA_ANY(entity), VARSIZE_ANY_EXHDR(entity));
+
+	for (int p = 0; p < npredicted; p++)
+		for (int l = 0; l < m->layers; l++)
+		{
+			TopK layer;
+
+			topk_init(&layer, infer_describe_top_k, RANK_ABS);
+			topk_push_layer(&layer, l, predictions[p].act + (size_t) l * I, I, false);
+			for (int i = 0; i < layer.n; i++)
+			{
+				if (!feature_has_label(labels, l, layer.hits[i].feature, predictions[p].relation,
+									   layer.hits[i].score))
+					continue;
+				relation[nhits] = predictions[p].relation;
+				hits[nhits++] = layer.hits[i];
+			}
+			pfree(layer.hits);
+		}
+
+	*n = 0;
+	if (nhits == 0)
+		return NULL;
+	tokens = palloc(sizeof(int32) * nhits);
+	forward_feature_tokens(m, hits, nhits, tokens);
+	targets = decode_tokens(m, tokens, nhits);
+	edges = palloc(sizeof(Edge) * nhits);
+	for (int i = 0; i < nhits; i++)
+	{
+		Edge e = {hits[i], targets[i], relation[i]};
+
+		e.hit.score = fabsf(e.hit.score);
+		add_edge(edges, n, e, self);
+	}
+	qsort(edges, *n, sizeof(Edge), cmp_edges);
+	return edges;
+}
+
+/* Rows of edges: relation = its own, else the feature's label, else its layer's band. */
+static void
+put_edges(ReturnSetInfo *rsinfo, InferModel *m, const FeatureLabels *labels, const Edge *edges,
+		  int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		Datum values[4];
+		bool nulls[4] = {false, false, false, false};
+		const char *relation = edges[i].relation;
+
+		if (relation == NULL)
+			relation = feature_label(labels, edges[i].hit.layer, edges[i].hit.feature);
+		if (relation == NULL)
+			relation = band_name(m->band[edges[i].hit.layer]);
+		values[0] = CStringGetTextDatum(relation);
+		values[1] = CStringGetTextDatum(edges[i].target.text);
+		values[2] = Float8GetDatum(edges[i].hit.score);
+		values[3] = Int32GetDatum(edges[i].hit.layer);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 }
 
 Datum
@@ -128,6 +221,8 @@ infer_describe(PG_FUNCTION_ARGS)
 	InferModel *m;
 	Edge *edges;
 	int n;
+	Edge *labelled;
+	int nlabelled;
 	Prediction *predictions;
 	int npredicted;
 	FeatureLabels *labels;
@@ -138,8 +233,9 @@ infer_describe(PG_FUNCTION_ARGS)
 						errhint("0 means adaptive: 10%% of the entity's largest score.")));
 	m = model_arg(fcinfo, 1);
 	predictions = predict_relations(m, entity, &npredicted);
-	edges = describe_edges(m, entity, has_threshold, threshold, &n);
 	labels = feature_labels_load(m);
+	labelled = labelled_edges(m, entity, predictions, npredicted, labels, &nlabelled);
+	edges = describe_edges(m, entity, has_threshold, threshold, &n);
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < npredicted; i++)
@@ -153,18 +249,8 @@ infer_describe(PG_FUNCTION_ARGS)
 		values[3] = Int32GetDatum(predictions[i].layer);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	for (int i = 0; i < n; i++)
-	{
-		Datum values[4];
-		bool nulls[4] = {false, false, false, false};
-		const char *label = feature_label(labels, edges[i].hit.layer, edges[i].hit.feature);
-
-		values[0] = CStringGetTextDatum(label ? label : band_name(m->band[edges[i].hit.layer]));
-		values[1] = CStringGetTextDatum(edges[i].target.text);
-		values[2] = Float8GetDatum(edges[i].hit.score);
-		values[3] = Int32GetDatum(edges[i].hit.layer);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
+	put_edges(rsinfo, m, labels, labelled, nlabelled);
+	put_edges(rsinfo, m, labels, edges, n);
 	PG_RETURN_VOID();
 }
 

@@ -770,6 +770,97 @@ forward_logits(ForwardRun *run, const float *resid, float *logits)
 	pfree(h);
 }
 
+/*
+ * A feature's write token, read the way the model reads its residual
+ * stream: a feature adds activation * W_down[:, f], so its token is the
+ * argmax of the logit lens (final norm + lm_head) over +-W_down[:, f], the
+ * sign of the activation's. Unlike the vindex's down_meta (W_embed @
+ * W_down, the input embeddings), this is what the model predicts from the
+ * feature, also when lm_head is not tied to the embeddings. Soft-capping is
+ * monotonic and leaves the argmax alone.
+ */
+#define FEATURE_TOKEN_BATCH 16
+
+static int32 *
+feature_token_slot(InferModel *m, int layer, int feature, bool negative)
+{
+	ForwardModel *fm = m->fwd;
+
+	if (fm->feature_token == NULL)
+	{
+		size_t n = (size_t) m->layers * fm->intermediate * 2;
+
+		fm->feature_token = MemoryContextAllocHuge(m->cxt, sizeof(int32) * n);
+		for (size_t i = 0; i < n; i++)
+			fm->feature_token[i] = -1;
+	}
+	return &fm->feature_token[((size_t) layer * fm->intermediate + feature) * 2 + negative];
+}
+
+/* Fills the write tokens of `n` uncached slots with one batched lm_head pass. */
+static void
+feature_tokens_batch(InferModel *m, const GateHit *hits, int32 **slots, int n)
+{
+	ForwardModel *fm = m->fwd;
+	int H = m->hidden;
+	float *x = palloc(sizeof(float) * (size_t) n * H);
+	float *logits = palloc(sizeof(float) * (size_t) n * m->vocab);
+
+	for (int i = 0; i < n; i++)
+	{
+		float *col = x + (size_t) i * H;
+
+		gate_column(&fm->layer[hits[i].layer].down, hits[i].feature, col);
+		if (hits[i].score < 0)
+			for (int j = 0; j < H; j++)
+				col[j] = -col[j];
+		norm(fm, col, col, H, fm->final_norm, fm->final_norm_bias);
+	}
+	matmul(logits, &fm->lm_head, x, n, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		const float *row = logits + (size_t) i * m->vocab;
+		int best = 0;
+
+		for (int v = 1; v < m->vocab; v++)
+			if (row[v] > row[best])
+				best = v;
+		*slots[i] = best;
+	}
+	pfree(x);
+	pfree(logits);
+}
+
+void
+forward_feature_tokens(InferModel *m, const GateHit *hits, int n, int32 *tokens)
+{
+	GateHit batch[FEATURE_TOKEN_BATCH];
+	int32 *slots[FEATURE_TOKEN_BATCH];
+	int nbatch = 0;
+
+	forward_require(m, "a feature's write token");
+	for (int i = 0; i <= n; i++)
+	{
+		int32 *slot =
+			i < n ? feature_token_slot(m, hits[i].layer, hits[i].feature, hits[i].score < 0) : NULL;
+
+		if (slot && *slot < 0)
+		{
+			/* a feature twice in the batch is computed twice, harmlessly */
+			batch[nbatch] = hits[i];
+			slots[nbatch++] = slot;
+		}
+		if (nbatch == FEATURE_TOKEN_BATCH || (i == n && nbatch > 0))
+		{
+			feature_tokens_batch(m, batch, slots, nbatch);
+			nbatch = 0;
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	for (int i = 0; i < n; i++)
+		tokens[i] = *feature_token_slot(m, hits[i].layer, hits[i].feature, hits[i].score < 0);
+}
+
 int32 *
 forward_tokens(InferModel *m, text *prompt, int *n)
 {

@@ -112,6 +112,7 @@ typedef struct ForwardModel
 	Matrix embed, lm_head, positions;
 	float *inv_freq;       /* head_dim / 2: global RoPE (with scaling) */
 	float *inv_freq_local; /* head_dim / 2: sliding layers with their own base */
+	int32 *feature_token;  /* [layers][intermediate][2 signs]: write tokens, -1 unknown */
 
 	/* the weights to request from the host, filled by forward_plan() */
 	int nparts;
@@ -167,6 +168,12 @@ extern void forward_step(ForwardRun *run, const int32 *ids, int n);
 
 /* Logits (vocab) of a residual vector: final norm, lm_head, soft-capping. */
 extern void forward_logits(ForwardRun *run, const float *resid, float *logits);
+
+/*
+ * The write token of each hit's feature (hit.score's sign picks the
+ * direction): the logit lens of +-W_down[:, feature]. Cached per model.
+ */
+extern void forward_feature_tokens(struct InferModel *m, const GateHit *hits, int n, int32 *tokens);
 
 /*
  * The token ids of a prompt under the model's tokenizer with the special

@@ -250,6 +250,25 @@ gate_scores(const GateMatrix *g, const float *q, float *scores)
 }
 
 /*
+ * One column of the matrix (out[r] = G[r][col], rows values): a strided
+ * read, with the column's subnormal fix-ups put back so it is exact.
+ */
+void
+gate_column(const GateMatrix *g, int col, float *out)
+{
+	for (int r = 0; r < g->rows; r++)
+	{
+		size_t i = (size_t) r * g->hidden + col;
+
+		out[r] = g->dtype == GATE_F32 ? ((const float *) g->data)[i]
+									  : half_to_float(((const uint16 *) g->data)[i]);
+	}
+	for (int j = 0; j < g->nfix; j++)
+		if (g->fix[j].col == col)
+			out[g->fix[j].row] = g->fix[j].value;
+}
+
+/*
  * Batched scoring. Rows are processed in blocks small enough to stay in
  * cache (widened to f32 once for f16), and every query of the batch is
  * scored against the block before the next block is read: the matrix

@@ -64,6 +64,9 @@ extern void gate_scores(const GateMatrix *g, const float *q, float *scores);
  */
 extern void gate_scores_batch(const GateMatrix *g, const float *queries, int nq, float *scores);
 
+/* out[r] = G[r][col] for every row: one column, exact (fix-ups included). */
+extern void gate_column(const GateMatrix *g, int col, float *out);
+
 /*
  * Moves the f16 subnormals (|x| < 2^-14) of an f16 matrix out of the dense
  * rows into g->fix (allocated in cxt), leaving signed zeros behind. Done once

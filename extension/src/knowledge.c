@@ -96,7 +96,8 @@ query_vector(InferModel *m, text *input, const char *what, bool special_tokens, 
 }
 
 void
-scan_layers(InferModel *m, const float *q, TopK *best, int per_layer_k, bool positive_only)
+scan_layers(InferModel *m, const float *q, const bool *use_layer, TopK *best, int per_layer_k,
+			bool positive_only)
 {
 	int max_features = 0;
 	float *scores;
@@ -107,6 +108,8 @@ scan_layers(InferModel *m, const float *q, TopK *best, int per_layer_k, bool pos
 
 	for (int l = 0; l < m->layers; l++)
 	{
+		if (use_layer && !use_layer[l])
+			continue;
 		gate_scores(&m->gate[l], q, scores);
 		if (per_layer_k <= 0)
 			topk_push_layer(best, l, scores, m->features[l], positive_only);

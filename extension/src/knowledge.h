@@ -28,11 +28,12 @@ extern float *query_vector(InferModel *m, text *input, const char *what, bool sp
 						   QueryMode mode);
 
 /*
- * Scores q against every layer and keeps in `best` (already initialised)
- * the strongest hits; with per_layer_k > 0, at most that many per layer.
+ * Scores q against every layer (or those with use_layer[l], when given) and
+ * keeps in `best` (already initialised) the strongest hits; with
+ * per_layer_k > 0, at most that many per layer.
  */
-extern void scan_layers(InferModel *m, const float *q, TopK *best, int per_layer_k,
-						bool positive_only);
+extern void scan_layers(InferModel *m, const float *q, const bool *use_layer, TopK *best,
+						int per_layer_k, bool positive_only);
 
 /* A token decoded on its own: trimmed, lower-cased, and as decoded (raw). */
 typedef struct DecodedToken

@@ -34,7 +34,7 @@ typedef struct Template
 	char *pattern;
 } Template;
 
-/* Rows of a one- or two-column SPI query with a model-name parameter, copied out. */
+/* Rows of an SPI query of `ncols` columns with a model-name parameter, copied out. */
 static int
 query_rows(const char *sql, const char *model, int ncols, char ***cols)
 {
@@ -117,11 +117,14 @@ continues_phrase(const DecodedToken *t, int32 id, int eos, bool first)
 static bool
 predict_one(InferModel *m, text *prompt, Prediction *p)
 {
-	ForwardRun *run = infer_prompt(m, prompt, PREDICT_MAX_TOKENS, false, true, NULL, NULL);
+	ForwardRun *run = infer_prompt(m, prompt, PREDICT_MAX_TOKENS, true, true, NULL, NULL);
 	float *logits = palloc(sizeof(float) * m->vocab);
 	StringInfoData object;
 	int budget = PREDICT_MAX_TOKENS;
+	size_t act_bytes = sizeof(float) * m->layers * run->fm->intermediate;
 
+	/* the prompt's activations, before the continuation overwrites them */
+	p->act = memcpy(palloc(act_bytes), run->capture.act, act_bytes);
 	initStringInfo(&object);
 	p->confidence = 1;
 	for (int i = 0; i < budget; i++)
@@ -187,6 +190,7 @@ struct FeatureLabels
 	int n;
 	int *layer;
 	int *feature;
+	int *sign;
 	char **relation;
 };
 
@@ -194,18 +198,22 @@ FeatureLabels *
 feature_labels_load(InferModel *m)
 {
 	FeatureLabels *labels = palloc0(sizeof(FeatureLabels));
-	char **cols[3];
+	char **cols[4];
+	int rows;
 
-	labels->n = query_rows("SELECT layer, feature, relation FROM infer.feature_labels "
-						   "WHERE model = $1 ORDER BY layer, feature, relation",
-						   m->name, 3, cols);
-	labels->layer = palloc(sizeof(int) * (labels->n > 0 ? labels->n : 1));
-	labels->feature = palloc(sizeof(int) * (labels->n > 0 ? labels->n : 1));
-	labels->relation = cols[2];
-	for (int i = 0; i < labels->n; i++)
+	rows = query_rows("SELECT layer, feature, sign, relation FROM infer.feature_labels "
+					  "WHERE model = $1 ORDER BY layer, feature, relation, sign",
+					  m->name, 4, cols);
+	labels->n = rows;
+	labels->layer = palloc(sizeof(int) * (rows > 0 ? rows : 1));
+	labels->feature = palloc(sizeof(int) * (rows > 0 ? rows : 1));
+	labels->sign = palloc(sizeof(int) * (rows > 0 ? rows : 1));
+	labels->relation = cols[3];
+	for (int i = 0; i < rows; i++)
 	{
 		labels->layer[i] = atoi(cols[0][i]);
 		labels->feature[i] = atoi(cols[1][i]);
+		labels->sign[i] = atoi(cols[2][i]);
 	}
 	return labels;
 }
@@ -217,4 +225,17 @@ feature_label(const FeatureLabels *labels, int layer, int feature)
 		if (labels->layer[i] == layer && labels->feature[i] == feature)
 			return labels->relation[i];
 	return NULL;
+}
+
+bool
+feature_has_label(const FeatureLabels *labels, int layer, int feature, const char *relation,
+				  float activation)
+{
+	int sign = activation < 0 ? -1 : 1;
+
+	for (int i = 0; i < labels->n; i++)
+		if (labels->layer[i] == layer && labels->feature[i] == feature && labels->sign[i] == sign &&
+			strcmp(labels->relation[i], relation) == 0)
+			return true;
+	return false;
 }

@@ -17,6 +17,7 @@ typedef struct Prediction
 	char *lower;       /* normalized like describe()'s targets */
 	double confidence; /* product of its tokens' probabilities */
 	int layer;         /* first layer whose logit lens ranks its first token top-1 */
+	const float *act;  /* [layers x intermediate]: FFN activations at the prompt's last position */
 } Prediction;
 
 /*
@@ -26,9 +27,19 @@ typedef struct Prediction
  */
 extern Prediction *predict_relations(InferModel *m, text *entity, int *n);
 
-/* The relation label of a feature (infer.feature_labels), or NULL. */
+/*
+ * The relation labels of a model's features (infer.feature_labels). A label
+ * holds for the sign of activation with which the feature wrote the
+ * relation's objects when it was learned.
+ */
 typedef struct FeatureLabels FeatureLabels;
 extern FeatureLabels *feature_labels_load(InferModel *m);
+
+/* A relation label of a feature, either sign (the first by name), or NULL. */
 extern const char *feature_label(const FeatureLabels *labels, int layer, int feature);
+
+/* Whether the feature, firing with this activation's sign, is labelled `relation`. */
+extern bool feature_has_label(const FeatureLabels *labels, int layer, int feature,
+							  const char *relation, float activation);
 
 #endif /* PG_INFER_PREDICT_H */

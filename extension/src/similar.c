@@ -37,7 +37,7 @@ feature_signature(InferModel *m, text *input, const char *what, GateHit *out)
 	TopK best;
 
 	topk_init(&best, SIGNATURE_SIZE, RANK_SIGNED);
-	scan_layers(m, q, &best, SIGNATURE_SIZE, true);
+	scan_layers(m, q, NULL, &best, SIGNATURE_SIZE, true);
 	topk_sorted(&best);
 	memcpy(out, best.hits, sizeof(GateHit) * best.n);
 	pfree(best.hits);

@@ -1,17 +1,24 @@
 /*
- * walk.c: walk(prompt text, top int, model text, mode text)
+ * walk.c: walk(prompt text, top int, model text, mode text, band text)
  *           -> TABLE(layer int, feature int, activation float8, concept text)
  *
  * mode NULL or 'embedding' (below), or 'forward': activation = the real FFN
  * activation act(gate) * up (the input of down_proj) at the prompt's last
- * position in each layer, from the forward pass (needs inference weights).
+ * position in each layer, from the forward pass (needs inference weights);
+ * concept = the feature's write token (forward.c: the logit lens of the
+ * down_proj column, signed like the activation), what the feature pushes
+ * the prediction toward.
+ *
+ * band NULL: every layer; 'syntax', 'knowledge' or 'output': only the
+ * layers of that band (infer_layer_bands()) compete for the `top` rows.
  *
  * The features a prompt's query vector lights up across all layers: query =
  * the last token's embedding (or the average, per infer.walk_embed_mode) of
  * the prompt tokenized with the model's special tokens, x embed_scale;
  * activation = the gate score. The `top` strongest by |activation| over all
  * layers (ties: layer, then feature) come back ordered by layer, then
- * |activation| descending; concept = the feature's top down_meta token.
+ * |activation| descending; concept = the feature's top down_meta token
+ * (the vindex's W_embed @ W_down readout).
  */
 #include "pg_infer.h"
 
@@ -61,15 +68,37 @@ forward_mode(FunctionCallInfo fcinfo, int i)
 	return false;
 }
 
-/* The strongest FFN activations of the prompt's last position, every layer. */
+/* The layers of the band argument (NULL: every layer). */
+static bool *
+band_layers(FunctionCallInfo fcinfo, int i, InferModel *m)
+{
+	char *band;
+	bool *use;
+
+	if (i >= PG_NARGS() || PG_ARGISNULL(i))
+		return NULL;
+	band = text_to_cstring(PG_GETARG_TEXT_PP(i));
+	if (strcmp(band, "syntax") != 0 && strcmp(band, "knowledge") != 0 &&
+		strcmp(band, "output") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid band \"%s\"", band),
+				 errhint("Use 'syntax', 'knowledge', 'output' or NULL for every layer.")));
+	use = palloc(sizeof(bool) * m->layers);
+	for (int l = 0; l < m->layers; l++)
+		use[l] = strcmp(band_name(m->band[l]), band) == 0;
+	return use;
+}
+
+/* The strongest FFN activations of the prompt's last position. */
 static void
-forward_walk(InferModel *m, text *prompt, TopK *best)
+forward_walk(InferModel *m, text *prompt, const bool *use_layer, TopK *best)
 {
 	ForwardRun *run = infer_prompt(m, prompt, 0, true, false, NULL, NULL);
 	int I = run->fm->intermediate;
 
 	for (int l = 0; l < m->layers; l++)
-		topk_push_layer(best, l, run->capture.act + (size_t) l * I, I, false);
+		if (!use_layer || use_layer[l])
+			topk_push_layer(best, l, run->capture.act + (size_t) l * I, I, false);
 }
 
 Datum
@@ -80,6 +109,7 @@ infer_walk(PG_FUNCTION_ARGS)
 	int top = PG_ARGISNULL(1) ? 10 : PG_GETARG_INT32(1);
 	InferModel *m;
 	bool forward;
+	bool *use_layer;
 	TopK best;
 	int32 *tokens;
 	DecodedToken *concepts;
@@ -89,22 +119,26 @@ infer_walk(PG_FUNCTION_ARGS)
 						errmsg("top must be between 1 and %d, not %d", WALK_TOP_MAX, top)));
 	forward = forward_mode(fcinfo, 3);
 	m = model_arg(fcinfo, 2);
+	use_layer = band_layers(fcinfo, 4, m);
 	topk_init(&best, top, RANK_ABS);
 	if (forward)
-		forward_walk(m, prompt, &best);
+		forward_walk(m, prompt, use_layer, &best);
 	else
 	{
 		float *q =
 			query_vector(m, prompt, "prompt", true,
 						 infer_walk_embed_mode == WALK_EMBED_AVERAGE ? QUERY_AVERAGE : QUERY_LAST);
 
-		scan_layers(m, q, &best, 0, false);
+		scan_layers(m, q, use_layer, &best, 0, false);
 	}
 	qsort(best.hits, best.n, sizeof(GateHit), cmp_walk_rows);
 
 	tokens = palloc(sizeof(int32) * (best.n > 0 ? best.n : 1));
-	for (int i = 0; i < best.n; i++)
-		tokens[i] = model_concept_token(m, best.hits[i].layer, best.hits[i].feature);
+	if (forward)
+		forward_feature_tokens(m, best.hits, best.n, tokens);
+	else
+		for (int i = 0; i < best.n; i++)
+			tokens[i] = model_concept_token(m, best.hits[i].layer, best.hits[i].feature);
 	concepts = decode_tokens(m, tokens, best.n);
 
 	InitMaterializedSRF(fcinfo, 0);

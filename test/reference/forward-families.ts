@@ -126,6 +126,39 @@ export class FamilyReference {
     return this.ck.has(name) ? this.ck.get(name) : undefined
   }
 
+  /**
+   * The token feature `f` of layer `l` writes toward when it fires with the
+   * given sign: argmax over the vocabulary of the final norm and the output
+   * head applied to +-W_down[:, f] (soft-capping keeps the argmax; ties: the
+   * lower id).
+   */
+  writeToken(l: number, f: number, negative: boolean): number {
+    const sign = negative ? -1 : 1
+    let normed: Vec
+    let head: TensorF64
+    if (this.family === 'gpt2') {
+      const pre = this.ck.has('transformer.wte.weight') ? 'transformer.' : ''
+      const w = this.t(`${pre}h.${l}.mlp.c_proj.weight`) // Conv1D: [intermediate x hidden]
+      const H = w.shape[1]!
+      const col = Float64Array.from({ length: H }, (_, i) => sign * w.data[f * H + i]!)
+      const eps = num(this.cfg.layer_norm_epsilon) ?? 1e-5
+      normed = layerNorm(col, this.t(`${pre}ln_f.weight`), this.t(`${pre}ln_f.bias`), eps)
+      head = this.t(`${pre}wte.weight`)
+    } else {
+      const w = this.t(`model.layers.${l}.mlp.down_proj.weight`) // [hidden x intermediate]
+      const [H, I] = w.shape as [number, number]
+      const col = Float64Array.from({ length: H }, (_, i) => sign * w.data[i * I + f]!)
+      const off = this.family.startsWith('gemma') ? 1 : 0
+      const eps = num(this.cfg.rms_norm_eps) ?? 1e-6
+      normed = rmsNorm(col, this.t('model.norm.weight'), eps, off)
+      head = this.opt('lm_head.weight') ?? this.t('model.embed_tokens.weight')
+    }
+    const logits = linear(head, normed)
+    let best = 0
+    for (let v = 1; v < logits.length; v++) if (logits[v]! > logits[best]!) best = v
+    return best
+  }
+
   run(ids: number[]): FamilyRun {
     return this.family === 'gpt2' ? this.gpt2(ids) : this.decoder(ids)
   }

@@ -61,6 +61,12 @@ const cases: [string, string, string, RegExp][] = [
   ['top past the vocabulary', "select * from infer('France', 2596, 'q')", '22023', /not 2596/],
   ['unknown walk mode', "select * from walk('France', 5, 'q', 'dream')", '22023', /walk mode/],
   [
+    'unknown walk band',
+    "select * from walk('France', 5, 'q', 'forward', 'middle')",
+    '22023',
+    /invalid band "middle"/,
+  ],
+  [
     'prompt longer than the context',
     `select * from infer('${LONG}', 5, 'q')`,
     '54000',

@@ -30,6 +30,7 @@ interface WalkRow {
   layer: number
   feature: number
   activation: number
+  concept: string
 }
 
 const reference = JSON.parse(readFileSync(join(QWEN_FIXTURE, 'reference.json'), 'utf8')) as {
@@ -96,6 +97,49 @@ describe('infer() on knowledge-qwen2-6l against transformers', () => {
           ),
         ).toEqual([])
       }
+    },
+  )
+
+  it('forward walk concepts read the untied lm_head, signed like the activation', async () => {
+    const fam = new FamilyReference(QWEN_FIXTURE)
+    const tokenizer = loadTokenizer(
+      readFileSync(join(QWEN_FIXTURE, 'tokenizer.json'), 'utf8'),
+      readFileSync(join(QWEN_FIXTURE, 'tokenizer_config.json'), 'utf8'),
+    )
+    const { rows } = await db.query<WalkRow>(
+      "select * from walk('The capital of France is', 20, 'q', 'forward')",
+    )
+    expect(rows.some((r) => r.activation < 0)).toBe(true)
+    for (const r of rows)
+      expect([r.layer, r.feature, r.concept]).toEqual([
+        r.layer,
+        r.feature,
+        tokenizer.decode([fam.writeToken(r.layer, r.feature, r.activation < 0)]).trim(),
+      ])
+  })
+
+  it.each(['forward', 'embedding'])(
+    "walk(band => 'knowledge'), %s: the top rows of the knowledge band's layers only",
+    async (mode) => {
+      const bands = await db.query<{ layer: number; band: string }>(
+        "select * from infer_layer_bands('q')",
+      )
+      const knowledge = bands.rows.filter((b) => b.band === 'knowledge').map((b) => b.layer)
+      expect(knowledge).toEqual([2, 3])
+      const all = await db.query<WalkRow>("select * from walk($1, 6144, 'q', $2)", [
+        'The capital of France is',
+        mode,
+      ])
+      const want = all.rows
+        .filter((r) => knowledge.includes(r.layer))
+        .sort((a, b) => Math.abs(b.activation) - Math.abs(a.activation))
+        .slice(0, 15)
+        .sort((a, b) => a.layer - b.layer || Math.abs(b.activation) - Math.abs(a.activation))
+      const { rows } = await db.query<WalkRow>(
+        "select * from walk($1, 15, 'q', $2, band => 'knowledge')",
+        ['The capital of France is', mode],
+      )
+      expect(rows).toEqual(want)
     },
   )
 
@@ -224,5 +268,20 @@ describe.each(FAMILIES)('tiny %s checkpoint against the float64 family reference
       const found = Array.from(act, (_, f) => byFeature.get(f)!)
       expect(near(found, Array.from(act), 1e-4)).toEqual([])
     })
+  })
+
+  it('forward walk concepts are the tokens the features write (logit lens of +-W_down[:, f])', async () => {
+    const { rows } = await db.query<WalkRow>(
+      "select * from walk('Once upon a time', 12, 't', 'forward')",
+    )
+    expect(rows).toHaveLength(12)
+    for (const r of rows) {
+      const id = ref.writeToken(r.layer, r.feature, r.activation < 0)
+      expect([r.layer, r.feature, r.concept]).toEqual([
+        r.layer,
+        r.feature,
+        tokenizer.decode([id]).trim(),
+      ])
+    }
   })
 })

@@ -6,12 +6,77 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openDb, sqlError } from '../helpers/db.js'
 import { QWEN_FIXTURE } from '../helpers/paths.js'
 import { fixtureVindex } from '../helpers/vindex.js'
+import { isLettersOnly, STOPWORDS } from '../reference/knowledge.js'
 
 interface EdgeRow {
   relation: string
   target: string
   confidence: number
   layer: number
+}
+
+interface WalkRow {
+  layer: number
+  feature: number
+  activation: number
+  concept: string
+}
+
+interface LabelRow {
+  layer: number
+  feature: number
+  sign: number
+  relation: string
+  subjects: number
+}
+
+interface Fact {
+  subject: string
+  relation: string
+  object: string
+  template: string
+}
+
+const LABELS_SQL = `select layer, feature, sign, relation, subjects from infer.feature_labels
+  where model = 'q' order by layer, feature, sign, relation`
+
+/**
+ * The labels infer_label_relations should store, from forward-mode walk()
+ * rows: a feature whose concept (write token) is the object's first word
+ * counts for the subject, with the sign of its activation; 2+ subjects label.
+ */
+async function expectedLabels(
+  db: PGlite,
+  facts: Fact[],
+  top: number,
+  band: string | null,
+): Promise<LabelRow[]> {
+  const subjects = new Map<string, Set<string>>()
+  for (const f of facts) {
+    const { rows } = await db.query<WalkRow>("select * from walk($1, $2, 'q', 'forward', $3)", [
+      f.template.replace('{}', f.subject),
+      top,
+      band,
+    ])
+    for (const w of rows) {
+      if (w.concept.toLowerCase() !== f.object.trim().split(' ')[0]!.toLowerCase()) continue
+      const key = JSON.stringify([w.layer, w.feature, Math.sign(w.activation), f.relation])
+      subjects.set(key, (subjects.get(key) ?? new Set()).add(f.subject))
+    }
+  }
+  return [...subjects]
+    .filter(([, s]) => s.size >= 2)
+    .map(([k, s]) => {
+      const [layer, feature, sign, relation] = JSON.parse(k) as [number, number, number, string]
+      return { layer, feature, sign, relation, subjects: s.size }
+    })
+    .sort(
+      (a, b) =>
+        a.layer - b.layer ||
+        a.feature - b.feature ||
+        a.sign - b.sign ||
+        (a.relation < b.relation ? -1 : a.relation > b.relation ? 1 : 0),
+    )
 }
 
 const FACTS = `
@@ -78,34 +143,66 @@ describe('relations on an inference-level model', () => {
       "select * from infer_label_relations('q', 'facts'::regclass, 300, NULL)",
     )
     expect(rows.map((r) => r.relation)).toEqual(['capital', 'continent', 'currency', 'language'])
-    const labels = await db.query<{
-      layer: number
-      feature: number
-      relation: string
-      subjects: number
-    }>("select layer, feature, relation, subjects from infer.feature_labels where model = 'q'")
-    expect(labels.rows.length).toBe(rows.reduce((a, r) => a + r.features, 0))
+    const labels = await db.query<LabelRow>(LABELS_SQL)
+    const facts = await db.query<Fact>('select * from facts')
+    expect(labels.rows).toEqual(await expectedLabels(db, facts.rows, 300, null))
     expect(labels.rows.length).toBeGreaterThan(0)
-    for (const l of labels.rows) expect(l.subjects).toBeGreaterThanOrEqual(2)
-    // each labelled feature's concept is an object of its relation
-    for (const l of labels.rows) {
-      const c = await db.query<{ concept: string }>(
-        `select concept from walk(replace((select template from infer.relation_templates
-            where model = 'q' and relation = $1), '{}', 'France'), 10000, 'q', 'forward')
-         where layer = $2 and feature = $3`,
-        [l.relation, l.layer, l.feature],
-      )
-      const objects = await db.query<{ o: string }>(
-        'select lower(object) o from facts where relation = $1',
-        [l.relation],
-      )
-      expect(objects.rows.map((r) => r.o)).toContain(c.rows[0]!.concept.toLowerCase())
-    }
-    // the default (knowledge band, top 50) runs from a query too
+    for (const r of rows)
+      expect(r.features).toBe(labels.rows.filter((l) => l.relation === r.relation).length)
+    // the defaults (knowledge band, top 50) from a query: relearned by the same rule
     const q = await db.query<{ relation: string }>(
       "select * from infer_label_relations('q', 'select * from facts')",
     )
     expect(q.rows).toHaveLength(4)
+    const defaults = (await db.query<LabelRow>(LABELS_SQL)).rows
+    expect(defaults).toEqual(await expectedLabels(db, facts.rows, 50, 'knowledge'))
+    // a bare table name as text works like the regclass form
+    await db.query("select * from infer_label_relations('q', 'facts', 300, NULL)")
+    expect((await db.query<LabelRow>(LABELS_SQL)).rows).toEqual(labels.rows)
+    await db.query("select * from infer_label_relations('q', 'facts')")
+    expect((await db.query<LabelRow>(LABELS_SQL)).rows).toEqual(defaults)
+  })
+
+  it('bad facts are clear errors, and the labels learned before are kept', async () => {
+    const before = (await db.query<LabelRow>(LABELS_SQL)).rows
+    expect(before.length).toBeGreaterThan(0)
+    const one = (subject: string, object: string, template = 'The capital of {} is') =>
+      `select * from infer_label_relations('q', $$select ${subject} as subject, 'capital' as relation, ${object} as object, '${template}' as template$$)`
+    const bad: [string, string, RegExp][] = [
+      [
+        "select * from infer_label_relations('q', 'select 1 as subject')",
+        '42703',
+        /facts must have the columns subject, relation, object and template/,
+      ],
+      [one("'Peru'", 'NULL'), '22004', /a fact has a NULL .*: \(Peru, capital, NULL/],
+      [one('NULL', "'Lima'"), '22004', /a fact has a NULL/],
+      [one("'Peru'", "' '"), '22023', /empty subject or object/],
+      [one("'Peru'", "'Lima'", 'no slot'), '22023', /has no \{\} for the subject/],
+      ["select * from infer_label_relations('nope', 'facts'::regclass)", '42704', /"nope"/],
+      [
+        "select * from infer_label_relations('q', 'facts'::regclass, 0)",
+        '22023',
+        /top must be between 1 and 10000, not 0/,
+      ],
+      ["select * from infer_label_relations('q', 'facts'::regclass, NULL)", '22004', /NULL/],
+      [
+        "select * from infer_label_relations('q', 'facts'::regclass, band => 'middle')",
+        '22023',
+        /invalid band "middle"/,
+      ],
+      ["select * from infer_label_relations('q', 'select from from')", '42601', /syntax/],
+      [
+        "select * from infer_label_relations('b', 'facts'::regclass)",
+        '55000',
+        /extract level inference/,
+      ],
+    ]
+    for (const [sql, code, message] of bad) {
+      const err = await sqlError(db, sql)
+      expect([sql, err.code]).toEqual([sql, code])
+      expect(err.message).toMatch(message)
+    }
+    expect((await db.query<LabelRow>(LABELS_SQL)).rows).toEqual(before)
   })
 
   it('a browse-level model keeps the feature edges only', async () => {
@@ -153,7 +250,8 @@ describe('describe() after learning relations from all the fixture facts', () =>
         facts.map((f) => TEMPLATES[f.relation]!),
       ],
     )
-    await db.query("select * from infer_label_relations('q', 'facts'::regclass, 300, NULL)")
+    // the issue's defaults: the knowledge band, the top 50 activations
+    await db.query("select * from infer_label_relations('q', 'facts'::regclass)")
   })
   afterAll(async () => {
     await db?.close()
@@ -168,11 +266,64 @@ describe('describe() after learning relations from all the fixture facts', () =>
       ['language', 'French'],
     ])
     for (const r of rows.slice(0, 4)) expect(r.confidence).toBeGreaterThan(0.9)
-    // then the feature edges, each marked by its label or its band
+    // then the labelled feature edges: what each template's pass activates
+    const want = await expectedLabelledEdges('France')
+    expect(want.length).toBeGreaterThan(0)
+    expect(want[0]).toMatchObject({ relation: 'continent', target: 'Europe', layer: 3 })
+    const labelled = rows.slice(4, 4 + want.length)
+    expect(labelled.map((r) => [r.relation, r.target, r.layer])).toEqual(
+      want.map((r) => [r.relation, r.target, r.layer]),
+    )
+    for (const [i, r] of labelled.entries())
+      expect(r.confidence).toBeCloseTo(want[i]!.confidence, 4)
+    // then the gate-KNN edges, each marked by a label or its band
     const marks = ['syntax', 'knowledge', 'output', ...Object.keys(TEMPLATES)]
-    expect(rows.length).toBeGreaterThan(4)
-    for (const r of rows.slice(4)) expect(marks).toContain(r.relation)
+    expect(rows.length).toBeGreaterThan(4 + want.length)
+    for (const r of rows.slice(4 + want.length)) expect(marks).toContain(r.relation)
   })
+
+  /**
+   * describe()'s labelled edges from walk() and infer.feature_labels: in each
+   * template's pass, per layer the 20 (infer.describe_top_k) strongest
+   * activations, kept when labelled with the template's relation for their
+   * sign; content-word targets, the strongest per relation and target.
+   */
+  async function expectedLabelledEdges(entity: string): Promise<EdgeRow[]> {
+    const labels = (await db.query<LabelRow>(LABELS_SQL)).rows
+    const has = (w: WalkRow, relation: string) =>
+      labels.some(
+        (l) =>
+          l.layer === w.layer &&
+          l.feature === w.feature &&
+          l.sign === Math.sign(w.activation) &&
+          l.relation === relation,
+      )
+    const best = new Map<string, EdgeRow>()
+    for (const [relation, template] of Object.entries(TEMPLATES)) {
+      const { rows } = await db.query<WalkRow>("select * from walk($1, 10000, 'q', 'forward')", [
+        template.replace('{}', entity),
+      ])
+      const perLayer = new Map<number, number>()
+      for (const w of rows) {
+        const rank = (perLayer.get(w.layer) ?? 0) + 1
+        perLayer.set(w.layer, rank)
+        const lower = w.concept.toLowerCase()
+        if (rank > 20 || !has(w, relation)) continue
+        if (!isLettersOnly(w.concept) || lower === entity.toLowerCase() || STOPWORDS.has(lower))
+          continue
+        const edge = {
+          relation,
+          target: w.concept,
+          confidence: Math.abs(w.activation),
+          layer: w.layer,
+        }
+        const key = `${relation}\u0000${lower}`
+        const old = best.get(key)
+        if (!old || edge.confidence > old.confidence) best.set(key, edge)
+      }
+    }
+    return [...best.values()].sort((a, b) => b.confidence - a.confidence || a.layer - b.layer)
+  }
 
   it('describe(subject) contains the true object for at least 95% of a sample of facts', async () => {
     const sample = facts.filter((_, i) => i % 10 === 3)
