@@ -6,8 +6,9 @@
  *   - infer() precision@1: the template's top next token is the object's
  *     first token;
  *   - describe(subject) contains the true object (any row);
- *   - labelled edges: describe()'s feature rows whose relation is a label,
- *     and how many of them have the right label and target;
+ *   - labelled edges: describe(subject)'s feature rows labelled with the
+ *     fact's relation, and how many of them have the right target (the
+ *     object's first word: a feature writes one token);
  *   - implies() on true pairs and on pairs with a wrong object.
  *
  * Measurements, not thresholds (docs/evaluation.md).
@@ -43,13 +44,20 @@ try {
       TEMPLATES[f.relation],
     ])
   const { rows: labelled } = await db.query<{ relation: string; features: number }>(
-    "select * from infer_label_relations('m', 'facts'::regclass, top => 300, band => NULL)",
+    "select * from infer_label_relations('m', 'facts'::regclass)",
   )
 
-  type Row = { relation: string; p1: boolean; described: boolean; impT: boolean; impW: boolean }
+  type Row = {
+    relation: string
+    p1: boolean
+    described: boolean
+    impT: boolean
+    impW: boolean
+    edges: number
+    right: number
+    strongestRight: boolean
+  }
   const rows: Row[] = []
-  let labelledEdges = 0
-  let labelledRight = 0
   for (let i = 0; i < facts.length; i++) {
     const f = facts[i]!
     const prompt = TEMPLATES[f.relation]!.replace('{}', f.subject)
@@ -62,11 +70,8 @@ try {
       [f.subject],
     )
     // the first rows are the predictions, one per template; feature edges follow
-    for (const e of edges.slice(Object.keys(TEMPLATES).length))
-      if (e.relation === f.relation) {
-        labelledEdges++
-        if (e.target.toLowerCase() === f.object.toLowerCase()) labelledRight++
-      }
+    const word = f.object.split(' ')[0]!.toLowerCase()
+    const mine = edges.slice(Object.keys(TEMPLATES).length).filter((e) => e.relation === f.relation)
     const { rows: imp } = await db.query<{ t: boolean; w: boolean }>(
       'select implies($1, $2) as t, implies($1, $3) as w',
       [f.subject, f.object, wrongObject(i)],
@@ -77,23 +82,30 @@ try {
       described: edges.some((e) => e.target.toLowerCase() === f.object.toLowerCase()),
       impT: imp[0]!.t,
       impW: imp[0]!.w,
+      edges: mine.length,
+      right: mine.filter((e) => e.target.toLowerCase() === word).length,
+      // labelled edges come ordered by confidence
+      strongestRight: mine.length > 0 && mine[0]!.target.toLowerCase() === word,
     })
   }
   await db.close()
 
   const pct = (n: number, d: number) => (d ? `${((100 * n) / d).toFixed(1)}%` : 'n/a')
+  const sum = (rs: Row[], k: 'edges' | 'right') => rs.reduce((a, r) => a + r[k], 0)
   const line = (name: string, rs: Row[]) =>
     `| ${name} | ${rs.length} | ${pct(rs.filter((r) => r.p1).length, rs.length)} | ` +
     `${pct(rs.filter((r) => r.described).length, rs.length)} | ` +
+    `${sum(rs, 'edges')} | ${pct(sum(rs, 'right'), sum(rs, 'edges'))} | ` +
+    `${pct(rs.filter((r) => r.strongestRight).length, rs.filter((r) => r.edges > 0).length)} | ` +
     `${pct(rs.filter((r) => r.impT).length, rs.length)} | ${pct(rs.filter((r) => !r.impW).length, rs.length)} |`
   console.log(`facts: ${join(FIXTURE, 'facts.jsonl')}, model at extract level inference\n`)
   console.log(
-    `features labelled by infer_label_relations(top => 300, band => NULL): ${labelled.map((l) => `${l.relation} ${l.features}`).join(', ')}\n`,
+    `features labelled by infer_label_relations (defaults: knowledge band, top 50): ${labelled.map((l) => `${l.relation} ${l.features}`).join(', ')}\n`,
   )
   console.log(
-    '| relation | facts | infer() precision@1 | describe() contains the object | implies() true on true pairs | implies() false on wrong pairs |',
+    '| relation | facts | infer() precision@1 | describe() contains the object | labelled edges | labelled edges right | strongest labelled edge right | implies() true on true pairs | implies() false on wrong pairs |',
   )
-  console.log('|---|---|---|---|---|---|')
+  console.log('|---|---|---|---|---|---|---|---|---|')
   for (const rel of Object.keys(TEMPLATES))
     console.log(
       line(
@@ -102,9 +114,6 @@ try {
       ),
     )
   console.log(line('all', rows))
-  console.log(
-    `\nlabelled feature edges in describe(): ${labelledEdges}, label and target both right: ${pct(labelledRight, labelledEdges)}`,
-  )
 } finally {
   rmSync(work, { recursive: true, force: true })
 }

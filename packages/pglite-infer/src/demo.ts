@@ -7,7 +7,7 @@
  */
 import { PGlite } from '@electric-sql/pglite'
 import { extractVindexDir } from '@pglite-infer/vindex/node'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -51,11 +51,13 @@ try {
 
   await db.query("select infer_create_model('countries', $1, 'inference')", [vindex])
   await db.exec("set infer.default_model = 'countries'")
-  for (const [relation, template] of [
-    ['capital', 'The capital of {} is'],
-    ['currency', 'The currency of {} is the'],
-    ['language', 'People in {} speak'],
-  ])
+  const templates: Record<string, string> = {
+    capital: 'The capital of {} is',
+    currency: 'The currency of {} is the',
+    language: 'People in {} speak',
+    continent: '{} is a country in',
+  }
+  for (const [relation, template] of Object.entries(templates))
     await db.query("select infer_add_relation('countries', $1, $2)", [relation, template])
   await show(
     db,
@@ -64,6 +66,30 @@ try {
   await show(db, "select * from walk('The capital of France is', 8)")
   await show(db, "select * from infer('The capital of France is', 5)")
   await show(db, "select * from describe('India') limit 6")
+
+  // relation labels learned from the fixture's facts (when the model has them)
+  const factsFile = join(modelDir, 'facts.jsonl')
+  if (existsSync(factsFile)) {
+    const facts = readFileSync(factsFile, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as { subject: string; relation: string; object: string })
+      .filter((f) => f.relation in templates)
+    await db.exec('create table facts (subject text, relation text, object text, template text)')
+    await db.query(
+      'insert into facts select * from unnest($1::text[], $2::text[], $3::text[], $4::text[])',
+      [
+        facts.map((f) => f.subject),
+        facts.map((f) => f.relation),
+        facts.map((f) => f.object),
+        facts.map((f) => templates[f.relation]),
+      ],
+    )
+    console.log(`\nlearning relation labels from ${facts.length} facts in ${factsFile}`)
+    await show(db, "select * from infer_label_relations('countries', 'facts')")
+    await show(db, "select * from walk('The capital of France is', 6, mode => 'forward')")
+    await show(db, "select * from describe('France') limit 10")
+  }
   await show(
     db,
     "select similar_to('France', 'Germany') as france_germany, similar_to('France', 'banana') as france_banana",
