@@ -2,10 +2,11 @@
 // describe() rows predicted by the forward pass, implies() over them.
 import type { PGlite } from '@electric-sql/pglite'
 import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openDb, sqlError } from '../helpers/db.js'
+import { openDb, openPersistent, sqlError } from '../helpers/db.js'
 import { QWEN_FIXTURE } from '../helpers/paths.js'
-import { fixtureVindex } from '../helpers/vindex.js'
+import { fixtureVindex, scratchDir } from '../helpers/vindex.js'
 import { isLettersOnly, STOPWORDS } from '../reference/knowledge.js'
 
 interface EdgeRow {
@@ -336,5 +337,36 @@ describe('describe() after learning relations from all the fixture facts', () =>
       if (rows.some((r) => r.target.toLowerCase() === f.object.toLowerCase())) hit++
     }
     expect(hit / sample.length).toBeGreaterThanOrEqual(0.95)
+  })
+})
+
+describe('relation templates and labels persist with the database', () => {
+  it('survive closing and reopening; describe() uses them after the reopen', async () => {
+    const dataDir = join(scratchDir('labels'), 'pgdata')
+    const v = await fixtureVindex('f32', 'inference')
+    const db = await openPersistent(dataDir)
+    await db.query("select infer_create_model('q', $1, 'inference')", [v])
+    await db.exec(FACTS)
+    await db.query("select * from infer_label_relations('q', 'facts', 300, NULL)")
+    const labels = (await db.query<LabelRow>(LABELS_SQL)).rows
+    expect(labels.length).toBeGreaterThan(0)
+    const before = (await db.query<EdgeRow>("select * from describe('France', 'q')")).rows
+    await db.close()
+
+    const again = await openPersistent(dataDir)
+    try {
+      expect((await again.query<LabelRow>(LABELS_SQL)).rows).toEqual(labels)
+      const templates = await again.query<{ relation: string }>(
+        "select relation from infer.relation_templates where model = 'q' order by relation",
+      )
+      const relations = ['capital', 'continent', 'currency', 'language']
+      expect(templates.rows.map((r) => r.relation)).toEqual(relations)
+      // the model reloads lazily; the same rows, labelled edges included
+      const after = (await again.query<EdgeRow>("select * from describe('France', 'q')")).rows
+      expect(after).toEqual(before)
+      expect(after.slice(4).some((r) => relations.includes(r.relation))).toBe(true)
+    } finally {
+      await again.close()
+    }
   })
 })
