@@ -142,16 +142,16 @@ END
 $$;
 
 -- Labels features with relations from facts: rows of (subject, relation,
--- object, template) from a query (or a table's name). Each filled template is run forward; of
--- the `top` (50) strongest FFN activations at the last position in the
--- layers of `band` ('knowledge'; NULL: every layer), a feature whose write
--- token (forward-mode walk()'s concept: the logit lens of its down_proj
--- column, signed like its activation) is the object's first word counts
--- for that subject; a feature counted for at least 2 different subjects of
--- a relation is labelled with it. The relations' templates are registered
--- too. Returns, per relation of the facts, how many features it labelled
--- (a feature labelled for both signs counts twice); earlier labels of these
--- relations are replaced.
+-- object, template) from a query (or a table's name). Each filled template
+-- is run forward; of the `top` (50) strongest FFN activations at the last
+-- position in the layers of `band` ('knowledge'; NULL: every layer), a
+-- feature whose write token (forward-mode walk()'s concept: the logit lens
+-- of its down_proj column, signed like its activation) is the object's
+-- first word counts for that subject; a feature counted for at least 2
+-- different subjects of a relation is labelled with it. The relations'
+-- templates are registered too. Returns, per relation of the facts, how
+-- many features it labelled (a feature labelled for both signs counts
+-- twice); earlier labels of these relations are replaced.
 CREATE FUNCTION infer_label_relations(model text, facts text, top int DEFAULT 50,
                                       band text DEFAULT 'knowledge',
                                       OUT relation text, OUT features int)

@@ -20,8 +20,8 @@
  * in each template's forward pass, of the infer.describe_top_k strongest
  * FFN activations per layer at the prompt's last position, the features
  * labelled with that template's relation for the sign they fire with
- * (infer_label_relations); target = the feature's write
- * token (forward.c), confidence = |activation|; the same filters and
+ * (infer_label_relations); target = the feature's write token
+ * (forward.c), confidence = |activation|; the same filters and
  * deduplication (per relation and target) as the gate edges; ordered by
  * confidence. The gate-KNN edges above come last. implies() is true when
  * the object is among the predicted objects; without templates or

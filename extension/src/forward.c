@@ -839,24 +839,24 @@ forward_feature_tokens(InferModel *m, const GateHit *hits, int n, int32 *tokens)
 	int nbatch = 0;
 
 	forward_require(m, "a feature's write token");
-	for (int i = 0; i <= n; i++)
+	for (int i = 0; i < n; i++)
 	{
-		int32 *slot =
-			i < n ? feature_token_slot(m, hits[i].layer, hits[i].feature, hits[i].score < 0) : NULL;
+		int32 *slot = feature_token_slot(m, hits[i].layer, hits[i].feature, hits[i].score < 0);
 
-		if (slot && *slot < 0)
-		{
-			/* a feature twice in the batch is computed twice, harmlessly */
-			batch[nbatch] = hits[i];
-			slots[nbatch++] = slot;
-		}
-		if (nbatch == FEATURE_TOKEN_BATCH || (i == n && nbatch > 0))
+		if (*slot >= 0)
+			continue;
+		/* a feature twice in the batch is computed twice, harmlessly */
+		batch[nbatch] = hits[i];
+		slots[nbatch++] = slot;
+		if (nbatch == FEATURE_TOKEN_BATCH)
 		{
 			feature_tokens_batch(m, batch, slots, nbatch);
 			nbatch = 0;
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
+	if (nbatch > 0)
+		feature_tokens_batch(m, batch, slots, nbatch);
 	for (int i = 0; i < n; i++)
 		tokens[i] = *feature_token_slot(m, hits[i].layer, hits[i].feature, hits[i].score < 0);
 }
