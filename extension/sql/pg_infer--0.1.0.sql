@@ -47,6 +47,47 @@ CREATE FUNCTION infer_drop_model(name text) RETURNS void
 AS 'MODULE_PATHNAME', 'infer_drop_model'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- A model an `infer` column index was built with cannot lose its row, by
+-- infer_drop_model() or by DML on the table: the index would then answer
+-- with another model of the same name, or none.
+CREATE FUNCTION infer._index_using_model(model text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT c.oid::regclass::text FROM pg_class c JOIN pg_am a ON a.oid = c.relam
+    WHERE a.amname = 'infer' AND ('model=' || model) = ANY (c.reloptions)
+    ORDER BY 1 LIMIT 1
+$$;
+
+CREATE FUNCTION infer._models_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    idx text;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        SELECT c.oid::regclass::text INTO idx FROM pg_class c JOIN pg_am a ON a.oid = c.relam
+        WHERE a.amname = 'infer' AND EXISTS (
+            SELECT 1 FROM unnest(c.reloptions) o WHERE o LIKE 'model=%') LIMIT 1;
+        IF idx IS NOT NULL THEN
+            RAISE EXCEPTION 'cannot truncate infer.models: index % uses one of its models', idx
+                USING ERRCODE = '2BP01', HINT = format('DROP INDEX %s first.', idx);
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' OR OLD.name IS DISTINCT FROM NEW.name THEN
+        idx := infer._index_using_model(OLD.name);
+        IF idx IS NOT NULL THEN
+            RAISE EXCEPTION 'model "%" is used by index %', OLD.name, idx
+                USING ERRCODE = '2BP01', HINT = format('DROP INDEX %s first.', idx);
+        END IF;
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER models_in_use BEFORE DELETE OR UPDATE OF name ON infer.models
+    FOR EACH ROW EXECUTE FUNCTION infer._models_guard();
+CREATE TRIGGER models_in_use_truncate BEFORE TRUNCATE ON infer.models
+    FOR EACH STATEMENT EXECUTE FUNCTION infer._models_guard();
+
 -- What this backend holds in memory.
 CREATE FUNCTION infer_loaded_models(OUT name text, OUT bytes bigint)
 RETURNS SETOF record

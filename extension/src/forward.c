@@ -71,6 +71,61 @@ plan_vector(ForwardModel *fm, const char *key, const float **dst, int n)
 	plan_part(fm, key, n, NULL, dst);
 }
 
+/* A config word as an int; -1 when it is not a finite number in int range. */
+static int
+word_int(double v)
+{
+	return isfinite(v) && v >= PG_INT32_MIN && v <= PG_INT32_MAX ? (int) v : -1;
+}
+
+static void
+bad_config(const InferModel *m, const char *what)
+{
+	ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+					errmsg("model \"%s\" has an invalid architecture: %s", m->name, what),
+					errhint("Re-extract the vindex from its checkpoint.")));
+}
+
+/*
+ * What the kernels below take for granted, checked once at load: a config
+ * that disagrees with the layout the family's weights are planned in (GPT-2's
+ * fused attention, learned positions, plain MLP) would send them outside
+ * their buffers. The host validates the same rules; pages of a model index
+ * come here without passing it.
+ */
+static void
+check_architecture(const InferModel *m, const ForwardModel *fm)
+{
+	bool gpt2 = strcmp(m->family, "gpt2") == 0;
+
+	if (fm->learned_positions != gpt2 || fm->plain_ffn != gpt2)
+		bad_config(m, gpt2 ? "gpt2 needs learned positions and a plain MLP"
+						   : "only gpt2 has learned positions and a plain MLP");
+	if (gpt2 && (fm->heads * fm->head_dim != m->hidden || fm->kv_heads != fm->heads ||
+				 fm->max_positions <= 0))
+		bad_config(m, "gpt2 needs heads x head_dim = hidden, no grouped kv heads, and a "
+					  "position table (max_position_embeddings)");
+	if (fm->heads > 4096 || fm->head_dim > 4096 || fm->max_positions < 0 ||
+		fm->max_positions > (1 << 24) || fm->sliding_window < 0)
+		bad_config(m, "a size is out of range");
+	if (!(fm->norm_eps > 0 && fm->norm_eps < 1))
+		bad_config(m, "norm_eps must be in (0, 1)");
+	if (fm->norm_offset != 0 && fm->norm_offset != 1)
+		bad_config(m, "norm_weight_offset must be 0 or 1");
+	if (!gpt2 && !(fm->rope_theta > 0 && isfinite(fm->rope_theta)))
+		bad_config(m, "rope_base must be a positive number");
+	if (!(fm->rope_local_theta >= 0 && isfinite(fm->rope_local_theta)) ||
+		!(fm->attn_scale > 0 && isfinite(fm->attn_scale)) || !(fm->attn_softcap >= 0) ||
+		!(fm->final_softcap >= 0) || !isfinite(fm->attn_softcap) || !isfinite(fm->final_softcap))
+		bad_config(m, "a rope base, attention scale or soft-cap is negative or not finite");
+	if (fm->rope_scaling != ROPE_SCALING_NONE &&
+		!(fm->rope_factor > 0 && isfinite(fm->rope_factor) && fm->rope_low_freq > 0 &&
+		  fm->rope_high_freq > fm->rope_low_freq && fm->rope_original_max > 0))
+		bad_config(m, "rope_scaling's factors are out of range");
+	if (fm->eos >= m->vocab)
+		bad_config(m, "eos_token_id is outside the vocabulary");
+}
+
 /* The architecture words (forward.h); checks what this pass can run. */
 static void
 read_config(InferModel *m, ForwardModel *fm)
@@ -79,27 +134,27 @@ read_config(InferModel *m, ForwardModel *fm)
 	double *w = palloc(sizeof(double) * nwords);
 
 	m->read_part(m->read_state, m->name, "config", 0, w, sizeof(double) * nwords);
-	if ((int) w[FC_VERSION] != FORWARD_CONFIG_VERSION)
+	if (word_int(w[FC_VERSION]) != FORWARD_CONFIG_VERSION)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
 						errmsg("pg_infer host speaks forward config version %d, expected %d",
-							   (int) w[FC_VERSION], FORWARD_CONFIG_VERSION)));
-	fm->heads = (int) w[FC_HEADS];
-	fm->kv_heads = (int) w[FC_KV_HEADS];
-	fm->head_dim = (int) w[FC_HEAD_DIM];
-	fm->intermediate = (int) w[FC_INTERMEDIATE];
-	fm->max_positions = (int) w[FC_MAX_POSITIONS];
+							   word_int(w[FC_VERSION]), FORWARD_CONFIG_VERSION)));
+	fm->heads = word_int(w[FC_HEADS]);
+	fm->kv_heads = word_int(w[FC_KV_HEADS]);
+	fm->head_dim = word_int(w[FC_HEAD_DIM]);
+	fm->intermediate = word_int(w[FC_INTERMEDIATE]);
+	fm->max_positions = word_int(w[FC_MAX_POSITIONS]);
 	fm->layernorm = w[FC_LAYERNORM] != 0;
 	fm->norm_offset = (float) w[FC_NORM_OFFSET];
 	fm->norm_eps = (float) w[FC_NORM_EPS];
 	fm->learned_positions = w[FC_LEARNED_POSITIONS] != 0;
 	fm->rope_theta = w[FC_ROPE_THETA];
 	fm->rope_local_theta = w[FC_ROPE_LOCAL_THETA];
-	fm->rope_scaling = (RopeScaling) (int) w[FC_ROPE_SCALING];
+	fm->rope_scaling = (RopeScaling) word_int(w[FC_ROPE_SCALING]);
 	fm->rope_factor = w[FC_ROPE_FACTOR];
 	fm->rope_low_freq = w[FC_ROPE_LOW_FREQ];
 	fm->rope_high_freq = w[FC_ROPE_HIGH_FREQ];
 	fm->rope_original_max = w[FC_ROPE_ORIGINAL_MAX];
-	fm->activation = (Activation) (int) w[FC_ACTIVATION];
+	fm->activation = (Activation) word_int(w[FC_ACTIVATION]);
 	fm->plain_ffn = w[FC_PLAIN_FFN] != 0;
 	fm->tied = w[FC_TIED] != 0;
 	fm->qkv_bias = w[FC_QKV_BIAS] != 0;
@@ -107,13 +162,19 @@ read_config(InferModel *m, ForwardModel *fm)
 	fm->mlp_bias = w[FC_MLP_BIAS] != 0;
 	fm->qk_norm = w[FC_QK_NORM] != 0;
 	fm->sandwich = w[FC_SANDWICH] != 0;
-	fm->sliding_window = (int) w[FC_SLIDING_WINDOW];
+	fm->sliding_window = word_int(w[FC_SLIDING_WINDOW]);
 	fm->attn_scale =
 		(float) (1.0 / sqrt(w[FC_QUERY_PRE_ATTN_SCALAR] > 0 ? w[FC_QUERY_PRE_ATTN_SCALAR]
 															: (double) fm->head_dim));
 	fm->attn_softcap = (float) w[FC_ATTN_SOFTCAP];
 	fm->final_softcap = (float) w[FC_FINAL_SOFTCAP];
-	fm->eos = (int) w[FC_EOS];
+	fm->eos = word_int(w[FC_EOS]);
+	/* anything else the host may send is "unsupported", never an out-of-range enum */
+	if (fm->rope_scaling != ROPE_SCALING_NONE && fm->rope_scaling != ROPE_SCALING_LINEAR &&
+		fm->rope_scaling != ROPE_SCALING_LLAMA3)
+		fm->rope_scaling = ROPE_SCALING_UNSUPPORTED;
+	if (fm->activation != ACT_SILU && fm->activation != ACT_GELU_TANH && fm->activation != ACT_GELU)
+		fm->activation = ACT_UNSUPPORTED;
 	fm->layer = MemoryContextAllocZero(m->cxt, sizeof(LayerWeights) * m->layers);
 	for (int l = 0; l < m->layers; l++)
 		fm->layer[l].sliding = w[FC_FIXED_WORDS + l] != 0;
@@ -125,6 +186,7 @@ read_config(InferModel *m, ForwardModel *fm)
 				 errmsg("model \"%s\" has an invalid attention shape (%d heads, %d kv heads, "
 						"head_dim %d)",
 						m->name, fm->heads, fm->kv_heads, fm->head_dim)));
+	check_architecture(m, fm);
 	for (int l = 0; l < m->layers; l++)
 		if (m->features[l] != fm->intermediate)
 			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
@@ -510,6 +572,11 @@ check_run_limits(InferModel *m, ForwardModel *fm, int capacity, int max_step)
 	size_t used = model_loaded_bytes();
 	size_t left = allowed > used ? allowed - used : 0;
 
+	if (capacity > infer_max_context)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("the prompt needs %d positions but infer.max_context allows %d",
+							   capacity, infer_max_context),
+						errhint("Shorten the prompt, or raise infer.max_context.")));
 	if (fm->max_positions > 0 && capacity > fm->max_positions)
 		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						errmsg("the prompt needs %d positions but model \"%s\" has a context of %d "

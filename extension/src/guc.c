@@ -8,6 +8,9 @@
  *   infer.gate_threshold    describe()'s score cut-off; 0 = adaptive
  *   infer.describe_top_k    features per layer that describe() considers
  *   infer.walk_embed_mode   walk()'s query: 'last' token or 'average'
+ *   infer.verify_checksums  check vindex files against index.json's sha256
+ *   infer.max_input_bytes   largest text a pg_infer function accepts
+ *   infer.max_context       most positions a forward pass runs
  */
 #include "pg_infer.h"
 
@@ -22,6 +25,9 @@ bool infer_auto_download = true;
 double infer_gate_threshold = 0.0;
 int infer_describe_top_k = 20;
 int infer_walk_embed_mode = WALK_EMBED_LAST;
+bool infer_verify_checksums = true;
+int infer_max_input_bytes = 1024 * 1024;
+int infer_max_context = 8192;
 
 static const struct config_enum_entry walk_embed_modes[] = {
 	{"last", WALK_EMBED_LAST, false},
@@ -30,8 +36,9 @@ static const struct config_enum_entry walk_embed_modes[] = {
 };
 
 /*
- * The data directory is a relative path below PGDATA: absolute paths or ".."
- * would let relative model sources escape the database's own files.
+ * The data directory is a relative path below PGDATA, made of plain names: no
+ * absolute path, no "." or "..", no hidden or PostgreSQL directory (base,
+ * global, pg_*), so relative model sources can only name files of its own.
  */
 static bool
 check_data_directory(char **newval, void **extra, GucSource source)
@@ -49,15 +56,27 @@ check_data_directory(char **newval, void **extra, GucSource source)
 			"infer.data_directory must be relative to the data directory, not \"%s\".", p);
 		return false;
 	}
-	for (const char *s = p; *s; s++)
+	for (const char *s = p; *s;)
 	{
-		bool at_start = (s == p || s[-1] == '/');
+		const char *slash = strchr(s, '/');
+		const char *end = slash ? slash : s + strlen(s);
+		size_t n = end - s;
+		bool plain = n > 0 && s[0] != '.';
 
-		if (at_start && s[0] == '.' && s[1] == '.' && (s[2] == '/' || s[2] == '\0'))
+		for (const char *c = s; c < end && plain; c++)
+			plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+					(*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.';
+		if (!plain || (s == p && ((n == 4 && strncmp(s, "base", 4) == 0) ||
+								  (n == 6 && strncmp(s, "global", 6) == 0) ||
+								  (n >= 3 && strncmp(s, "pg_", 3) == 0))))
 		{
-			GUC_check_errdetail("infer.data_directory must not contain \"..\".");
+			GUC_check_errdetail("infer.data_directory must be a relative path of plain names "
+								"(letters, digits, '_', '-', '.' not first), and not one of "
+								"PostgreSQL's own directories; \"%s\" is not.",
+								p);
 			return false;
 		}
+		s = *end ? end + 1 : end;
 	}
 	return true;
 }
@@ -101,5 +120,19 @@ infer_define_gucs(void)
 							 "Query vector of walk(): the last token's embedding or the average.",
 							 NULL, &infer_walk_embed_mode, WALK_EMBED_LAST, walk_embed_modes,
 							 PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("infer.verify_checksums",
+							 "Check each vindex file against the sha256 in its index.json when a "
+							 "model loads.",
+							 NULL, &infer_verify_checksums, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("infer.max_input_bytes",
+							"Largest text (prompt, entity, tokenized input) a pg_infer function "
+							"accepts, in bytes.",
+							NULL, &infer_max_input_bytes, 1024 * 1024, 1, 64 * 1024 * 1024,
+							PGC_USERSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("infer.max_context",
+							"Most token positions one forward pass runs, whatever the model's own "
+							"context.",
+							NULL, &infer_max_context, 8192, 1, 1 << 20, PGC_USERSET, 0, NULL, NULL,
+							NULL);
 	MarkGUCPrefixReserved("infer");
 }

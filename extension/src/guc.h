@@ -20,6 +20,9 @@ extern bool infer_auto_download;
 extern double infer_gate_threshold;
 extern int infer_describe_top_k;
 extern int infer_walk_embed_mode;
+extern bool infer_verify_checksums;
+extern int infer_max_input_bytes;
+extern int infer_max_context;
 
 extern void infer_define_gucs(void);
 

@@ -13,6 +13,22 @@
 
 #include "utils/elog.h"
 
+#include "guc.h"
+
+/*
+ * Every text a SQL caller hands to a tokenizer passes here first: the work
+ * of tokenizing (and of what follows) must be bounded by a setting, not by
+ * what the caller sends.
+ */
+pg_attribute_unused() static void check_text_size(int text_len)
+{
+	if (text_len > infer_max_input_bytes)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("text of %d bytes is longer than infer.max_input_bytes (%d bytes)",
+							   text_len, infer_max_input_bytes),
+						errhint("Shorten the text, or raise infer.max_input_bytes.")));
+}
+
 #ifdef __EMSCRIPTEN__
 #include <emscripten.h>
 
@@ -30,10 +46,10 @@ EM_JS(int, pgi_host_tokenize,
 	  });
 
 EM_JS(int, pgi_host_model_open,
-	  (const char *name, const char *source, const char *level, const char *datadir, int autodl), {
+	  (const char *name, const char *source, const char *level, const char *datadir, int flags), {
 		  if (!Module.pgInferHost)
 			  return -2;
-		  return Module.pgInferHost.modelOpen(Module, name, source, level, datadir, autodl);
+		  return Module.pgInferHost.modelOpen(Module, name, source, level, datadir, flags);
 	  });
 
 EM_JS(int, pgi_host_model_read,
@@ -60,6 +76,12 @@ EM_JS(int, pgi_host_model_release, (const char *name, int forget_tokenizer), {
 	if (!Module.pgInferHost)
 		return -2;
 	return Module.pgInferHost.modelRelease(Module, name, forget_tokenizer);
+});
+
+EM_JS(int, pgi_host_model_sync, (const char *names, int len), {
+	if (!Module.pgInferHost)
+		return -2;
+	return Module.pgInferHost.modelSync(Module, names, len);
 });
 
 EM_JS(int, pgi_host_model_tokenize, (const char *name, const char *text, int text_len, int special),
@@ -125,9 +147,10 @@ int32 *
 host_tokenize(const char *tokenizer_json, int json_len, const char *text, int text_len,
 			  bool add_special_tokens, int *ntokens)
 {
-	int rc =
-		pgi_host_tokenize(tokenizer_json, json_len, text, text_len, add_special_tokens ? 1 : 0);
+	int rc;
 
+	check_text_size(text_len);
+	rc = pgi_host_tokenize(tokenizer_json, json_len, text, text_len, add_special_tokens ? 1 : 0);
 	if (rc < 0)
 		raise_host_error("tokenize", rc);
 	*ntokens = rc / (int) sizeof(int32);
@@ -136,9 +159,9 @@ host_tokenize(const char *tokenizer_json, int json_len, const char *text, int te
 
 char *
 host_model_open(const char *name, const char *source, const char *level, const char *data_directory,
-				bool auto_download, int *len)
+				int flags, int *len)
 {
-	int rc = pgi_host_model_open(name, source, level, data_directory, auto_download ? 1 : 0);
+	int rc = pgi_host_model_open(name, source, level, data_directory, flags);
 
 	if (rc < 0)
 		raise_host_error("model_open", rc);
@@ -186,12 +209,21 @@ host_model_release(const char *name, bool forget_tokenizer)
 		raise_host_error("model_release", rc);
 }
 
+void
+host_model_sync(const char *names, int len)
+{
+	/* called at transaction end: must not raise, whatever the host says */
+	(void) pgi_host_model_sync(names, len);
+}
+
 int32 *
 host_model_tokenize(const char *name, const char *text, int text_len, bool add_special_tokens,
 					int *ntokens)
 {
-	int rc = pgi_host_model_tokenize(name, text, text_len, add_special_tokens ? 1 : 0);
+	int rc;
 
+	check_text_size(text_len);
+	rc = pgi_host_model_tokenize(name, text, text_len, add_special_tokens ? 1 : 0);
 	if (rc < 0)
 		raise_host_error("model_tokenize", rc);
 	*ntokens = rc / (int) sizeof(int32);
@@ -243,7 +275,7 @@ host_tokenize(const char *tokenizer_json, int json_len, const char *text, int te
 
 char *
 host_model_open(const char *name, const char *source, const char *level, const char *data_directory,
-				bool auto_download, int *len)
+				int flags, int *len)
 {
 	no_host("model_open");
 	return NULL;
@@ -271,6 +303,11 @@ host_model_adopt(const char *name, const char *json, int json_len, const char *c
 
 void
 host_model_release(const char *name, bool forget_tokenizer)
+{
+}
+
+void
+host_model_sync(const char *names, int len)
 {
 }
 

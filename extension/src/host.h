@@ -24,13 +24,17 @@
 extern int32 *host_tokenize(const char *tokenizer_json, int json_len, const char *text,
 							int text_len, bool add_special_tokens, int *ntokens);
 
+/* host_model_open's flags */
+#define HOST_OPEN_AUTO_DOWNLOAD 1    /* hf:// sources may be downloaded (infer.auto_download) */
+#define HOST_OPEN_VERIFY_CHECKSUMS 2 /* check files against index.json (infer.verify_checksums) */
+
 /*
  * Opens a model source (a vindex directory, URL or hf:// repository) and
  * prepares it under `name`. Returns the model's description (model.h,
  * ModelMeta layout), palloc'd; *len is its size.
  */
 extern char *host_model_open(const char *name, const char *source, const char *level,
-							 const char *data_directory, bool auto_download, int *len);
+							 const char *data_directory, int flags, int *len);
 
 /*
  * Copies `nbytes` of part `part` ("gate", "embed", "down_tokens") of layer
@@ -48,6 +52,13 @@ extern void host_model_adopt(const char *name, const char *json, int json_len, c
 
 /* Forgets a model's source data (after loading, or when it is dropped). */
 extern void host_model_release(const char *name, bool forget_tokenizer);
+
+/*
+ * Tells the host which models C keeps (names NUL-separated in
+ * names[0..len)): it drops every half-opened source and every tokenizer of
+ * another model. Called at transaction end; never raises.
+ */
+extern void host_model_sync(const char *names, int len);
 
 /* Token ids of text under the model's tokenizer; palloc'd. */
 extern int32 *host_model_tokenize(const char *name, const char *text, int text_len,

@@ -200,7 +200,8 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull, boo
 {
 	BuildState *bs = state;
 
-	if (isnull[0])
+	/* a text with no possible signature is stored like NULL (knowledge.h) */
+	if (isnull[0] || !text_has_signature(DatumGetTextPP(values[0])))
 	{
 		rows_add(bs, tid, ROW_NULL, NULL, 0);
 		return;

@@ -24,7 +24,7 @@ infer_aminsert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Rel
 		return false; /* a model store: rows of infer._models are not indexed */
 	index_read_meta(index, &meta);
 	m = index_model(index, &meta);
-	if (isnull[0])
+	if (isnull[0] || !text_has_signature(DatumGetTextPP(values[0])))
 	{
 		index_append_row(index, tid, ROW_NULL, NULL, 0, m);
 		return false;

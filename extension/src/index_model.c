@@ -25,6 +25,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -168,13 +169,21 @@ build_model_index(Relation index, const char *source, const char *level)
 	Page page;
 
 	model_check_name(name);
+	/* anywhere else its pages would outlive the registry's view of them */
+	if (RelationGetNamespace(index) != get_namespace_oid("infer", true) ||
+		strcmp(get_rel_name(index->rd_index->indrelid), "_models") != 0)
+		ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						errmsg("a model index is built on infer._models, not on \"%s\"",
+							   get_rel_name(index->rd_index->indrelid)),
+						errhint("CREATE INDEX %s ON infer._models USING infer (name) WITH (source "
+								"= ...).",
+								quote_identifier(name))));
 	if (model_exists(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("model \"%s\" already exists", name),
 				 errhint("Name the index after a new model, or drop the model first.")));
 	meta_buf = index_new_buffer(index); /* block 0, written last */
-	desc =
-		host_model_open(name, source, level, infer_data_directory, infer_auto_download, &metalen);
+	desc = host_model_open(name, source, level, infer_data_directory, model_open_flags(), &metalen);
 	r.layers = ((int32 *) desc)[META_LAYERS];
 	record(&r, write_segment(index, "meta", -1, desc, metalen));
 	m = load_parts(name, src, level, desc, metalen, read_and_store, &r);

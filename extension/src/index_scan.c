@@ -455,6 +455,9 @@ infer_amrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, in
 	s->query_null = (orderbys[0].sk_flags & SK_ISNULL) != 0;
 	if (!s->query_null)
 		s->query = DatumGetTextPCopy(orderbys[0].sk_argument);
+	/* a query with no signature has NULL distances, as infer_distance says */
+	if (!s->query_null && !text_has_signature(s->query))
+		s->query_null = true;
 	MemoryContextSwitchTo(old);
 }
 

@@ -13,11 +13,18 @@
  */
 #include "pg_infer.h"
 
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "forward.h"
@@ -113,6 +120,27 @@ model_loaded_bytes(void)
 	return total;
 }
 
+/*
+ * An unloaded model is not freed at once: a function still running may hold
+ * it (a model dropped and re-created from inside describe()). It is retired
+ * and freed when the transaction ends, when no SQL call can hold it.
+ */
+static List *retired = NIL;
+static uint64 next_generation = 1;
+/* infer.models when models were last loaded: DROP EXTENSION replaces it */
+static Oid registry_relid = InvalidOid;
+
+static void
+retire(int i)
+{
+	InferModel *m = loaded[i];
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	retired = lappend(retired, m);
+	MemoryContextSwitchTo(old);
+	loaded[i] = loaded[--nloaded];
+}
+
 static void
 unload(const char *name)
 {
@@ -120,11 +148,113 @@ unload(const char *name)
 	{
 		if (strcmp(loaded[i]->name, name) != 0)
 			continue;
-		MemoryContextDelete(loaded[i]->cxt);
-		loaded[i] = loaded[--nloaded];
+		retire(i);
 		host_model_release(name, true);
 		return;
 	}
+}
+
+static void
+free_retired(void)
+{
+	ListCell *lc;
+
+	foreach (lc, retired)
+		MemoryContextDelete(((InferModel *) lfirst(lc))->cxt);
+	list_free(retired);
+	retired = NIL;
+}
+
+/* The host keeps tokenizers of the loaded models only, and no half-open source. */
+static void
+sync_host(void)
+{
+	StringInfoData names;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	initStringInfo(&names);
+	for (int i = 0; i < nloaded; i++)
+		appendBinaryStringInfo(&names, loaded[i]->name, strlen(loaded[i]->name) + 1);
+	host_model_sync(names.data, names.len);
+	pfree(names.data);
+	MemoryContextSwitchTo(old);
+}
+
+static Oid
+current_registry_relid(void)
+{
+	Oid nsp = get_namespace_oid("infer", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("models", nsp) : InvalidOid;
+}
+
+/*
+ * Models loaded by (sub)transaction `subid` go when it rolls back, or pass to
+ * `parent` when it commits (parent InvalidSubTransactionId: for good).
+ */
+static void
+end_subtransaction(SubTransactionId subid, bool commit, SubTransactionId parent)
+{
+	for (int i = nloaded - 1; i >= 0; i--)
+	{
+		if (loaded[i]->subid != subid)
+			continue;
+		if (commit)
+			loaded[i]->subid = parent;
+		else
+			retire(i);
+	}
+}
+
+static void
+model_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+			/* DROP EXTENSION (and a new CREATE) leaves no model of the old registry */
+			if (nloaded > 0 && current_registry_relid() != registry_relid)
+				while (nloaded > 0)
+					retire(nloaded - 1);
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			for (int i = 0; i < nloaded; i++)
+				loaded[i]->subid = InvalidSubTransactionId;
+			free_retired();
+			sync_host();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			for (int i = nloaded - 1; i >= 0; i--)
+				if (loaded[i]->subid != InvalidSubTransactionId)
+					retire(i);
+			free_retired();
+			sync_host();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+model_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+					   void *arg)
+{
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+		end_subtransaction(mySubid, true, parentSubid);
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		end_subtransaction(mySubid, false, InvalidSubTransactionId);
+		sync_host();
+	}
+}
+
+void
+model_registry_init(void)
+{
+	RegisterXactCallback(model_xact_callback, NULL);
+	RegisterSubXactCallback(model_subxact_callback, NULL);
 }
 
 /* ---- reading the host's description of a model ---- */
@@ -199,6 +329,9 @@ model_parse_meta(InferModel *m, const char *buf, int len)
 	check_dim("hidden size", m->hidden, 1 << 16);
 	check_dim("vocabulary size", m->vocab, 1 << 24);
 	check_dim("down_meta top-k", m->down_top_k, 1024);
+	if (!(m->embed_scale > 0 && isfinite(m->embed_scale)))
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("model has an invalid embed_scale: %g", m->embed_scale)));
 	if ((m->gate_dtype != GATE_F32 && m->gate_dtype != GATE_F16) ||
 		(m->embed_dtype != GATE_F32 && m->embed_dtype != GATE_F16))
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("model has an unknown dtype")));
@@ -272,9 +405,14 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	InferModel *m = MemoryContextAllocZero(cxt, sizeof(InferModel));
 	size_t bytes;
 
+	/* a stale copy under this name (a source that changed) is replaced */
+	for (int i = 0; i < nloaded; i++)
+		if (strcmp(loaded[i]->name, name) == 0)
+			retire(i);
 	if (nloaded >= MAX_LOADED_MODELS)
 		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						errmsg("at most %d models can be loaded at once", MAX_LOADED_MODELS)));
+						errmsg("at most %d models can be loaded at once", MAX_LOADED_MODELS),
+						errhint("Drop models you no longer use with infer_drop_model().")));
 	m->cxt = cxt;
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	m->source = MemoryContextStrdup(cxt, source);
@@ -311,7 +449,10 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	m->bytes = bytes;
 	m->read_part = NULL;
 	m->read_state = NULL;
+	m->subid = GetCurrentSubTransactionId();
+	m->generation = next_generation++;
 	MemoryContextSetParent(cxt, TopMemoryContext);
+	registry_relid = current_registry_relid();
 	loaded[nloaded++] = m;
 	return m;
 }
@@ -333,12 +474,19 @@ load_model(const char *name, const char *source, const char *level)
 		model_index_close(state);
 		return m;
 	}
-	meta =
-		host_model_open(name, source, level, infer_data_directory, infer_auto_download, &metalen);
+	meta = host_model_open(name, source, level, infer_data_directory, model_open_flags(), &metalen);
 	m = load_parts(name, source, level, meta, metalen, read_from_host, NULL);
 	/* keep only the tokenizer on the host side: the rest now lives here */
 	host_model_release(name, false);
 	return m;
+}
+
+/* host_model_open's flags from the GUCs */
+int
+model_open_flags(void)
+{
+	return (infer_auto_download ? HOST_OPEN_AUTO_DOWNLOAD : 0) |
+		   (infer_verify_checksums ? HOST_OPEN_VERIFY_CHECKSUMS : 0);
 }
 
 /* ---- the registry table ---- */
@@ -415,6 +563,16 @@ registry_delete(const char *name)
 	deleted = SPI_processed > 0;
 	SPI_finish();
 	return deleted;
+}
+
+bool
+model_stored_in_index(const char *index_name)
+{
+	RegistryRow row = registry_lookup(index_name);
+
+	return row.found &&
+		   strncmp(row.source, MODEL_INDEX_SOURCE_PREFIX, strlen(MODEL_INDEX_SOURCE_PREFIX)) == 0 &&
+		   strcmp(row.source + strlen(MODEL_INDEX_SOURCE_PREFIX), index_name) == 0;
 }
 
 bool

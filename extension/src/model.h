@@ -72,6 +72,13 @@ typedef struct InferModel
 	void *read_state;
 	size_t bytes; /* heap bytes held, inference weights included */
 	MemoryContext cxt;
+	/*
+	 * The (sub)transaction that loaded it, until that commits: a rollback
+	 * unloads what it loaded, so no model outlives the row that named it.
+	 */
+	SubTransactionId subid;
+	/* unique per load in this backend: caches key on it, not on the pointer */
+	uint64 generation;
 } InferModel;
 
 /*
@@ -123,6 +130,18 @@ extern void model_index_read(void *state, const char *name, const char *part, in
 							 size_t nbytes);
 extern void model_index_close(void *state);
 extern bool model_index_exists(const char *index_name);
+
+/* Whether a model's registry row says it is stored in model index `index_name`. */
+extern bool model_stored_in_index(const char *index_name);
+
+/* utility.c: checks on DDL that would cut a model's dependencies (_PG_init). */
+extern void utility_guards_init(void);
+
+/* host_model_open's flags (host.h) as the GUCs set them. */
+extern int model_open_flags(void);
+
+/* Registers the transaction callbacks that keep loaded models in step (_PG_init). */
+extern void model_registry_init(void);
 
 /* Heap bytes every model loaded in this backend holds (for infer.max_memory). */
 extern size_t model_loaded_bytes(void);

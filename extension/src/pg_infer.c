@@ -12,6 +12,7 @@
 
 #include "guc.h"
 #include "index.h"
+#include "model.h"
 
 PG_MODULE_MAGIC_EXT(.name = "pg_infer", .version = PG_INFER_VERSION);
 
@@ -24,6 +25,8 @@ _PG_init(void)
 {
 	infer_define_gucs();
 	index_options_init();
+	model_registry_init();
+	utility_guards_init();
 }
 
 /* infer_version() -> text: the version of the loaded C module. */

@@ -110,8 +110,7 @@ signature_similarity(const GateHit *a, int na, const GateHit *b, int nb)
  */
 typedef struct CachedSignature
 {
-	InferModel *model;
-	char model_name[MODEL_NAME_MAX + 1];
+	uint64 generation; /* of the model: a re-created model has a new one */
 	text *input;
 	int n;
 	GateHit hits[SIGNATURE_SIZE];
@@ -123,7 +122,7 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 {
 	Size len = VARSIZE_ANY_EXHDR(input);
 
-	if (cache->input == NULL || cache->model != m || strcmp(cache->model_name, m->name) != 0 ||
+	if (cache->input == NULL || cache->generation != m->generation ||
 		VARSIZE_ANY_EXHDR(cache->input) != len ||
 		memcmp(VARDATA_ANY(cache->input), VARDATA_ANY(input), len) != 0)
 	{
@@ -133,8 +132,7 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 		cache->input = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARHDRSZ + len);
 		SET_VARSIZE(cache->input, VARHDRSZ + len);
 		memcpy(VARDATA(cache->input), VARDATA_ANY(input), len);
-		cache->model = m;
-		snprintf(cache->model_name, sizeof(cache->model_name), "%s", m->name);
+		cache->generation = m->generation;
 	}
 	*out = cache->hits;
 	return cache->n;
@@ -170,6 +168,15 @@ infer_similar_to(PG_FUNCTION_ARGS)
 Datum
 infer_distance(PG_FUNCTION_ARGS)
 {
+	/*
+	 * A text with no signature (empty, or longer than a query may be) has no
+	 * distance, like NULL: the column index stores such rows as it stores
+	 * NULLs, so an index scan and a sort by <~> agree on them too.
+	 */
+	if (!PG_ARGISNULL(0) && !text_has_signature(PG_GETARG_TEXT_PP(0)))
+		PG_RETURN_NULL();
+	if (!PG_ARGISNULL(1) && !text_has_signature(PG_GETARG_TEXT_PP(1)))
+		PG_RETURN_NULL();
 	PG_RETURN_FLOAT8(1.0 / (1.0 + similar_texts(fcinfo, 2)));
 }
 

@@ -9,6 +9,16 @@
 
 #include "gate_knn.h"
 #include "model.h"
+#include "knowledge.h"
+
+/* Whether a text can have a signature at all: not empty, not past QUERY_TEXT_MAX. */
+static inline bool
+text_has_signature(const text *t)
+{
+	int len = VARSIZE_ANY_EXHDR(t);
+
+	return len > 0 && len <= QUERY_TEXT_MAX;
+}
 
 /* Features kept in a text's signature. */
 #define SIGNATURE_SIZE 50

@@ -106,7 +106,7 @@ infer_walk(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	text *prompt = required_text(fcinfo, 0, "prompt");
-	int top = PG_ARGISNULL(1) ? 10 : PG_GETARG_INT32(1);
+	int top;
 	InferModel *m;
 	bool forward;
 	bool *use_layer;
@@ -114,6 +114,10 @@ infer_walk(PG_FUNCTION_ARGS)
 	int32 *tokens;
 	DecodedToken *concepts;
 
+	/* as documented: a NULL top is an error, not the default (which SQL's DEFAULT gives) */
+	if (PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("top must not be NULL")));
+	top = PG_GETARG_INT32(1);
 	if (top < 1 || top > WALK_TOP_MAX)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("top must be between 1 and %d, not %d", WALK_TOP_MAX, top)));

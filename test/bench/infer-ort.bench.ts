@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { pgInfer } from 'pglite-infer'
+import { pgInfer } from '../helpers/db.js'
 import { Checkpoint } from '../reference/safetensors.js'
 
 // onnx-proto is CommonJS: load its value through require, its types from the import

@@ -20,7 +20,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { createPgInfer } from 'pglite-infer'
+import { testPgInfer as createPgInfer } from '../helpers/db.js'
 import { QWEN05B_SHAPE, XorShift32, writeSyntheticVindex } from './synthetic-vindex.js'
 
 const ROOT = resolve(import.meta.dirname, '..', '..')

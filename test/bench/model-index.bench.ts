@@ -11,7 +11,7 @@ import { PGlite } from '@electric-sql/pglite'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pgInfer } from 'pglite-infer'
+import { pgInfer } from '../helpers/db.js'
 import { writeSyntheticVindex } from './synthetic-vindex.js'
 
 async function timed(f: () => Promise<unknown>): Promise<number> {

@@ -11,7 +11,7 @@ import { extractVindexDir } from '@pglite-infer/vindex/node'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pgInfer } from 'pglite-infer'
+import { pgInfer } from '../helpers/db.js'
 import { FIXTURE, facts, wrongObject } from './facts.js'
 
 const TOP = 5

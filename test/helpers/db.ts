@@ -1,9 +1,26 @@
 import { PGlite } from '@electric-sql/pglite'
-import { createPgInfer, pgInfer, type PgInferOptions } from 'pglite-infer'
+import { tmpdir } from 'node:os'
+import { createPgInfer, type PgInferOptions } from 'pglite-infer'
+import { repoPath } from './paths.js'
+
+/**
+ * The host directories tests register vindexes from by absolute path: the
+ * repository (fixtures, test/.tmp) and the system's temporary directory.
+ * An application allows none unless it says so.
+ */
+export const TEST_HOST_DIRECTORIES = [repoPath(''), tmpdir()]
+
+/** pg_infer as the tests load it: the default host, the test directories allowed. */
+export function testPgInfer(options: PgInferOptions = {}) {
+  return createPgInfer({ allowedHostDirectories: TEST_HOST_DIRECTORIES, ...options })
+}
+
+/** The extension object most tests share. */
+export const pgInfer = testPgInfer()
 
 /** A fresh in-memory PGlite with pg_infer created. */
 export async function openDb(options: PgInferOptions = {}): Promise<PGlite> {
-  const db = await PGlite.create({ extensions: { pgInfer: createPgInfer(options) } })
+  const db = await PGlite.create({ extensions: { pgInfer: testPgInfer(options) } })
   await db.exec('CREATE EXTENSION pg_infer')
   return db
 }

@@ -4,7 +4,7 @@
 import { PGlite } from '@electric-sql/pglite'
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { readFileSync } from 'node:fs'
-import { createPgInfer } from 'pglite-infer'
+import { testPgInfer as createPgInfer } from '../helpers/db.js'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { QWEN_FIXTURE } from '../helpers/paths.js'
 import { fixtureVindex } from '../helpers/vindex.js'

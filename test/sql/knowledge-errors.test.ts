@@ -2,6 +2,7 @@
 // proper SQLSTATE, and the same session keeps working after it.
 import type { PGlite } from '@electric-sql/pglite'
 import { cpSync, readFileSync, truncateSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { openDb, sqlError } from '../helpers/db.js'
@@ -132,10 +133,17 @@ const cases: [string, string, unknown[], string, RegExp][] = [
   ],
   [
     'missing source directory',
-    "select infer_create_model('m1', '/no/such/dir.vindex')",
-    [],
+    "select infer_create_model('m1', $1)",
+    [`${tmpdir()}/no/such/dir.vindex`],
     '58P01',
     /no vindex directory/,
+  ],
+  [
+    'source outside the allowed host directories',
+    "select infer_create_model('m1', '/no/such/dir.vindex')",
+    [],
+    '42501',
+    /outside the host directories this application allows/,
   ],
   ['empty source', "select infer_create_model('m1', '')", [], '22023', /source must not be empty/],
   [
@@ -216,6 +224,10 @@ describe('bad input to knowledge functions', () => {
         },
       }),
     )
+    // an edited tokenizer no longer matches the checksum the extractor wrote
+    const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8'))
+    delete index.checksums['tokenizer.json']
+    writeFileSync(join(dir, 'index.json'), JSON.stringify(index))
     await db.query("select infer_create_model('wp', $1)", [dir])
     expect(
       (await db.query("select count(*)::int as n from describe('France', 'wp')")).rows,

@@ -3,8 +3,9 @@
 // model then loads from them, with its source files gone.
 import { PGlite } from '@electric-sql/pglite'
 import { cpSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pgInfer } from 'pglite-infer'
+import { pgInfer } from '../helpers/db.js'
 import { describe, expect, it } from 'vitest'
 import { openDb, openPersistent, sqlError } from '../helpers/db.js'
 import { fixtureVindex, scratchDir } from '../helpers/vindex.js'
@@ -103,10 +104,19 @@ describe('model index', () => {
       (
         await sqlError(
           db,
-          "create index nope on infer._models using infer (name) with (source = '/no/such.vindex')",
+          `create index nope on infer._models using infer (name) with (source = '${tmpdir()}/no-such.vindex')`,
         )
       ).code,
     ).toBe('58P01')
+    // outside the directories the application allows: refused without looking
+    expect(
+      (
+        await sqlError(
+          db,
+          "create index nope on infer._models using infer (name) with (source = '/no/such.vindex')",
+        )
+      ).code,
+    ).toBe('42501')
     await db.query("select infer_create_model('taken', $1)", [v])
     const dup = await sqlError(
       db,

@@ -3,7 +3,7 @@ import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { extractVindexDir } from '@pglite-infer/vindex/node'
-import { pgInfer } from 'pglite-infer'
+import { pgInfer } from '../helpers/db.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 // The compiled module, so that its worker (dist/host/remote-worker.js) is beside it.
 import { fetchRemoteSync } from '../../packages/pglite-infer/dist/host/remote.js'

@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { pgInfer } from './index.js'
+import { createPgInfer } from './index.js'
 
 const modelDir =
   process.argv[2] ??
@@ -42,7 +42,10 @@ try {
     workers: 0,
   })
 
-  const db = await PGlite.create({ extensions: { infer: pgInfer } })
+  // SQL may name host files only in directories the application allows
+  const db = await PGlite.create({
+    extensions: { infer: createPgInfer({ allowedHostDirectories: [work] }) },
+  })
   await db.exec('CREATE EXTENSION pg_infer')
   const { rows } = await db.query<{ pg: string; ext: string }>(
     'select version() as pg, infer_version() as ext',

@@ -8,10 +8,10 @@
  */
 import type { Extension } from '@electric-sql/pglite'
 import { HostBridge, defaultHost } from './host/bridge.js'
-import type { InferHost, WasmModule } from './host/types.js'
+import type { HostOptions, InferHost, WasmModule } from './host/types.js'
 import { inferNamespace, type EmscriptenFSWriter, type InferNamespace } from './namespace.js'
 
-export { HostError, type InferHost } from './host/types.js'
+export { HostError, type HostOptions, type InferHost } from './host/types.js'
 export { defaultHost } from './host/bridge.js'
 export type {
   CreateModelOptions,
@@ -24,7 +24,7 @@ export type {
 /** Where the WASM build (wasm/build.sh) leaves the extension bundle. */
 export const bundleUrl = new URL('../bundle/pg_infer.tar.gz', import.meta.url)
 
-export interface PgInferOptions {
+export interface PgInferOptions extends HostOptions {
   /** Replace some host hooks (tests, custom tokenizers); the rest stay default. */
   host?: Partial<InferHost>
 }
@@ -38,7 +38,7 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
     name: 'pg_infer',
     setup: async (pg, emscriptenOpts) => {
       const host: InferHost = { ...defaultHost(), ...options.host }
-      const bridge = new HostBridge(host)
+      const bridge = new HostBridge(host, options)
       let module: (WasmModule & { FS?: EmscriptenFSWriter }) | undefined
       const preRun = [emscriptenOpts?.preRun ?? []].flat()
       // Anything in emscriptenOpts becomes a property of the emscripten

@@ -50,17 +50,33 @@ export function inferNamespace(
   return {
     async createModel(name, source, options = {}) {
       const level = options.level ?? 'browse'
-      let sqlSource: string
-      if (typeof source === 'string') sqlSource = source
-      else {
-        const files = await vindexFiles(source)
-        sqlSource = await writeIntoDatabase(pg, requireFs(fs), name, files)
+      if (typeof source === 'string') {
+        const { rows } = await pg.query<{ name: string }>(
+          'select infer_create_model($1, $2, $3) as name',
+          [name, source, level],
+        )
+        return rows[0]!.name
       }
-      const { rows } = await pg.query<{ name: string }>(
-        'select infer_create_model($1, $2, $3) as name',
-        [name, sqlSource, level],
-      )
-      return rows[0]!.name
+      // Check before writing: a name that exists keeps its files untouched.
+      const { rows: taken } = await pg.query('select 1 from infer.models where name = $1', [name])
+      if (taken.length > 0)
+        throw new Error(
+          `pglite-infer: model "${name}" already exists; drop it first with dropModel("${name}")`,
+        )
+      const files = await vindexFiles(source)
+      const writer = requireFs(fs)
+      const written = await writeIntoDatabase(pg, writer, name, files)
+      try {
+        const { rows } = await pg.query<{ name: string }>(
+          'select infer_create_model($1, $2, $3) as name',
+          [name, written.relative, level],
+        )
+        return rows[0]!.name
+      } catch (e) {
+        // a refused vindex leaves nothing behind in the database's files
+        removeDirectory(writer, written.dir)
+        throw e
+      }
     },
     async dropModel(name) {
       await pg.query('select infer_drop_model($1)', [name])
@@ -76,6 +92,18 @@ export function inferNamespace(
 export interface EmscriptenFSWriter extends EmscriptenFS {
   mkdirTree(path: string): void
   writeFile(path: string, data: Uint8Array): void
+  readdir(path: string): string[]
+  unlink(path: string): void
+  rmdir(path: string): void
+}
+
+function removeDirectory(fs: EmscriptenFSWriter, dir: string): void {
+  try {
+    for (const f of fs.readdir(dir)) if (f !== '.' && f !== '..') fs.unlink(`${dir}/${f}`)
+    fs.rmdir(dir)
+  } catch {
+    // best effort: the directory may not exist any more
+  }
 }
 
 function requireFs(fs: () => EmscriptenFSWriter | undefined): EmscriptenFSWriter {
@@ -109,14 +137,15 @@ async function fromArchive(bytes: Uint8Array): Promise<Map<string, Uint8Array>> 
 
 /**
  * Writes the files to <PGDATA>/<infer.data_directory>/<name>.vindex/ and
- * returns that directory relative to infer.data_directory.
+ * returns that directory, absolute and relative to infer.data_directory.
+ * Files a previous, failed attempt left there are replaced.
  */
 async function writeIntoDatabase(
   pg: PGliteInterface,
   fs: EmscriptenFSWriter,
   name: string,
   files: Map<string, Uint8Array>,
-): Promise<string> {
+): Promise<{ dir: string; relative: string }> {
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/.test(name))
     throw new Error(`pglite-infer: invalid model name ${JSON.stringify(name)}`)
   const { rows } = await pg.query<{ pgdata: string; dir: string }>(
@@ -124,11 +153,11 @@ async function writeIntoDatabase(
   )
   const relative = `${name}.vindex`
   const dir = `${rows[0]!.pgdata}/${rows[0]!.dir}/${relative}`
-  fs.mkdirTree(dir)
-  for (const [file, data] of files) {
+  for (const file of files.keys())
     if (!/^[A-Za-z0-9_.-]+$/.test(file) || file.startsWith('.'))
       throw new Error(`pglite-infer: refusing vindex file name ${JSON.stringify(file)}`)
-    fs.writeFile(`${dir}/${file}`, data)
-  }
-  return relative
+  removeDirectory(fs, dir)
+  fs.mkdirTree(dir)
+  for (const [file, data] of files) fs.writeFile(`${dir}/${file}`, data)
+  return { dir, relative }
 }

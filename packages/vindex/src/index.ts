@@ -102,8 +102,10 @@ export {
   Vindex,
   openVindex,
   openVindexSync,
+  verifyChecksumSync,
   urlFileSet,
   vindexFromBytes,
   type BrowseFiles,
   type OpenOptions,
 } from './reader.js'
+export { unsafeRegexReason, unsafeTokenizerRegex } from './regex-safety.js'

@@ -6,7 +6,7 @@ import { decodeToF32 } from './dtype.js'
 import { VindexError } from './errors.js'
 import { FILES, levelAtLeast, type VindexIndex, type WeightEntry } from './format.js'
 import { modelConfigFromIndex } from './modelconfig.js'
-import { sha256Hex } from './sha256.js'
+import { sha256Hex, sha256HexSync } from './sha256.js'
 import { loadTokenizer, type Tokenizer } from './tokenizer.js'
 import { bytesPerElement, checkWeightEntries, parseIndex } from './validate.js'
 
@@ -72,7 +72,10 @@ export interface BrowseFiles {
  * await (a host hook inside a SQL call): `read` returns a whole file, or
  * undefined when it is missing.
  */
-export function openVindexSync(read: (name: string) => Uint8Array | undefined): BrowseFiles {
+export function openVindexSync(
+  read: (name: string) => Uint8Array | undefined,
+  options: OpenOptions = {},
+): BrowseFiles {
   const required = (name: string): Uint8Array => {
     const bytes = read(name)
     if (!bytes) throw missing(name)
@@ -92,12 +95,37 @@ export function openVindexSync(read: (name: string) => Uint8Array | undefined): 
     FILES.embeddings,
     index.vocab_size * index.hidden_size * bytesPerElement(index),
   )
+  const downBytes = required(FILES.downMeta)
   const downMeta = new DownMeta(
-    required(FILES.downMeta),
+    downBytes,
     index.layers.map((l) => l.num_features),
     index.down_top_k,
   )
+  checkDownMetaTokens(downMeta, index)
+  // after the checks of shape, which say more precisely what is wrong
+  if (options.verifyChecksums) {
+    verifyChecksumSync(index, FILES.gateVectors, gate)
+    verifyChecksumSync(index, FILES.embeddings, embed)
+    verifyChecksumSync(index, FILES.downMeta, downBytes)
+  }
   return { index, gate, embed, downMeta }
+}
+
+/**
+ * Checks one file against index.json's "checksums" (sha256), when the vindex
+ * lists it there; a vindex without checksums is taken as it is.
+ */
+export function verifyChecksumSync(index: VindexIndex, name: string, bytes: Uint8Array): void {
+  const expected = index.checksums?.[name]
+  if (expected === undefined) return
+  const found = sha256HexSync(bytes)
+  if (found !== expected.toLowerCase())
+    throw new VindexError('CHECKSUM_MISMATCH', 'sha256 does not match index.json', {
+      file: name,
+      expected,
+      found,
+      hint: 'the file was modified or corrupted; re-download or re-extract it',
+    })
 }
 
 /** A file set over in-memory bytes, e.g. files fetched as one bundle. */
@@ -151,6 +179,30 @@ async function readRequired(files: FileSet, name: string): Promise<Uint8Array> {
   const src = await files.open(name)
   if (!src) throw missing(name)
   return readAll(src)
+}
+
+/** Every down_meta token id names a vocabulary entry (describe() prints them). */
+function checkDownMetaTokens(downMeta: DownMeta, index: VindexIndex): void {
+  for (let l = 0; l < index.num_layers; l++) {
+    const n = index.layers[l]!.num_features
+    for (let f = 0; f < n; f++) {
+      const { ids } = downMeta.topTokens(l, f)
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i]!
+        if (!Number.isInteger(id) || id < 0 || id >= index.vocab_size)
+          throw new VindexError(
+            'INVALID_INDEX',
+            `token id ${id} of layer ${l} feature ${f} is outside the vocabulary`,
+            {
+              file: FILES.downMeta,
+              expected: `0..${index.vocab_size - 1}`,
+              found: id,
+              hint: 're-extract the vindex',
+            },
+          )
+      }
+    }
+  }
 }
 
 /** Reads a file whose exact size index.json determines. */

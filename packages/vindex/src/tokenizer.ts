@@ -1,5 +1,6 @@
 import { Tokenizer } from '@huggingface/tokenizers'
 import { VindexError } from './errors.js'
+import { unsafeTokenizerRegex } from './regex-safety.js'
 
 export { Tokenizer }
 
@@ -13,6 +14,12 @@ export function loadTokenizer(
 ): Tokenizer {
   const tj = asJson(tokenizerJson, 'tokenizer.json')
   const tc = tokenizerConfig === undefined ? {} : asJson(tokenizerConfig, 'tokenizer_config.json')
+  const unsafe = unsafeTokenizerRegex(tj)
+  if (unsafe)
+    throw new VindexError('INVALID_INDEX', `a tokenizer regex is refused: ${unsafe.reason}`, {
+      file: 'tokenizer.json',
+      found: unsafe.pattern.slice(0, 80),
+    })
   try {
     return new Tokenizer(tj, tc)
   } catch (e) {

@@ -1,6 +1,6 @@
 import { ModelHost } from './models.js'
 import { TokenizerCache } from './tokenizers.js'
-import { HostError, type InferHost, type WasmModule } from './types.js'
+import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
 
 const decoder = new TextDecoder('utf-8', { fatal: false })
 const encoder = new TextEncoder()
@@ -21,9 +21,14 @@ export class HostBridge {
 
   private fs: WasmModule['FS']
   /** Models by name, with their tokenizers (host/models.ts). */
-  readonly models = new ModelHost(() => this.fs)
+  readonly models: ModelHost
 
-  constructor(private readonly host: InferHost) {}
+  constructor(
+    private readonly host: InferHost,
+    options: HostOptions = {},
+  ) {
+    this.models = new ModelHost(() => this.fs, options)
+  }
 
   tokenize(
     mod: WasmModule,
@@ -47,10 +52,12 @@ export class HostBridge {
     source: number,
     level: number,
     dataDirectory: number,
-    autoDownload: number,
+    flags: number,
   ): number {
     this.fs = mod.FS
-    this.models.autoDownload = autoDownload !== 0
+    // flags (host.c): bit 0 infer.auto_download, bit 1 infer.verify_checksums
+    this.models.autoDownload = (flags & 1) !== 0
+    this.models.verifyChecksums = (flags & 2) !== 0
     return this.run(() =>
       this.models.open(
         readCString(mod, name),
@@ -102,6 +109,15 @@ export class HostBridge {
   modelRelease(mod: WasmModule, name: number, forgetTokenizer: number): number {
     return this.run(() => {
       this.models.release(readCString(mod, name), forgetTokenizer !== 0)
+      return new Uint8Array(0)
+    })
+  }
+
+  /** Transaction end: C keeps the models named (NUL-separated); the rest goes. */
+  modelSync(mod: WasmModule, names: number, len: number): number {
+    return this.run(() => {
+      const kept = readUtf8(mod, names, len).split('\0').filter(Boolean)
+      this.models.sync(new Set(kept))
       return new Uint8Array(0)
     })
   }

@@ -8,6 +8,7 @@ import {
   type ExtractLevel,
   loadTokenizer,
   openVindexSync,
+  verifyChecksumSync,
   type Tokenizer,
   type VindexIndex,
 } from '@pglite-infer/vindex'
@@ -20,7 +21,7 @@ import {
   type SyncFiles,
 } from './sources.js'
 import { fetchRemoteSync } from './remote.js'
-import { HostError } from './types.js'
+import { HostError, type HostOptions } from './types.js'
 
 /** Keep in step with extension/src/model.h (ModelMetaWord). */
 const MODEL_META_VERSION = 1
@@ -30,6 +31,8 @@ const BAND_CODES = { syntax: 0, knowledge: 1, output: 2 } as const
 
 /** A vindex opened for loading: what C copies into the WASM heap. */
 interface OpenedVindex {
+  /** Check each file read against index.json's checksums. */
+  verify: boolean
   index: VindexIndex
   gate: Uint8Array
   embed: Uint8Array
@@ -49,12 +52,19 @@ export class ModelHost {
   private readonly tokenizers = new Map<string, Tokenizer>()
   private readonly decoded = new Map<string, Map<number, Uint8Array>>()
 
-  constructor(private readonly fs: () => EmscriptenFS | undefined) {}
+  private readonly allowedHostDirectories: readonly string[]
+
+  constructor(
+    private readonly fs: () => EmscriptenFS | undefined,
+    options: HostOptions = {},
+  ) {
+    this.allowedHostDirectories = options.allowedHostDirectories ?? []
+  }
 
   /** Opens `source` as model `name`; returns its description (model.h layout). */
   open(name: string, source: string, level: string, dataDirectory: string): Uint8Array {
     const files = this.resolve(source, level, dataDirectory)
-    const vindex = withVindexErrors(name, files.where, () => openSync(files))
+    const vindex = withVindexErrors(name, files.where, () => openSync(files, this.verifyChecksums))
     const have = vindex.index.extract_level
     if (!levelAtLeast(have, level as ExtractLevel))
       throw new HostError(
@@ -64,8 +74,8 @@ export class ModelHost {
       )
     const tokenizer = withVindexErrors(name, files.where, () =>
       loadTokenizer(
-        required(files, FILES.tokenizer),
-        files.read(FILES.tokenizerConfig) ?? undefined,
+        checked(vindex, FILES.tokenizer, required(files, FILES.tokenizer)),
+        optional(vindex, FILES.tokenizerConfig),
       ),
     )
     this.opened.set(name, vindex)
@@ -108,7 +118,7 @@ export class ModelHost {
     const v = this.opened.get(name)
     if (!v) throw new HostError(`model "${name}" is not open on the host`, '55000')
     if (!/^[A-Za-z0-9_.-]+$/.test(file)) throw new HostError(`invalid file name "${file}"`, '22023')
-    return v.files.read(file) ?? new Uint8Array(0)
+    return withVindexErrors(name, v.files.where, () => optional(v, file)) ?? new Uint8Array(0)
   }
 
   /** A model whose data C loaded itself (from index pages): only its tokenizer. */
@@ -126,6 +136,20 @@ export class ModelHost {
       this.tokenizers.delete(name)
       this.decoded.delete(name)
     }
+  }
+
+  /**
+   * Keeps only what the models C holds need: a source opened for a load that
+   * failed or was rolled back (every byte of its vindex) and the tokenizers
+   * of models C no longer holds are dropped.
+   */
+  sync(kept: ReadonlySet<string>): void {
+    this.opened.clear()
+    for (const name of [...this.tokenizers.keys()])
+      if (!kept.has(name)) {
+        this.tokenizers.delete(name)
+        this.decoded.delete(name)
+      }
   }
 
   /** Token ids; text made only of the tokenizer's unknown token is an error. */
@@ -189,14 +213,21 @@ export class ModelHost {
       })
     if (source.startsWith('/')) {
       const fs = loadNodeFs()
-      if (fs) return new HostFiles(fs, source.replace(/\/+$/, ''))
-      return new DatabaseFiles(this.databaseFs(), source.replace(/\/+$/, ''))
+      if (!fs || this.allowedHostDirectories.length === 0)
+        throw new HostError(
+          `model source "${source}" is an absolute path, and this application allows no host ` +
+            'directory',
+          '42501',
+        )
+      return new HostFiles(fs, source.replace(/\/+$/, ''), this.allowedHostDirectories)
     }
     return new DatabaseFiles(this.databaseFs(), resolveInDataDirectory(source, dataDirectory))
   }
 
   /** Set per call from the infer.auto_download GUC. */
   autoDownload = true
+  /** Set per call from the infer.verify_checksums GUC. */
+  verifyChecksums = true
 
   private databaseFs(): EmscriptenFS {
     const fs = this.fs()
@@ -239,8 +270,29 @@ function required(files: SyncFiles, name: string): Uint8Array {
 }
 
 /** The browse-level files of a vindex, validated as the vindex package does. */
-function openSync(files: SyncFiles): OpenedVindex {
-  return { ...openVindexSync((name) => files.read(name)), files, weightFiles: new Map() }
+function openSync(files: SyncFiles, verify: boolean): OpenedVindex {
+  return {
+    ...openVindexSync((name) => files.read(name), { verifyChecksums: verify }),
+    files,
+    verify,
+    weightFiles: new Map(),
+  }
+}
+
+/** A file's bytes once they match index.json's checksum (when checking is on). */
+function checked(v: OpenedVindex, name: string, bytes: Uint8Array): Uint8Array {
+  if (v.verify) verifyChecksumSync(v.index, name, bytes)
+  return bytes
+}
+
+function optional(v: OpenedVindex, name: string): Uint8Array | undefined {
+  const bytes = v.files.read(name)
+  if (!bytes) {
+    if (v.verify && v.index.checksums?.[name] !== undefined)
+      throw new VindexError('MISSING_FILE', 'file listed in checksums is missing', { file: name })
+    return undefined
+  }
+  return checked(v, name, bytes)
 }
 
 /** One tensor of the weight manifest (inference weights), as stored. */
@@ -253,7 +305,9 @@ function weightBytes(name: string, v: OpenedVindex, key: string): Uint8Array {
     )
   let file = v.weightFiles.get(entry.file)
   if (!file) {
-    file = withVindexErrors(name, v.files.where, () => required(v.files, entry.file))
+    file = withVindexErrors(name, v.files.where, () =>
+      checked(v, entry.file, required(v.files, entry.file)),
+    )
     v.weightFiles.set(entry.file, file)
   }
   if (entry.offset + entry.length > file.length)
@@ -417,6 +471,11 @@ function withVindexErrors<T>(name: string, where: string, f: () => T): T {
         `model "${name}": ${where}/${e.file ?? ''}: ${e.message}`,
         SQLSTATE_OF[e.code] ?? 'XX001',
       )
-    throw e
+    if (e instanceof HostError) throw e
+    // anything else is a vindex the validation did not foresee: still corrupt data
+    throw new HostError(
+      `model "${name}": ${where}: the vindex is malformed (${e instanceof Error ? e.message : String(e)}); re-extract it`,
+      'XX001',
+    )
   }
 }

@@ -96,7 +96,7 @@ export function fetchRemoteSync(source: string, options: RemoteOptions): SyncFil
   // Any cache entry that holds this source at the level asked for, or above.
   const candidates = cacheKeys(spec).map((k) => node.path.join(modelsDir, k))
   for (const dir of candidates) {
-    if (isComplete(node.fs, dir)) return new HostFiles(node.fs, dir)
+    if (isComplete(node.fs, dir)) return new HostFiles(node.fs, dir, 'any')
   }
 
   if (spec.kind === 'hf' && !options.autoDownload)
@@ -123,7 +123,7 @@ export function fetchRemoteSync(source: string, options: RemoteOptions): SyncFil
   if (result.status === RESULT_ERROR) throw new HostError(result.message, result.sqlstate)
   if (!isComplete(node.fs, finalDir))
     throw new HostError(`${source}: the download finished but ${finalDir} is not a vindex`, '58000')
-  return new HostFiles(node.fs, finalDir)
+  return new HostFiles(node.fs, finalDir, 'any')
 }
 
 /** Parses `http(s)://…` and `hf://org/model[@revision]`. Exported for tests. */

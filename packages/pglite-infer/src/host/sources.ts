@@ -17,7 +17,30 @@ export interface SyncFiles {
 export interface EmscriptenFS {
   readFile(path: string): Uint8Array
   stat(path: string): { mode: number }
+  lstat(path: string): { mode: number }
   isDir(mode: number): boolean
+  isFile(mode: number): boolean
+}
+
+/**
+ * A vindex names its files (index.json's weights[].file, ...): each must be
+ * a plain file name inside the vindex directory, never a path.
+ */
+export function checkFileName(name: string, where: string): void {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/.test(name))
+    throw new HostError(
+      `${where}: the vindex names a file "${name.slice(0, 80)}" that is not a plain file name ` +
+        'inside its directory; re-extract the vindex',
+      'XX001',
+    )
+}
+
+function notRegular(where: string, name: string): HostError {
+  return new HostError(
+    `${where}/${name} is not a regular file (a link, a directory or a device); ` +
+      'a vindex holds plain files only',
+    'XX001',
+  )
 }
 
 export class MemoryFiles implements SyncFiles {
@@ -46,22 +69,35 @@ export class DatabaseFiles implements SyncFiles {
       throw new HostError(`no vindex directory "${where}" in the database's file system`, '58P01')
   }
   read(name: string): Uint8Array | undefined {
+    checkFileName(name, this.where)
+    const path = `${this.where}/${name}`
+    let mode: number
     try {
-      return this.fs.readFile(`${this.where}/${name}`)
+      mode = this.fs.lstat(path).mode
     } catch {
       return undefined
     }
+    if (!this.fs.isFile(mode)) throw notRegular(this.where, name)
+    return this.fs.readFile(path)
   }
 }
 
 type NodeFs = typeof import('node:fs')
 
-/** A directory on the host's own file system (Node, Electron). */
+/**
+ * A directory on the host's own file system (Node, Electron), inside one of
+ * the directories the embedding application allows (PgInferOptions
+ * .allowedHostDirectories). Files are read only when they are regular files
+ * in that directory: no links (which could point anywhere), no FIFOs or
+ * devices (which could block the process forever).
+ */
 export class HostFiles implements SyncFiles {
   constructor(
     private readonly fs: NodeFs,
     readonly where: string,
+    allowed: readonly string[] | 'any',
   ) {
+    if (allowed !== 'any') confineToRoots(fs, where, allowed)
     let isDir = false
     try {
       isDir = fs.statSync(where).isDirectory()
@@ -71,14 +107,66 @@ export class HostFiles implements SyncFiles {
     if (!isDir) throw new HostError(`no vindex directory "${where}"`, '58P01')
   }
   read(name: string): Uint8Array | undefined {
+    checkFileName(name, this.where)
+    const path = `${this.where}/${name}`
+    let st: import('node:fs').Stats
     try {
-      const b = this.fs.readFileSync(`${this.where}/${name}`)
-      return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+      st = this.fs.lstatSync(path)
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw e
     }
+    if (!st.isFile()) throw notRegular(this.where, name)
+    const b = this.fs.readFileSync(path)
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
   }
+}
+
+/** `path` with "." and ".." resolved lexically (absolute in, absolute out). */
+export function normalizeAbsolute(path: string): string {
+  const parts: string[] = []
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue
+    if (part === '..') parts.pop()
+    else parts.push(part)
+  }
+  return `/${parts.join('/')}`
+}
+
+function inside(path: string, root: string): boolean {
+  const r = root === '/' ? '/' : root.replace(/\/+$/, '')
+  return path === r || path.startsWith(r === '/' ? '/' : `${r}/`)
+}
+
+/**
+ * Refuses a host directory outside the allowed roots, first by its name
+ * (before touching the file system, so the refusal says nothing about what
+ * exists there), then by its real path (a link inside a root that points
+ * out of it is refused too).
+ */
+function confineToRoots(fs: NodeFs, where: string, roots: readonly string[]): void {
+  const refuse = (): HostError =>
+    new HostError(
+      `model source "${where}" is outside the host directories this application allows`,
+      '42501',
+    )
+  const lexical = normalizeAbsolute(where)
+  const matching = roots.filter((r) => inside(lexical, normalizeAbsolute(r)))
+  if (matching.length === 0) throw refuse()
+  let real: string
+  try {
+    real = fs.realpathSync(lexical)
+  } catch {
+    return // missing: the caller reports "no vindex directory" for a path inside a root
+  }
+  const ok = matching.some((r) => {
+    try {
+      return inside(real, fs.realpathSync(normalizeAbsolute(r)))
+    } catch {
+      return false
+    }
+  })
+  if (!ok) throw refuse()
 }
 
 /**

@@ -1,4 +1,5 @@
 import { Tokenizer } from '@huggingface/tokenizers'
+import { unsafeTokenizerRegex } from '@pglite-infer/vindex'
 import { HostError } from './types.js'
 
 /**
@@ -43,5 +44,12 @@ function parseTokenizer(tokenizerJson: string): Tokenizer {
       '22023',
     )
   }
+  const unsafe = unsafeTokenizerRegex(spec)
+  if (unsafe)
+    throw new HostError(
+      `tokenizer_json has a regex that could run without bound (${unsafe.reason}): ` +
+        `${JSON.stringify(unsafe.pattern.slice(0, 80))}`,
+      '22023',
+    )
   return new Tokenizer(spec, {})
 }

@@ -24,6 +24,18 @@ export class HostError extends Error {
   }
 }
 
+/** What the embedding application decides about its host (not SQL). */
+export interface HostOptions {
+  /**
+   * Directories of the host file system (Node, Electron) whose vindexes SQL
+   * may name by absolute path, with everything below them. Empty by default:
+   * SQL can then register vindexes under infer.data_directory in the
+   * database's own file system, URLs, and bytes given to db.infer.createModel,
+   * but no host file.
+   */
+  allowedHostDirectories?: readonly string[]
+}
+
 /** The part of PGlite's emscripten Module the bridge uses. */
 export interface WasmModule {
   HEAPU8: Uint8Array
