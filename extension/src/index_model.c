@@ -60,6 +60,10 @@ typedef struct ModelIndexMeta
 	Segment directory; /* the Segment array, as a segment of its own */
 } ModelIndexMeta;
 
+typedef struct ModelIndexSnapshot ModelIndexSnapshot;
+static ModelIndexSnapshot *find_snapshot(Oid index);
+static void rebuild_from_snapshot(Relation index, ModelIndexSnapshot *snap);
+
 static InferPageType
 page_type_of(const char *name)
 {
@@ -103,6 +107,26 @@ write_segment(Relation index, const char *name, int layer, const char *bytes, si
 		CHECK_FOR_INTERRUPTS();
 	} while (done < n);
 	return seg;
+}
+
+/* Block 0: where the directory of segments is, and the level stored. */
+static void
+write_meta_page(Relation index, Buffer meta_buf, const char *level, Segment dir)
+{
+	GenericXLogState *state = GenericXLogStart(index);
+	Page page = GenericXLogRegisterBuffer(state, meta_buf, GENERIC_XLOG_FULL_IMAGE);
+	ModelIndexMeta *meta;
+
+	index_init_page(page, PAGE_META);
+	meta = (ModelIndexMeta *) InferPageEntries(page);
+	memset(meta, 0, sizeof(ModelIndexMeta));
+	meta->magic = MODEL_INDEX_MAGIC;
+	meta->version = MODEL_INDEX_VERSION;
+	snprintf(meta->level, sizeof(meta->level), "%s", level);
+	meta->directory = dir;
+	((PageHeader) page)->pd_lower = (char *) (meta + 1) - (char *) page;
+	GenericXLogFinish(state);
+	UnlockReleaseBuffer(meta_buf);
 }
 
 /* The build reads each part from the host and stores it as it goes. */
@@ -160,13 +184,10 @@ build_model_index(Relation index, const char *source, const char *level)
 	char *src = psprintf("%s%s", MODEL_INDEX_SOURCE_PREFIX, name);
 	Recorder r = {index, palloc(sizeof(Segment) * 64), 0, 64, 0};
 	Buffer meta_buf;
-	ModelIndexMeta *meta;
 	int metalen;
 	char *desc;
 	InferModel *m;
 	Segment dir;
-	GenericXLogState *state;
-	Page page;
 
 	model_check_name(name);
 	/* anywhere else its pages would outlive the registry's view of them */
@@ -178,6 +199,20 @@ build_model_index(Relation index, const char *source, const char *level)
 						errhint("CREATE INDEX %s ON infer._models USING infer (name) WITH (source "
 								"= ...).",
 								quote_identifier(name))));
+	if (model_stored_in_index(name))
+	{
+		/* a rebuild of this very index (REINDEX, VACUUM FULL, TRUNCATE, CLUSTER) */
+		ModelIndexSnapshot *snap = find_snapshot(RelationGetRelid(index));
+
+		if (snap == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							errmsg("cannot rebuild model index infer.%s: its model was not copied "
+								   "before the rebuild",
+								   name),
+							errhint("Rebuild it with REINDEX INDEX infer.%s.", name)));
+		rebuild_from_snapshot(index, snap);
+		return;
+	}
 	if (model_exists(name))
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT), errmsg("model \"%s\" already exists", name),
@@ -190,19 +225,7 @@ build_model_index(Relation index, const char *source, const char *level)
 	store_file(&r, name, "tokenizer.json");
 	store_file(&r, name, "tokenizer_config.json");
 	dir = write_segment(index, "directory", -1, (char *) r.segs, sizeof(Segment) * r.nsegs);
-
-	state = GenericXLogStart(index);
-	page = GenericXLogRegisterBuffer(state, meta_buf, GENERIC_XLOG_FULL_IMAGE);
-	index_init_page(page, PAGE_META);
-	meta = (ModelIndexMeta *) InferPageEntries(page);
-	memset(meta, 0, sizeof(ModelIndexMeta));
-	meta->magic = MODEL_INDEX_MAGIC;
-	meta->version = MODEL_INDEX_VERSION;
-	snprintf(meta->level, sizeof(meta->level), "%s", level);
-	meta->directory = dir;
-	((PageHeader) page)->pd_lower = (char *) (meta + 1) - (char *) page;
-	GenericXLogFinish(state);
-	UnlockReleaseBuffer(meta_buf);
+	write_meta_page(index, meta_buf, level, dir);
 
 	model_register(m, src, level);
 	/* the model stays loaded; the host keeps only its tokenizer */
@@ -326,4 +349,140 @@ model_index_close(void *state)
 	ModelIndexReader *r = state;
 
 	index_close(r->index, AccessShareLock);
+}
+
+/* ---- rebuilding: REINDEX, VACUUM FULL, TRUNCATE and CLUSTER of infer._models ---- */
+
+/*
+ * A rebuild gives the index a new, empty relfilenode before it calls the
+ * build, so the pages that hold the model are out of reach by then, and the
+ * source the model came from may be long gone. The utility hook
+ * (utility.c) therefore copies every model index's segments into memory
+ * before such a statement runs, and the build writes them back.
+ */
+typedef struct SnapshotSegment
+{
+	Segment seg;
+	char *bytes;
+} SnapshotSegment;
+
+typedef struct ModelIndexSnapshot
+{
+	Oid index;
+	char level[16];
+	int nsegments;
+	SnapshotSegment *segments;
+} ModelIndexSnapshot;
+
+static MemoryContext snapshot_cxt = NULL;
+static List *snapshots = NIL;
+
+void
+model_index_forget_snapshots(void)
+{
+	if (snapshot_cxt)
+		MemoryContextDelete(snapshot_cxt);
+	snapshot_cxt = NULL;
+	snapshots = NIL;
+}
+
+static void
+snapshot_one(Oid oid)
+{
+	Relation index = index_open(oid, AccessShareLock);
+	ModelIndexSnapshot *snap = palloc0(sizeof(ModelIndexSnapshot));
+	ModelIndexMeta meta;
+	Segment *dir;
+	Buffer buf = ReadBuffer(index, 0);
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	memcpy(&meta, InferPageEntries(BufferGetPage(buf)), sizeof(meta));
+	UnlockReleaseBuffer(buf);
+	if (meta.magic != MODEL_INDEX_MAGIC || meta.version != MODEL_INDEX_VERSION ||
+		meta.directory.nbytes % sizeof(Segment) != 0)
+		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+						errmsg("index %s does not hold a model", RelationGetRelationName(index))));
+	snap->index = oid;
+	memcpy(snap->level, meta.level, sizeof(snap->level));
+	snap->nsegments = meta.directory.nbytes / sizeof(Segment);
+	dir = palloc(meta.directory.nbytes + 1);
+	read_segment(index, &meta.directory, (char *) dir);
+	snap->segments = palloc0(sizeof(SnapshotSegment) * Max(snap->nsegments, 1));
+	for (int i = 0; i < snap->nsegments; i++)
+	{
+		snap->segments[i].seg = dir[i];
+		snap->segments[i].bytes = MemoryContextAllocHuge(snapshot_cxt, dir[i].nbytes + 1);
+		read_segment(index, &dir[i], snap->segments[i].bytes);
+		CHECK_FOR_INTERRUPTS();
+	}
+	index_close(index, AccessShareLock);
+	snapshots = lappend(snapshots, snap);
+}
+
+void
+model_index_snapshot_all(void)
+{
+	Oid nsp = get_namespace_oid("infer", true);
+	MemoryContext old;
+	List *oids = NIL;
+	ListCell *lc;
+
+	model_index_forget_snapshots();
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("models", nsp)))
+		return;
+	snapshot_cxt = AllocSetContextCreate(TopMemoryContext, "pg_infer model index snapshots",
+										 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(snapshot_cxt);
+	SPI_connect();
+	if (SPI_execute("SELECT substr(source, length('" MODEL_INDEX_SOURCE_PREFIX "') + 1) "
+					"FROM infer.models WHERE starts_with(source, '" MODEL_INDEX_SOURCE_PREFIX "')",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "pg_infer: reading infer.models failed");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		Oid oid = get_relname_relid(name, nsp);
+
+		if (OidIsValid(oid))
+		{
+			MemoryContext spi = MemoryContextSwitchTo(snapshot_cxt);
+
+			oids = lappend_oid(oids, oid);
+			MemoryContextSwitchTo(spi);
+		}
+	}
+	SPI_finish();
+	MemoryContextSwitchTo(snapshot_cxt);
+	foreach (lc, oids)
+		snapshot_one(lfirst_oid(lc));
+	MemoryContextSwitchTo(old);
+}
+
+static ModelIndexSnapshot *
+find_snapshot(Oid index)
+{
+	ListCell *lc;
+
+	foreach (lc, snapshots)
+		if (((ModelIndexSnapshot *) lfirst(lc))->index == index)
+			return lfirst(lc);
+	return NULL;
+}
+
+/* Writes a snapshot back into the index's new pages: the same segments, new blocks. */
+static void
+rebuild_from_snapshot(Relation index, ModelIndexSnapshot *snap)
+{
+	Buffer meta_buf = index_new_buffer(index); /* block 0, written last */
+	Segment *segs = palloc(sizeof(Segment) * Max(snap->nsegments, 1));
+
+	for (int i = 0; i < snap->nsegments; i++)
+	{
+		Segment *s = &snap->segments[i].seg;
+
+		segs[i] = write_segment(index, s->name, s->layer, snap->segments[i].bytes, s->nbytes);
+	}
+	write_meta_page(
+		index, meta_buf, snap->level,
+		write_segment(index, "directory", -1, (char *) segs, sizeof(Segment) * snap->nsegments));
 }

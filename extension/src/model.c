@@ -226,6 +226,7 @@ model_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			model_index_forget_snapshots();
 			for (int i = nloaded - 1; i >= 0; i--)
 				if (loaded[i]->subid != InvalidSubTransactionId)
 					retire(i);

@@ -134,6 +134,10 @@ extern bool model_index_exists(const char *index_name);
 /* Whether a model's registry row says it is stored in model index `index_name`. */
 extern bool model_stored_in_index(const char *index_name);
 
+/* index_model.c: copies of every model index's pages, for a rebuild to write back. */
+extern void model_index_snapshot_all(void);
+extern void model_index_forget_snapshots(void);
+
 /* utility.c: checks on DDL that would cut a model's dependencies (_PG_init). */
 extern void utility_guards_init(void);
 

@@ -11,6 +11,9 @@
  *       hold what the options named at build time; rebuild instead
  *   ALTER INDEX infer.<model index> RENAME                refused: the model
  *       is registered under the index's name
+ *   REINDEX, VACUUM FULL, TRUNCATE, CLUSTER that rebuild model indexes:
+ *       their models are copied first, since a rebuild starts from empty
+ *       pages (index_model.c)
  *
  * Deleting a model's registry row while an index uses it is refused by a
  * trigger on infer.models (pg_infer--0.1.0.sql).
@@ -81,6 +84,83 @@ check_rename(RenameStmt *stmt)
 								"under the new name and drop this one.")));
 }
 
+/* Whether rv names infer._models. */
+static bool
+is_models_table(RangeVar *rv)
+{
+	Oid nsp = get_namespace_oid("infer", true);
+	Oid relid;
+
+	if (rv == NULL || !OidIsValid(nsp))
+		return false;
+	relid = RangeVarGetRelidExtended(rv, NoLock, RVR_MISSING_OK, NULL, NULL);
+	return OidIsValid(relid) && relid == get_relname_relid("_models", nsp);
+}
+
+/* Whether a statement may rebuild the indexes of infer._models. */
+static bool
+rebuilds_model_indexes(Node *stmt)
+{
+	ListCell *lc;
+
+	if (IsA(stmt, ReindexStmt))
+	{
+		ReindexStmt *r = (ReindexStmt *) stmt;
+
+		switch (r->kind)
+		{
+			case REINDEX_OBJECT_INDEX:
+			{
+				Oid relid =
+					RangeVarGetRelidExtended(r->relation, NoLock, RVR_MISSING_OK, NULL, NULL);
+
+				return OidIsValid(relid) &&
+					   get_rel_namespace(relid) == get_namespace_oid("infer", true);
+			}
+			case REINDEX_OBJECT_TABLE:
+				return is_models_table(r->relation);
+			case REINDEX_OBJECT_SCHEMA:
+				return r->name != NULL && strcmp(r->name, "infer") == 0;
+			case REINDEX_OBJECT_DATABASE:
+				return true;
+			default:
+				return false;
+		}
+	}
+	if (IsA(stmt, TruncateStmt))
+	{
+		foreach (lc, ((TruncateStmt *) stmt)->relations)
+			if (is_models_table(lfirst_node(RangeVar, lc)))
+				return true;
+		return false;
+	}
+	if (IsA(stmt, VacuumStmt))
+	{
+		VacuumStmt *v = (VacuumStmt *) stmt;
+		bool full = false;
+
+		foreach (lc, v->options)
+		{
+			DefElem *opt = lfirst_node(DefElem, lc);
+
+			if (strcmp(opt->defname, "full") == 0)
+				full = defGetBoolean(opt);
+		}
+		if (!v->is_vacuumcmd || !full)
+			return false;
+		if (v->rels == NIL)
+			return true;
+		foreach (lc, v->rels)
+			if (is_models_table(lfirst_node(VacuumRelation, lc)->relation))
+				return true;
+		return false;
+	}
+	if (IsA(stmt, ClusterStmt))
+		return ((ClusterStmt *) stmt)->relation == NULL ||
+			   is_models_table(((ClusterStmt *) stmt)->relation);
+	return false;
+}
+
 static void
 infer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 					  ProcessUtilityContext context, ParamListInfo params,
@@ -92,12 +172,15 @@ infer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 		check_alter_options((AlterTableStmt *) stmt);
 	else if (IsA(stmt, RenameStmt))
 		check_rename((RenameStmt *) stmt);
+	else if (rebuilds_model_indexes(stmt))
+		model_index_snapshot_all();
 
 	if (prev_utility_hook)
 		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest,
 								qc);
+	model_index_forget_snapshots();
 }
 
 void

@@ -351,6 +351,35 @@ describe('dependencies cannot be bypassed', () => {
   })
 })
 
+describe('maintenance commands work on infer._models and its model indexes', () => {
+  it('REINDEX, VACUUM FULL, TRUNCATE and CLUSTER keep the stored model answering', async () => {
+    const own = await openDb()
+    await own.exec(
+      `create index kept on infer._models using infer (name) with (source = '${browse}')`,
+    )
+    const q =
+      "select layer, feature, round(activation::numeric, 5) as a from walk('France', 5, 'kept')"
+    const expected = (await own.query(q)).rows
+    for (const sql of [
+      'reindex index infer.kept',
+      'reindex table infer._models',
+      'reindex schema infer',
+      'vacuum full infer._models',
+      'vacuum full',
+      'truncate infer._models',
+    ]) {
+      await own.exec(sql)
+      expect((await own.query(q)).rows, sql).toEqual(expected)
+    }
+    // the rebuilt pages, loaded by a fresh backend, hold the same model
+    const archive = await own.dumpDataDir()
+    await own.close()
+    const restored = await PGlite.create({ loadDataDir: archive, extensions: { infer: pgInfer } })
+    expect((await restored.query(q)).rows).toEqual(expected)
+    await restored.close()
+  })
+})
+
 describe('smaller defects', () => {
   it('walk(prompt, NULL) is 22004 as documented', async () => {
     await db.query("select infer_create_model('w', $1)", [browse])
