@@ -16,6 +16,8 @@
  */
 #include "pg_infer.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
 #include "access/relscan.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -69,7 +71,19 @@ typedef struct ScanState
 	bool *rest_null;
 	int nrest;
 	int restpos;
+	/* <~> under another model than the index's: every row, ranked by that model */
+	InferModel *other;
+	struct Ranked *ranked;
+	int nranked;
+	int rankpos;
 } ScanState;
+
+typedef struct Ranked
+{
+	ItemPointerData tid;
+	bool isnull;
+	double distance;
+} Ranked;
 
 /* ---- the candidate heap ---- */
 
@@ -411,6 +425,111 @@ collect_rest(Relation index, ScanState *s)
 	s->restpos = 0;
 }
 
+/* ---- a scan under another model ---- */
+
+/*
+ * When <~> means another model than the one the index was built with (a
+ * plan cached before infer.default_model changed, or enable_seqscan = off),
+ * the index's signatures cannot rank the rows. The scan still answers what a
+ * sort by <~> answers: it reads every live row's value from the heap and
+ * ranks it with the current model, the same computation infer_distance
+ * makes. As slow as the sort, but never a different answer.
+ */
+static int
+cmp_ranked(const void *pa, const void *pb)
+{
+	const Ranked *a = pa, *b = pb;
+
+	if (a->isnull != b->isnull)
+		return a->isnull ? 1 : -1;
+	if (!a->isnull && a->distance != b->distance)
+		return a->distance < b->distance ? -1 : 1;
+	return ItemPointerCompare((ItemPointer) &a->tid, (ItemPointer) &b->tid);
+}
+
+static void
+rank_with_other_model(IndexScanDesc scan, ScanState *s)
+{
+	Relation index = scan->indexRelation, heap = scan->heapRelation;
+	AttrNumber attnum = index->rd_index->indkey.values[0];
+	GateHit qsig[SIGNATURE_SIZE], rsig[SIGNATURE_SIZE];
+	int nq = s->query_null ? 0 : feature_signature(s->other, s->query, "query", qsig);
+	int cap = 1024;
+	BlockNumber blk = s->meta.rows_head;
+
+	s->ranked = palloc(sizeof(Ranked) * cap);
+	while (BlockNumberIsValid(blk))
+	{
+		Buffer buf = ReadBuffer(index, blk);
+		Page page;
+		OffsetNumber max;
+		int nrows = 0;
+		ItemPointerData *tids;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		max = PageGetMaxOffsetNumber(page);
+		tids = palloc(sizeof(ItemPointerData) * Max(max, 1));
+		for (OffsetNumber off = FirstOffsetNumber; off <= max; off++)
+		{
+			RowHeader *h = (RowHeader *) PageGetItem(page, PageGetItemId(page, off));
+
+			if (!(h->flags & ROW_DEAD))
+				tids[nrows++] = h->tid;
+		}
+		blk = InferPageGetOpaque(page)->next;
+		UnlockReleaseBuffer(buf);
+
+		for (int i = 0; i < nrows; i++)
+		{
+			HeapTupleData tuple;
+			Buffer hbuf;
+			bool isnull;
+			Datum value;
+			Ranked *r;
+
+			tuple.t_self = tids[i];
+			if (!heap_fetch(heap, scan->xs_snapshot, &tuple, &hbuf, false))
+				continue; /* not visible: the executor would skip it too */
+			value = heap_getattr(&tuple, attnum, RelationGetDescr(heap), &isnull);
+			if (s->nranked == cap)
+			{
+				cap *= 2;
+				s->ranked = repalloc(s->ranked, sizeof(Ranked) * cap);
+			}
+			r = &s->ranked[s->nranked++];
+			r->tid = tids[i];
+			r->isnull = isnull || s->query_null || !text_has_signature(DatumGetTextPP(value));
+			if (!r->isnull)
+			{
+				int nr = feature_signature(s->other, DatumGetTextPP(value), "indexed value", rsig);
+
+				r->distance = 1.0 / (1.0 + signature_similarity(qsig, nq, rsig, nr));
+			}
+			ReleaseBuffer(hbuf);
+			CHECK_FOR_INTERRUPTS();
+		}
+		pfree(tids);
+	}
+	qsort(s->ranked, s->nranked, sizeof(Ranked), cmp_ranked);
+}
+
+static bool
+next_other(IndexScanDesc scan, ScanState *s)
+{
+	Ranked *r;
+
+	if (s->ranked == NULL)
+		rank_with_other_model(scan, s);
+	if (s->rankpos >= s->nranked)
+		return false;
+	r = &s->ranked[s->rankpos++];
+	scan->xs_heaptid = r->tid;
+	scan->xs_orderbynulls[0] = r->isnull;
+	scan->xs_orderbyvals[0] = r->isnull ? (Datum) 0 : Float8GetDatum(r->distance);
+	return true;
+}
+
 /* ---- the AM callbacks ---- */
 
 IndexScanDesc
@@ -443,15 +562,21 @@ infer_amrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, in
 	MemoryContextReset(s->cxt);
 	memset(((char *) s) + sizeof(MemoryContext), 0, sizeof(ScanState) - sizeof(MemoryContext));
 	index_read_meta(scan->indexRelation, &s->meta);
-	if (infer_default_model == NULL || strcmp(infer_default_model, s->meta.model) != 0)
-		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						errmsg("index \"%s\" holds signatures of model \"%s\", but <~> uses "
-							   "infer.default_model (\"%s\")",
-							   RelationGetRelationName(scan->indexRelation), s->meta.model,
-							   infer_default_model ? infer_default_model : ""),
-						errhint("SET infer.default_model = '%s';", s->meta.model)));
 	old = MemoryContextSwitchTo(s->cxt);
-	s->m = index_model(scan->indexRelation, &s->meta);
+	if (infer_default_model == NULL || strcmp(infer_default_model, s->meta.model) != 0)
+	{
+		/* the sort's model: an unset or unknown default fails as the sort would */
+		s->other = model_get(NULL);
+		if (scan->indexRelation->rd_index->indkey.values[0] == 0)
+			ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							errmsg("index \"%s\" holds signatures of model \"%s\", but <~> uses "
+								   "infer.default_model (\"%s\")",
+								   RelationGetRelationName(scan->indexRelation), s->meta.model,
+								   infer_default_model),
+							errhint("SET infer.default_model = '%s';", s->meta.model)));
+	}
+	else
+		s->m = index_model(scan->indexRelation, &s->meta);
 	s->query_null = (orderbys[0].sk_flags & SK_ISNULL) != 0;
 	if (!s->query_null)
 		s->query = DatumGetTextPCopy(orderbys[0].sk_argument);
@@ -469,10 +594,16 @@ infer_amgettuple(IndexScanDesc scan, ScanDirection dir)
 	bool found = true;
 	float sim;
 
-	if (!s->started)
-		start_scan(scan, s);
 	scan->xs_recheck = false;
 	scan->xs_recheckorderby = false;
+	if (s->other)
+	{
+		found = next_other(scan, s);
+		MemoryContextSwitchTo(old);
+		return found;
+	}
+	if (!s->started)
+		start_scan(scan, s);
 	if (!s->ranked_done && next_ranked(scan, s, &scan->xs_heaptid, &sim))
 	{
 		scan->xs_orderbyvals[0] = Float8GetDatum(1.0 / (1.0 + (double) sim));

@@ -380,6 +380,94 @@ describe('maintenance commands work on infer._models and its model indexes', () 
   })
 })
 
+describe('plans and defaults: an index scan answers what the sort answers', () => {
+  it('under another infer.default_model, a cached generic plan and enable_seqscan = off', async () => {
+    const other = editedCopy(browse, (i) => (i.embed_scale = i.embed_scale * 0.25), 'other-model')
+    await db.query("select infer_create_model('pa', $1)", [browse])
+    await db.query("select infer_create_model('pb', $1)", [other])
+    await db.exec('create table plan_docs (id int, t text)')
+    await db.query(
+      'insert into plan_docs select i, w from unnest($1::text[]) with ordinality u(w, i)',
+      [['France', 'Paris', 'Germany', 'Berlin', 'euro', 'Japan', 'yen', '', null, 'Tokyo']],
+    )
+    await db.exec("create index plan_i on plan_docs using infer (t) with (model = 'pa')")
+    const sorted = async (model: string) => {
+      await db.exec(`set infer.default_model = '${model}'`)
+      await db.exec('set enable_indexscan = off')
+      const { rows } = await db.query<{ id: number; d: number | null }>(
+        "select id, t <~> 'France' as d from plan_docs order by t <~> 'France', id",
+      )
+      await db.exec('reset enable_indexscan')
+      return rows
+    }
+    const underA = await sorted('pa')
+    const underB = await sorted('pb')
+    expect(underB.map((r) => r.d)).not.toEqual(underA.map((r) => r.d))
+
+    await db.exec("set infer.default_model = 'pa'")
+    await db.exec('set plan_cache_mode = force_generic_plan')
+    await db.exec('set enable_seqscan = off')
+    await db.exec(
+      'prepare near(text) as select id, t <~> $1 as d from plan_docs order by t <~> $1, id limit 10',
+    )
+    const viaA = (await db.query("execute near('France')")).rows
+    expect(viaA).toEqual(underA)
+    await db.exec("set infer.default_model = 'pb'")
+    const viaB = (await db.query("execute near('France')")).rows
+    expect(viaB).toEqual(underB)
+    const plan = (await db.query<{ 'QUERY PLAN': string }>("explain execute near('France')")).rows
+    expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toContain('Index Scan')
+    await db.exec('deallocate near')
+    await db.exec('reset plan_cache_mode')
+    await db.exec('reset enable_seqscan')
+    await db.exec('reset infer.default_model')
+    await db.exec('drop table plan_docs')
+  })
+})
+
+describe('no use after free', () => {
+  it('describe() keeps working on a model dropped and re-created while it runs', async () => {
+    await db.query("select infer_create_model('uaf', $1)", [browse])
+    const expected = (await db.query("select * from describe('France', 'uaf')")).rows
+    // feature_labels is read in the middle of describe(): make that read
+    // drop and re-create the model describe() is holding
+    await db.exec('create table infer.churned (n int)')
+    await db.query(
+      `create function infer.churn() returns boolean language plpgsql as $$
+       begin
+         insert into infer.churned values (1);
+         perform infer_drop_model('uaf');
+         perform infer_create_model('uaf', '${browse}');
+         return true;
+       end $$`,
+    )
+    await db.exec(
+      `create or replace view infer.feature_labels as
+       select model, layer, feature, sign, relation, subjects
+       from (select infer.churn() as churned offset 0) c, infer.feature_label_data
+       union all
+       select null, null, null, null, null, null from (select infer.churn() offset 0) c
+       where false`,
+    )
+    try {
+      expect((await db.query("select * from describe('France', 'uaf')")).rows).toEqual(expected)
+      // the view really did drop and re-create the model under describe()
+      expect((await db.query('select count(*)::int as n from infer.churned')).rows).toEqual([
+        { n: 1 },
+      ])
+    } finally {
+      await db.exec(
+        `create or replace view infer.feature_labels as
+         select model, layer, feature, sign, relation, subjects from infer.feature_label_data`,
+      )
+      await db.exec('drop function infer.churn()')
+      await db.exec('drop table infer.churned')
+    }
+    await healthy()
+    await db.query("select infer_drop_model('uaf')")
+  })
+})
+
 describe('smaller defects', () => {
   it('walk(prompt, NULL) is 22004 as documented', async () => {
     await db.query("select infer_create_model('w', $1)", [browse])

@@ -54,7 +54,15 @@ beforeAll(async () => {
   hub = await startHubServer()
   await hub.addRepo('org/knowledge-qwen2-6l', 'main', QWEN_FIXTURE)
   await hub.addRepo('org/revisioned', 'v1', QWEN_FIXTURE)
-  for (const repo of ['no-tokenizer', 'bad-weights', 'bad-config', 'odd-arch', 'flaky', 'slow'])
+  for (const repo of [
+    'no-tokenizer',
+    'bad-weights',
+    'bad-config',
+    'odd-arch',
+    'flaky',
+    'slow',
+    'silent',
+  ])
     await hub.addRepo(`org/${repo}`, 'main', QWEN_FIXTURE)
   await hub.addStatic('/x.vindex', VINDEX)
   const sharded = await makeTinyCheckpoint('llama', {
@@ -283,6 +291,23 @@ describe('hf:// sources', () => {
     } finally {
       delete process.env.PGLITE_INFER_DOWNLOAD_TIMEOUT
     }
+    expect(Date.now() - t0).toBeLessThan(10_000)
+    await stillWorks()
+  })
+
+  it('gives up on a server that accepts and never answers after PGLITE_INFER_IDLE_TIMEOUT', async () => {
+    freshCache()
+    await hub.setRule('/org/silent/resolve/main/model.safetensors', { kind: 'hang' })
+    process.env.PGLITE_INFER_IDLE_TIMEOUT = '0.5'
+    const t0 = Date.now()
+    try {
+      const e = await sqlError(db, "select infer_create_model('si', 'hf://org/silent')")
+      expect(e.code).toBe('08006')
+      expect(e.message).toContain('sent nothing for')
+    } finally {
+      delete process.env.PGLITE_INFER_IDLE_TIMEOUT
+    }
+    // three attempts (two retries) of half a second each, far from the 600 s default
     expect(Date.now() - t0).toBeLessThan(10_000)
     await stillWorks()
   })

@@ -19,6 +19,8 @@ export interface RemoteJob {
   /** Private working directory; removed when the job ends. */
   tmpDir: string
   timeoutMs: number
+  /** Longest wait for the next bytes of a response (headers or body) before it is given up. */
+  idleTimeoutMs: number
   retries: number
   /** Bearer token for the hub (HF_TOKEN), hf:// only. */
   hfToken: string | undefined

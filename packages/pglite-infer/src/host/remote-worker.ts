@@ -218,12 +218,54 @@ async function fetchOnce(
   checkDeadline()
   const headers: Record<string, string> = { 'user-agent': 'pglite-infer' }
   if (job.hfToken) headers.authorization = `Bearer ${job.hfToken}`
+  const idle = idleGuard(url)
+  try {
+    return await fetchWith(url, dest, required, headers, idle)
+  } finally {
+    idle.stop()
+  }
+}
+
+/** Aborts a request when the server sends nothing for job.idleTimeoutMs. */
+function idleGuard(url: string) {
+  const ctrl = new AbortController()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const arm = (): void => {
+    clearTimeout(timer)
+    timer = setTimeout(() => ctrl.abort(), job.idleTimeoutMs)
+  }
+  arm()
+  return {
+    signal: AbortSignal.any([deadline, ctrl.signal]),
+    touch: arm,
+    stop: () => clearTimeout(timer),
+    /** The error to report for a failed read: silence, the deadline, or the network. */
+    failure(e: unknown): Failure {
+      if (ctrl.signal.aborted && !deadline.aborted)
+        return new Transient(
+          `${url}: the server sent nothing for ${+(job.idleTimeoutMs / 1000).toFixed(1)} s ` +
+            '(PGLITE_INFER_IDLE_TIMEOUT sets the limit in seconds)',
+          '08006',
+        )
+      return networkFailure(url, e)
+    },
+  }
+}
+
+async function fetchWith(
+  url: string,
+  dest: string,
+  required: boolean,
+  headers: Record<string, string>,
+  idle: ReturnType<typeof idleGuard>,
+): Promise<number | undefined> {
   let res: Response
   try {
-    res = await fetch(url, { signal: deadline, headers, redirect: 'follow' })
+    res = await fetch(url, { signal: idle.signal, headers, redirect: 'follow' })
   } catch (e) {
-    throw networkFailure(url, e)
+    throw idle.failure(e)
   }
+  idle.touch()
   // The hub names what is missing in x-error-code (and answers 401 for a
   // repository that does not exist, as for a private one).
   const hubError = res.headers.get('x-error-code')
@@ -267,8 +309,9 @@ async function fetchOnce(
       try {
         chunk = await reader.read()
       } catch (e) {
-        throw networkFailure(url, e)
+        throw idle.failure(e)
       }
+      idle.touch()
       if (chunk.done) break
       let off = 0
       while (off < chunk.value.byteLength) {

@@ -32,6 +32,12 @@ export interface RemoteOptions {
    * PGLITE_INFER_DOWNLOAD_TIMEOUT seconds, else 10 minutes).
    */
   timeoutMs?: number
+  /**
+   * Longest silence of a server within one request, in milliseconds (default:
+   * PGLITE_INFER_IDLE_TIMEOUT seconds, else 30 s): a server that accepts and
+   * never answers is given up long before the total timeout.
+   */
+  idleTimeoutMs?: number
   /** Retries of a failed request (network error, HTTP 5xx or 429); default 2. */
   retries?: number
   /** Cache root (default: PGLITE_INFER_CACHE, else $XDG_CACHE_HOME or ~/.cache, /pglite-infer). */
@@ -39,6 +45,8 @@ export interface RemoteOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000
+/** A server that sends nothing for this long is given up (and retried). */
+const DEFAULT_IDLE_MS = 30 * 1000
 const DEFAULT_RETRIES = 2
 const DEFAULT_HF_ENDPOINT = 'https://huggingface.co'
 const LEVELS: readonly ExtractLevel[] = ['browse', 'attention', 'inference', 'all']
@@ -107,6 +115,11 @@ export function fetchRemoteSync(source: string, options: RemoteOptions): SyncFil
     )
 
   const timeoutMs = options.timeoutMs ?? envTimeoutMs(env.PGLITE_INFER_DOWNLOAD_TIMEOUT)
+  const idleTimeoutMs = Math.min(
+    timeoutMs,
+    options.idleTimeoutMs ??
+      envTimeoutMs(env.PGLITE_INFER_IDLE_TIMEOUT, 'PGLITE_INFER_IDLE_TIMEOUT', DEFAULT_IDLE_MS),
+  )
   const finalDir = candidates[0]!
   const job: RemoteJob = {
     spec,
@@ -116,6 +129,7 @@ export function fetchRemoteSync(source: string, options: RemoteOptions): SyncFil
       `.tmp-${node.path.basename(finalDir)}-${process.pid}-${node.crypto.randomBytes(4).toString('hex')}`,
     ),
     timeoutMs,
+    idleTimeoutMs,
     retries: Math.max(0, Math.min(options.retries ?? DEFAULT_RETRIES, 10)),
     hfToken: spec.kind === 'hf' ? env.HF_TOKEN || undefined : undefined,
   }
@@ -198,14 +212,15 @@ function defaultCacheRoot(node: Builtins): string {
   return node.path.join(node.path.resolve(base), 'pglite-infer')
 }
 
-function envTimeoutMs(value: string | undefined): number {
-  if (value === undefined || value === '') return DEFAULT_TIMEOUT_MS
+function envTimeoutMs(
+  value: string | undefined,
+  variable = 'PGLITE_INFER_DOWNLOAD_TIMEOUT',
+  fallback = DEFAULT_TIMEOUT_MS,
+): number {
+  if (value === undefined || value === '') return fallback
   const s = Number(value)
   if (!Number.isFinite(s) || s <= 0)
-    throw new HostError(
-      `PGLITE_INFER_DOWNLOAD_TIMEOUT must be a positive number of seconds, not "${value}"`,
-      '22023',
-    )
+    throw new HostError(`${variable} must be a positive number of seconds, not "${value}"`, '22023')
   return s * 1000
 }
 
