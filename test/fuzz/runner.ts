@@ -93,14 +93,20 @@ const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url))
 const REPO = fileURLToPath(new URL('../..', import.meta.url))
 
 type Reply =
-  { type: 'ready' } | { type: 'fatal'; message: string } | { type: 'done'; result: WorkerResult }
+  | { type: 'step'; what: string }
+  | { type: 'ready' }
+  | { type: 'fatal'; message: string }
+  | { type: 'done'; result: WorkerResult }
 
 class Child {
   readonly proc: ChildProcess
   private tail = ''
-  private waiting: ((r: Reply | { type: 'exit'; why: string }) => void) | undefined
+  private waiting:
+    ((r: Exclude<Reply, { type: 'step' }> | { type: 'exit'; why: string }) => void) | undefined
   exited: string | undefined
   count = 0
+  /** The statement the child said it was running last. */
+  lastStep = ''
   constructor() {
     this.proc = fork(WORKER, [], {
       cwd: REPO,
@@ -111,7 +117,10 @@ class Child {
     const keep = (d: Buffer) => (this.tail = (this.tail + d.toString()).slice(-4000))
     this.proc.stdout!.on('data', keep)
     this.proc.stderr!.on('data', keep)
-    this.proc.on('message', (m: Reply) => this.waiting?.(m))
+    this.proc.on('message', (m: Reply) => {
+      if (m.type === 'step') this.lastStep = m.what
+      else this.waiting?.(m)
+    })
     this.proc.on('exit', (code, signal) => {
       this.exited = `exit code ${code}, signal ${signal}; output tail: ${this.tail.slice(-600).trim()}`
       this.waiting?.({ type: 'exit', why: this.exited })
@@ -214,6 +223,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
         const k = makeCase(opts.seed, index, bases)
         const description = describeCase(k)
         const t = Date.now()
+        child.lastStep = ''
         const r = await child.ask({ type: 'case', index }, caseTimeoutMs)
         let outcome: Outcome
         let detail: string
@@ -228,11 +238,11 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
           restart = !!r.result.aborted || outcome === 'unhealthy-session'
         } else if (r.type === 'timeout') {
           outcome = 'hang'
-          detail = `no answer within ${caseTimeoutMs / 1000} s`
+          detail = `no answer within ${caseTimeoutMs / 1000} s; running: ${child.lastStep}`
           restart = true
         } else {
           outcome = 'crash'
-          detail = r.type === 'exit' ? r.why : r.type === 'fatal' ? r.message : 'unexpected reply'
+          detail = `${r.type === 'exit' ? r.why : r.type === 'fatal' ? r.message : 'unexpected reply'}; running: ${child.lastStep}`
           restart = true
         }
         const rep = { index, outcome, description, detail, ms: Date.now() - t }

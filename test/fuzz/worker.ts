@@ -89,7 +89,13 @@ function sqlErr(e: unknown): SqlErr {
   throw new Abort(`${err?.name ?? 'Error'}: ${String(err?.message ?? e)}`)
 }
 
+/** Tells the parent what runs now, so a hang report names the statement. */
+function progress(what: string): void {
+  process.send?.({ type: 'step', what })
+}
+
 async function step(sql: string, params: unknown[] = []): Promise<StepResult> {
+  progress(params.length ? `${sql} [${params.map((p) => JSON.stringify(p)).join(', ')}]` : sql)
   try {
     const { rows } = await db.query(sql, params)
     return { rows: JSON.stringify(rows) }
@@ -121,6 +127,7 @@ async function battery(model: string, level: string): Promise<Battery> {
   if ('error' in made) b.index = made
   else {
     try {
+      progress('set infer.default_model')
       await db.exec(`set infer.default_model = '${model}'; set enable_seqscan = off`)
       b.index = await step(
         "select id from fuzz_docs order by title <~> 'capital of France' limit 5",
@@ -201,6 +208,7 @@ async function createModel(
         new TextEncoder().encode(s.split(CANARY_ABS).join(`${root}/${canaryDir(k.base)}`)),
       )
   }
+  progress(`db.infer.createModel(${name}, level ${k.level})`)
   try {
     await db.infer.createModel(name, files, { level: k.level })
     return { ok: true }
@@ -231,6 +239,7 @@ async function runCase(index: number): Promise<WorkerResult> {
       r.writeLoad = await createModel(`w${index}`, k)
       if (r.writeLoad.ok) await db.query('select infer_drop_model($1)', [`w${index}`])
       model = `m${index}`
+      progress(`create index ${model} (source w${index}.vindex)`)
       try {
         await db.exec(
           `create index ${model} on infer._models using infer (name) with (source = 'w${index}.vindex', level = '${k.level}')`,
@@ -254,6 +263,7 @@ async function runCase(index: number): Promise<WorkerResult> {
       }
     }
     // clean up, then check the session
+    progress('clean-up: infer_drop_model')
     for (const n of names) {
       const { rows } = await db.query('select 1 from infer.models where name = $1', [n])
       if (rows.length) {
