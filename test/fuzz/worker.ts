@@ -73,7 +73,7 @@ const baselines = new Map<string, Battery>()
 const health = new Map<string, string>()
 
 const JS_INTERNALS =
-  /TypeError|RangeError|ReferenceError|SyntaxError|is not a function|Cannot read prop|Cannot set prop|is not iterable|is not defined|\[object |Maximum call stack|RuntimeError|unreachable|Aborted\(|out of memory|\bat [\w.<>]+ \(/
+  /TypeError|RangeError|ReferenceError|SyntaxError|is not a function|Cannot read prop|Cannot set prop|is not iterable|is not defined|\[object |Maximum call stack|RuntimeError|unreachable|Aborted\(|out of memory|\bat [\w.<>]+ \(|(expected|found) undefined\b/
 
 export function isUnclean(e: SqlErr): boolean {
   return e.code === '' || e.code === '38000' || e.code === 'XX000' || JS_INTERNALS.test(e.message)
