@@ -98,9 +98,14 @@ check_architecture(const InferModel *m, const ForwardModel *fm)
 {
 	bool gpt2 = strcmp(m->family, "gpt2") == 0;
 
-	if (fm->learned_positions != gpt2 || fm->plain_ffn != gpt2)
-		bad_config(m, gpt2 ? "gpt2 needs learned positions and a plain MLP"
-						   : "only gpt2 has learned positions and a plain MLP");
+	if (fm->learned_positions != gpt2 || fm->plain_ffn != gpt2 || fm->layernorm != gpt2)
+		bad_config(m, gpt2 ? "gpt2 needs learned positions, a plain MLP and LayerNorm"
+						   : "only gpt2 has learned positions, a plain MLP and LayerNorm");
+	if (gpt2 && fm->qk_norm)
+		bad_config(m, "gpt2 has no qk norms");
+	/* Gemma 2/3 norm around the MLP too; a model without those weights would read none */
+	if (fm->sandwich != (strncmp(m->family, "gemma", 5) == 0))
+		bad_config(m, "only gemma2 and gemma3 have sandwich norms");
 	if (gpt2 && (fm->heads * fm->head_dim != m->hidden || fm->kv_heads != fm->heads ||
 				 fm->max_positions <= 0))
 		bad_config(m, "gpt2 needs heads x head_dim = hidden, no grouped kv heads, and a "
@@ -112,9 +117,10 @@ check_architecture(const InferModel *m, const ForwardModel *fm)
 		bad_config(m, "norm_eps must be in (0, 1)");
 	if (fm->norm_offset != 0 && fm->norm_offset != 1)
 		bad_config(m, "norm_weight_offset must be 0 or 1");
-	if (!gpt2 && !(fm->rope_theta > 0 && isfinite(fm->rope_theta)))
-		bad_config(m, "rope_base must be a positive number");
-	if (!(fm->rope_local_theta >= 0 && isfinite(fm->rope_local_theta)) ||
+	if (!gpt2 && !(fm->rope_theta >= 1 && fm->rope_theta <= 1e12))
+		bad_config(m, "rope_base must be in 1..1e12");
+	if (!(fm->rope_local_theta == 0 ||
+		  (fm->rope_local_theta >= 1 && fm->rope_local_theta <= 1e12)) ||
 		!(fm->attn_scale > 0 && isfinite(fm->attn_scale)) || !(fm->attn_softcap >= 0) ||
 		!(fm->final_softcap >= 0) || !isfinite(fm->attn_softcap) || !isfinite(fm->final_softcap))
 		bad_config(m, "a rope base, attention scale or soft-cap is negative or not finite");

@@ -51,9 +51,10 @@ export class VindexError extends Error {
 function composeMessage(message: string, d: VindexErrorDetails): string {
   const prefix = d.file !== undefined ? `${d.file}: ` : ''
   const hasExpectation = d.expected !== undefined || d.found !== undefined
-  const expectation = hasExpectation
-    ? ` (expected ${show(d.expected)}, found ${show(d.found)})`
-    : ''
+  const parts: string[] = []
+  if (d.expected !== undefined) parts.push(`expected ${show(d.expected)}`)
+  if (hasExpectation) parts.push(`found ${d.found === undefined ? 'nothing' : show(d.found)}`)
+  const expectation = hasExpectation ? ` (${parts.join(', ')})` : ''
   return `${prefix}${message}${expectation}`
 }
 

@@ -112,12 +112,19 @@ export function openVindexSync(
 }
 
 /**
- * Checks one file against index.json's "checksums" (sha256), when the vindex
- * lists it there; a vindex without checksums is taken as it is.
+ * Checks one file against index.json's "checksums" (sha256). A vindex without
+ * checksums is taken as it is; one with checksums must list every file it
+ * is read from (else removing a file's entry would hide any change to it).
  */
 export function verifyChecksumSync(index: VindexIndex, name: string, bytes: Uint8Array): void {
-  const expected = index.checksums?.[name]
-  if (expected === undefined) return
+  const sums = index.checksums
+  if (!sums || Object.keys(sums).length === 0) return
+  const expected = sums[name]
+  if (expected === undefined)
+    throw new VindexError('CHECKSUM_MISMATCH', 'file is not listed in index.json checksums', {
+      file: name,
+      hint: 'a vindex with checksums lists all its files; re-extract or re-download it',
+    })
   const found = sha256HexSync(bytes)
   if (found !== expected.toLowerCase())
     throw new VindexError('CHECKSUM_MISMATCH', 'sha256 does not match index.json', {

@@ -1,3 +1,4 @@
+import { SUPPORTED_FAMILIES } from './config.js'
 import { VindexError } from './errors.js'
 import {
   EXTRACT_LEVELS,
@@ -55,6 +56,8 @@ export function isPlainFileName(name: unknown): name is string {
   return typeof name === 'string' && /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/.test(name)
 }
 
+const ENTRY_SHAPE = '{key, file, offset: integer >= 0, length, shape: 1-4 positive integers}'
+
 /** Files whose layout index.json fixes: a weight entry must not point into them. */
 const BROWSE_FILES: ReadonlySet<string> = new Set([
   FILES.index,
@@ -99,6 +102,8 @@ const posInt =
   (v) =>
     typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= max
 const posFinite: Check = (v) => typeof v === 'number' && Number.isFinite(v) && v > 0
+/** RoPE bases of real models run from 1e4 to about 1e7; far outside is a crafted config. */
+const ropeBase: Check = (v) => typeof v === 'number' && v >= 1 && v <= 1e12
 const isBool: Check = (v) => typeof v === 'boolean'
 const isString: Check = (v) => typeof v === 'string' && v.length <= 256
 const oneOf =
@@ -112,8 +117,8 @@ const CONFIG_FIELDS: Record<string, [Check, string]> = {
   head_dim: [posInt(LIMITS.head_dim), `integer 1..${LIMITS.head_dim}`],
   num_q_heads: [posInt(LIMITS.heads), `integer 1..${LIMITS.heads}`],
   num_kv_heads: [posInt(LIMITS.heads), `integer 1..${LIMITS.heads}`],
-  rope_base: [(v) => v === 0 || posFinite(v), 'positive number (0: none)'],
-  rope_local_base: [(v) => v === null || posFinite(v), 'positive number or null'],
+  rope_base: [(v) => v === 0 || ropeBase(v), 'number in 1..1e12 (0: none)'],
+  rope_local_base: [(v) => v === null || ropeBase(v), 'number in 1..1e12, or null'],
   sliding_window: [(v) => v === null || posInt(LIMITS.positions)(v), 'positive integer or null'],
   sliding_window_pattern: [
     (v) => v === null || posInt(LIMITS.num_layers)(v),
@@ -147,6 +152,16 @@ const CONFIG_FIELDS: Record<string, [Check, string]> = {
  * send the forward pass outside its buffers.
  */
 export function checkModelConfig(idx: VindexIndex): void {
+  if (
+    levelAtLeast(idx.extract_level, 'attention') &&
+    !(SUPPORTED_FAMILIES as readonly string[]).includes(idx.family)
+  )
+    throw new VindexError('UNSUPPORTED_ARCHITECTURE', 'no forward pass for this model family', {
+      file: F,
+      expected: SUPPORTED_FAMILIES.join(', '),
+      found: idx.family,
+      hint: 'register it at extract level browse',
+    })
   const mc = idx.model_config
   if (mc === undefined || mc === null) return
   if (typeof mc !== 'object' || Array.isArray(mc)) throw invalid('model_config', 'object', mc)
@@ -192,8 +207,13 @@ function checkArchitecture(idx: VindexIndex, raw: Record<string, unknown>): void
   const headDim = (raw.head_dim as number | undefined) ?? idx.hidden_size / heads
   const learned = (raw.position_embedding ?? (gpt2 ? 'learned' : 'rope')) === 'learned'
   const plain = (raw.ffn_type ?? (gpt2 ? 'plain' : 'gated')) === 'plain'
+  const layernorm = (raw.norm_type ?? (gpt2 ? 'layernorm' : 'rmsnorm')) === 'layernorm'
   const fail = (field: string, rule: string, found: unknown): VindexError =>
     invalid(`model_config.${field}`, rule, found)
+  // Gemma 2/3 norm around the MLP too (sandwich); no other family does
+  const gemma = idx.family === 'gemma2' || idx.family === 'gemma3'
+  if (raw.sandwich_norms !== undefined && raw.sandwich_norms !== gemma)
+    throw fail('sandwich_norms', `${gemma} for a ${idx.family} model`, raw.sandwich_norms)
   if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0)
     throw fail('head_dim', 'a positive even integer', headDim)
   if (heads % kvHeads !== 0)
@@ -203,6 +223,8 @@ function checkArchitecture(idx: VindexIndex, raw: Record<string, unknown>): void
     if (!learned)
       throw fail('position_embedding', "'learned' for a gpt2 model", raw.position_embedding)
     if (!plain) throw fail('ffn_type', "'plain' for a gpt2 model", raw.ffn_type)
+    if (!layernorm) throw fail('norm_type', "'layernorm' for a gpt2 model", raw.norm_type)
+    if (raw.qk_norm === true) throw fail('qk_norm', 'false for a gpt2 model', true)
     if (heads * headDim !== idx.hidden_size || kvHeads !== heads)
       throw fail(
         'head_dim',
@@ -219,6 +241,7 @@ function checkArchitecture(idx: VindexIndex, raw: Record<string, unknown>): void
     if (learned)
       throw fail('position_embedding', `'rope' for a ${idx.family} model`, raw.position_embedding)
     if (plain) throw fail('ffn_type', `'gated' for a ${idx.family} model`, raw.ffn_type)
+    if (layernorm) throw fail('norm_type', `'rmsnorm' for a ${idx.family} model`, raw.norm_type)
     if (raw.rope_base === 0) throw fail('rope_base', 'a positive number', 0)
   }
 }
@@ -255,12 +278,9 @@ function checkScalars(idx: VindexIndex): void {
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || v > LIMITS[key])
       throw invalid(key, `integer 1..${LIMITS[key]}`, v)
   }
-  if (
-    typeof idx.embed_scale !== 'number' ||
-    !Number.isFinite(idx.embed_scale) ||
-    idx.embed_scale <= 0
-  ) {
-    throw invalid('embed_scale', 'positive number', idx.embed_scale)
+  // 1, or sqrt(hidden) for Gemma: a scale far outside that is a crafted index
+  if (typeof idx.embed_scale !== 'number' || !(idx.embed_scale >= 1e-6 && idx.embed_scale <= 1e4)) {
+    throw invalid('embed_scale', 'number in 1e-6..1e4', idx.embed_scale)
   }
   if (typeof idx.family !== 'string' || idx.family.length > 64)
     throw invalid('family', 'string', idx.family)
@@ -315,7 +335,11 @@ export function checkWeightEntries(entries: unknown, file: string, bpe: number):
   const spans = new Map<string, [number, number, string][]>()
   for (const e of entries as WeightEntry[]) {
     if (!e || typeof e !== 'object')
-      throw new VindexError('INVALID_INDEX', 'malformed weight entry', { file, found: e })
+      throw new VindexError('INVALID_INDEX', 'malformed weight entry', {
+        file,
+        expected: ENTRY_SHAPE,
+        found: e,
+      })
     const shapeOk =
       Array.isArray(e.shape) &&
       e.shape.length > 0 &&
@@ -330,7 +354,11 @@ export function checkWeightEntries(entries: unknown, file: string, bpe: number):
       e.offset < 0 ||
       !shapeOk
     ) {
-      throw new VindexError('INVALID_INDEX', 'malformed weight entry', { file, found: e })
+      throw new VindexError('INVALID_INDEX', 'malformed weight entry', {
+        file,
+        expected: ENTRY_SHAPE,
+        found: e,
+      })
     }
     if (!isPlainFileName(e.file) || BROWSE_FILES.has(e.file)) {
       throw new VindexError(

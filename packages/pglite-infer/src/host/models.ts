@@ -78,6 +78,7 @@ export class ModelHost {
         optional(vindex, FILES.tokenizerConfig),
       ),
     )
+    if (this.verifyChecksums) withVindexErrors(name, files.where, () => verifyListedFiles(vindex))
     this.opened.set(name, vindex)
     this.tokenizers.set(name, tokenizer)
     this.decoded.set(name, new Map())
@@ -98,7 +99,7 @@ export class ModelHost {
     } else if (part === 'down_tokens') {
       bytes = downTokens(v, layer)
     } else if (part === 'config') {
-      bytes = encodeForwardConfig(v.index)
+      bytes = withVindexErrors(name, v.files.where, () => encodeForwardConfig(v.index))
     } else if (part.startsWith('weight:')) {
       bytes = weightBytes(name, v, part.slice('weight:'.length))
     } else throw new HostError(`unknown model part "${part}"`, '22023')
@@ -277,6 +278,30 @@ function openSync(files: SyncFiles, verify: boolean): OpenedVindex {
     verify,
     weightFiles: new Map(),
   }
+}
+
+/**
+ * The files index.json's checksums list that loading would not read now
+ * (weight_manifest.json, generation_config.json, ...): checked at open, so
+ * a vindex is whole or refused. Weight files are checked when first read.
+ */
+function verifyListedFiles(v: OpenedVindex): void {
+  const readAlready = new Set<string>([
+    FILES.index,
+    FILES.gateVectors,
+    FILES.embeddings,
+    FILES.downMeta,
+    FILES.tokenizer,
+    FILES.tokenizerConfig,
+    ...(v.index.weights ?? []).map((w) => w.file),
+  ])
+  for (const name of Object.keys(v.index.checksums ?? {}))
+    if (!readAlready.has(name)) {
+      const bytes = v.files.read(name)
+      if (!bytes)
+        throw new VindexError('MISSING_FILE', 'file listed in checksums is missing', { file: name })
+      checked(v, name, bytes)
+    }
 }
 
 /** A file's bytes once they match index.json's checksum (when checking is on). */
