@@ -24,6 +24,8 @@
  */
 #include "pg_infer.h"
 
+#include "deadline.h"
+
 #include <math.h>
 
 #include "miscadmin.h"
@@ -125,8 +127,9 @@ check_architecture(const InferModel *m, const ForwardModel *fm)
 		!(fm->final_softcap >= 0) || !isfinite(fm->attn_softcap) || !isfinite(fm->final_softcap))
 		bad_config(m, "a rope base, attention scale or soft-cap is negative or not finite");
 	if (fm->rope_scaling != ROPE_SCALING_NONE &&
-		!(fm->rope_factor > 0 && isfinite(fm->rope_factor) && fm->rope_low_freq > 0 &&
-		  fm->rope_high_freq > fm->rope_low_freq && fm->rope_original_max > 0))
+		!(fm->rope_factor >= 1 && fm->rope_factor <= 1e4 && fm->rope_low_freq > 0 &&
+		  fm->rope_high_freq > fm->rope_low_freq && fm->rope_high_freq <= 1e4 &&
+		  fm->rope_original_max >= 1 && fm->rope_original_max <= (1 << 24)))
 		bad_config(m, "rope_scaling's factors are out of range");
 	if (fm->eos >= m->vocab)
 		bad_config(m, "eos_token_id is outside the vocabulary");
@@ -400,7 +403,7 @@ forward_load(InferModel *m)
 	for (int i = 0; i < fm->nparts; i++)
 	{
 		load_part(m, &fm->parts[i]);
-		CHECK_FOR_INTERRUPTS();
+		INFER_CHECK_INTERRUPTS();
 	}
 	if (fm->learned_positions)
 		for (int l = 0; l < m->layers; l++)
@@ -821,7 +824,7 @@ forward_step(ForwardRun *run, const int32 *ids, int n)
 		if (run->capture.resid)
 			memcpy(run->capture.resid + (size_t) l * H, x + (size_t) (n - 1) * H,
 				   sizeof(float) * H);
-		CHECK_FOR_INTERRUPTS();
+		INFER_CHECK_INTERRUPTS();
 	}
 	memcpy(run->last, x + (size_t) (n - 1) * H, sizeof(float) * H);
 	run->n += n;
@@ -925,7 +928,7 @@ forward_feature_tokens(InferModel *m, const GateHit *hits, int n, int32 *tokens)
 		{
 			feature_tokens_batch(m, batch, slots, nbatch);
 			nbatch = 0;
-			CHECK_FOR_INTERRUPTS();
+			INFER_CHECK_INTERRUPTS();
 		}
 	}
 	if (nbatch > 0)

@@ -11,6 +11,8 @@
  */
 #include "pg_infer.h"
 
+#include "deadline.h"
+
 #include "access/tableam.h"
 #include "catalog/index.h"
 #include "catalog/pg_type.h"
@@ -275,7 +277,7 @@ write_postings(BuildState *bs, int32 nlists)
 			dir[list].index = at;
 		}
 		writer_add(&w, &p);
-		CHECK_FOR_INTERRUPTS();
+		INFER_CHECK_INTERRUPTS();
 	}
 	if (opened)
 		writer_end(&w);

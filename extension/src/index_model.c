@@ -19,6 +19,8 @@
  */
 #include "pg_infer.h"
 
+#include "deadline.h"
+
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -104,7 +106,7 @@ write_segment(Relation index, const char *name, int layer, const char *bytes, si
 		GenericXLogFinish(state);
 		UnlockReleaseBuffer(buf);
 		done += take;
-		CHECK_FOR_INTERRUPTS();
+		INFER_CHECK_INTERRUPTS();
 	} while (done < n);
 	return seg;
 }
@@ -413,7 +415,7 @@ snapshot_one(Oid oid)
 		snap->segments[i].seg = dir[i];
 		snap->segments[i].bytes = MemoryContextAllocHuge(snapshot_cxt, dir[i].nbytes + 1);
 		read_segment(index, &dir[i], snap->segments[i].bytes);
-		CHECK_FOR_INTERRUPTS();
+		INFER_CHECK_INTERRUPTS();
 	}
 	index_close(index, AccessShareLock);
 	snapshots = lappend(snapshots, snap);

@@ -16,6 +16,8 @@
  */
 #include "pg_infer.h"
 
+#include "deadline.h"
+
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/relscan.h"
@@ -268,7 +270,7 @@ load_pending(Relation index, ScanState *s)
 		}
 		blk = o->next;
 		UnlockReleaseBuffer(buf);
-		CHECK_FOR_INTERRUPTS();
+		INFER_CHECK_INTERRUPTS();
 	}
 }
 
@@ -355,7 +357,7 @@ next_ranked(IndexScanDesc scan, ScanState *s, ItemPointer tid, float *sim)
 			return false;
 		contribute(s, &c->head.tid, bound);
 		cursor_next(scan->indexRelation, c);
-		CHECK_FOR_INTERRUPTS();
+		INFER_CHECK_INTERRUPTS();
 	}
 }
 
@@ -411,7 +413,7 @@ collect_rest(Relation index, ScanState *s)
 		}
 		blk = InferPageGetOpaque(page)->next;
 		UnlockReleaseBuffer(buf);
-		CHECK_FOR_INTERRUPTS();
+		INFER_CHECK_INTERRUPTS();
 	}
 	qsort(zero, nzero, sizeof(ItemPointerData), cmp_tid);
 	qsort(nulls, nnull, sizeof(ItemPointerData), cmp_tid);
@@ -507,7 +509,7 @@ rank_with_other_model(IndexScanDesc scan, ScanState *s)
 				r->distance = 1.0 / (1.0 + signature_similarity(qsig, nq, rsig, nr));
 			}
 			ReleaseBuffer(hbuf);
-			CHECK_FOR_INTERRUPTS();
+			INFER_CHECK_INTERRUPTS();
 		}
 		pfree(tids);
 	}

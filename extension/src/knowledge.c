@@ -3,6 +3,8 @@
  */
 #include "pg_infer.h"
 
+#include "deadline.h"
+
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -123,7 +125,7 @@ scan_layers(InferModel *m, const float *q, const bool *use_layer, TopK *best, in
 				topk_push(best, layer.hits[i].layer, layer.hits[i].feature, layer.hits[i].score);
 			pfree(layer.hits);
 		}
-		CHECK_FOR_INTERRUPTS();
+		INFER_CHECK_INTERRUPTS();
 	}
 	pfree(scores);
 }

@@ -10,6 +10,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "deadline.h"
 #include "guc.h"
 #include "index.h"
 #include "model.h"
@@ -27,6 +28,7 @@ _PG_init(void)
 	index_options_init();
 	model_registry_init();
 	utility_guards_init();
+	deadline_init();
 }
 
 /* infer_version() -> text: the version of the loaded C module. */

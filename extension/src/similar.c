@@ -12,6 +12,8 @@
  */
 #include "pg_infer.h"
 
+#include "deadline.h"
+
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -76,7 +78,7 @@ feature_signatures_batch(InferModel *m, text **inputs, int n, GateHit (*out)[SIG
 			for (int i = 0; i < nb; i++)
 				topk_push_layer(&best[i], l, scores + (size_t) i * m->features[l], m->features[l],
 								true);
-			CHECK_FOR_INTERRUPTS();
+			INFER_CHECK_INTERRUPTS();
 		}
 		for (int i = 0; i < nb; i++)
 		{

@@ -26,6 +26,7 @@
 #include "tcop/utility.h"
 #include "utils/lsyscache.h"
 
+#include "deadline.h"
 #include "model.h"
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
@@ -175,11 +176,13 @@ infer_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 	else if (rebuilds_model_indexes(stmt))
 		model_index_snapshot_all();
 
+	deadline_utility_begin(context == PROCESS_UTILITY_TOPLEVEL);
 	if (prev_utility_hook)
 		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest,
 								qc);
+	deadline_utility_end();
 	model_index_forget_snapshots();
 }
 

@@ -297,6 +297,34 @@ describe('bounded work: nothing a SQL caller sends runs without bound', () => {
     expect(performance.now() - t0).toBeLessThan(5000)
   })
 
+  it('statement_timeout ends long pg_infer work with 57014 (PGlite has no SIGALRM)', async () => {
+    await db.query("select infer_create_model('st', $1)", [browse])
+    await db.exec('create table st_docs (t text)')
+    await db.exec(
+      "insert into st_docs select 'country number ' || i || ' and its capital' from generate_series(1, 20000) i",
+    )
+    await db.exec("set statement_timeout = '300ms'")
+    try {
+      for (const sql of [
+        "create index st_i on st_docs using infer (t) with (model = 'st')",
+        "select t from st_docs order by infer_distance(t, 'France', 'st') limit 3",
+      ]) {
+        const t0 = performance.now()
+        const e = await sqlError(db, sql)
+        const ms = performance.now() - t0
+        expect(e.code, sql).toBe('57014')
+        expect(e.message).toBe('canceling statement due to statement timeout')
+        // the check runs between steps of a few milliseconds each
+        expect(ms, sql).toBeLessThan(300 + 1500)
+      }
+    } finally {
+      await db.exec('reset statement_timeout')
+    }
+    await healthy()
+    await db.exec('drop table st_docs')
+    await db.query("select infer_drop_model('st')")
+  })
+
   it('caps text size (infer.max_input_bytes) and context (infer.max_context)', async () => {
     await db.query("select infer_create_model('bw', $1, 'inference')", [inference])
     const big = await sqlError(db, "select * from infer(repeat('France ', 300000), 1, 'bw')")

@@ -187,14 +187,30 @@ export function checkModelConfig(idx: VindexIndex): void {
     const rs = raw.rope_scaling as Record<string, unknown>
     if (typeof rs !== 'object' || Array.isArray(rs) || typeof rs.rope_type !== 'string')
       throw invalid('model_config.rope_scaling', 'object with rope_type', rs)
-    for (const k of [
-      'factor',
-      'low_freq_factor',
-      'high_freq_factor',
-      'original_max_position_embeddings',
-    ])
-      if (rs[k] !== undefined && !posFinite(rs[k]))
-        throw invalid(`model_config.rope_scaling.${k}`, 'positive number', rs[k])
+    // HF's rope_init_fn: factors of 1 and more, a positive integer original context
+    const ranges: [string, Check, string][] = [
+      ['factor', (v) => typeof v === 'number' && v >= 1 && v <= 1e4, 'number in 1..1e4'],
+      ['low_freq_factor', (v) => posFinite(v) && (v as number) <= 1e4, 'number in (0, 1e4]'],
+      ['high_freq_factor', (v) => posFinite(v) && (v as number) <= 1e4, 'number in (0, 1e4]'],
+      [
+        'original_max_position_embeddings',
+        posInt(LIMITS.positions),
+        `integer 1..${LIMITS.positions}`,
+      ],
+    ]
+    for (const [k, ok, rule] of ranges)
+      if (rs[k] !== undefined && !ok(rs[k]))
+        throw invalid(`model_config.rope_scaling.${k}`, rule, rs[k])
+    if (
+      typeof rs.low_freq_factor === 'number' &&
+      typeof rs.high_freq_factor === 'number' &&
+      rs.high_freq_factor <= rs.low_freq_factor
+    )
+      throw invalid(
+        'model_config.rope_scaling.high_freq_factor',
+        'more than low_freq_factor',
+        rs.high_freq_factor,
+      )
   }
   if (levelAtLeast(idx.extract_level, 'attention')) checkArchitecture(idx, raw)
 }

@@ -2,6 +2,7 @@ import {
   DownMeta,
   FILES,
   VindexError,
+  align4,
   layerBandsFor,
   levelAtLeast,
   modelConfigFromIndex,
@@ -330,9 +331,11 @@ function weightBytes(name: string, v: OpenedVindex, key: string): Uint8Array {
     )
   let file = v.weightFiles.get(entry.file)
   if (!file) {
-    file = withVindexErrors(name, v.files.where, () =>
-      checked(v, entry.file, required(v.files, entry.file)),
-    )
+    file = withVindexErrors(name, v.files.where, () => {
+      const bytes = checked(v, entry.file, required(v.files, entry.file))
+      checkWeightFileSize(v.index, entry.file, bytes.length)
+      return bytes
+    })
     v.weightFiles.set(entry.file, file)
   }
   if (entry.offset + entry.length > file.length)
@@ -342,6 +345,26 @@ function weightBytes(name: string, v: OpenedVindex, key: string): Uint8Array {
       'XX001',
     )
   return file.subarray(entry.offset, entry.offset + entry.length)
+}
+
+/**
+ * A weight file ends where its last entry ends (padded to 4 bytes): longer
+ * or shorter, it comes from another extraction than this index.json.
+ */
+function checkWeightFileSize(index: VindexIndex, file: string, size: number): void {
+  let end = 0
+  for (const w of index.weights ?? []) if (w.file === file) end = Math.max(end, w.offset + w.length)
+  if (size < end || size > align4(end))
+    throw new VindexError(
+      size < end ? 'TRUNCATED' : 'SIZE_MISMATCH',
+      'weight file size differs from index.json',
+      {
+        file,
+        expected: size < end ? `${end} bytes` : `at most ${align4(end)} bytes`,
+        found: `${size} bytes`,
+        hint: 'index.json and the weight files come from different extractions',
+      },
+    )
 }
 
 /** Keep in step with extension/src/forward.h (ForwardConfigWord). */
