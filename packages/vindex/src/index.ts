@@ -109,3 +109,4 @@ export {
   type OpenOptions,
 } from './reader.js'
 export { unsafeRegexReason, unsafeTokenizerRegex } from './regex-safety.js'
+export { sha256HexSync } from './sha256.js'

@@ -112,13 +112,18 @@ export function openVindexSync(
 }
 
 /**
- * Checks one file against index.json's "checksums" (sha256). A vindex without
- * checksums is taken as it is; one with checksums must list every file it
- * is read from (else removing a file's entry would hide any change to it).
+ * Checks one file against index.json's "checksums" (sha256). Every file a
+ * vindex is read from must be listed: a vindex without checksums, or with an
+ * entry removed, could hide any change (callers that trust their source skip
+ * this check: infer.verify_checksums = off).
  */
 export function verifyChecksumSync(index: VindexIndex, name: string, bytes: Uint8Array): void {
   const sums = index.checksums
-  if (!sums || Object.keys(sums).length === 0) return
+  if (!sums || Object.keys(sums).length === 0)
+    throw new VindexError('CHECKSUM_MISMATCH', 'index.json lists no checksums to verify', {
+      file: name,
+      hint: 're-extract the vindex (pglite-infer extract writes checksums), or SET infer.verify_checksums = off to trust it unverified',
+    })
   const expected = sums[name]
   if (expected === undefined)
     throw new VindexError('CHECKSUM_MISMATCH', 'file is not listed in index.json checksums', {

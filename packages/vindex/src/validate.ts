@@ -228,6 +228,10 @@ function checkArchitecture(idx: VindexIndex, raw: Record<string, unknown>): void
     invalid(`model_config.${field}`, rule, found)
   // Gemma 2/3 norm around the MLP too (sandwich); no other family does
   const gemma = idx.family === 'gemma2' || idx.family === 'gemma3'
+  // and scale embeddings by sqrt(hidden) (HF's normalizer); the others by 1
+  const scale = gemma ? Math.sqrt(idx.hidden_size) : 1
+  if (Math.abs(idx.embed_scale - scale) > 1e-3 * scale)
+    throw invalid('embed_scale', `${scale} for a ${idx.family} model`, idx.embed_scale)
   if (raw.sandwich_norms !== undefined && raw.sandwich_norms !== gemma)
     throw fail('sandwich_norms', `${gemma} for a ${idx.family} model`, raw.sandwich_norms)
   if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0)
