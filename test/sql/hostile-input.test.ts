@@ -496,6 +496,38 @@ describe('no use after free', () => {
   })
 })
 
+describe('no stale signatures', () => {
+  it("similar_to within a statement that re-creates its model: the statement's snapshot, then the new model", async () => {
+    const scaled = editedCopy(browse, (i) => (i.embed_scale = i.embed_scale * 3), 'restale')
+    await db.query("select infer_create_model('sc', $1)", [browse])
+    await db.query(
+      `create function infer.swap_sc() returns int language plpgsql as $$
+       begin
+         perform infer_drop_model('sc');
+         perform infer_create_model('sc', '${scaled}');
+         return 1;
+       end $$`,
+    )
+    const { rows } = await db.query<{ v: number; s: number }>(
+      `select v, case when v = 2 then infer.swap_sc() end as swapped,
+              similar_to('France', 'Germany', 'sc') as s
+       from generate_series(1, 2) v order by v`,
+    )
+    const fresh = (
+      await db.query<{ s: number }>("select similar_to('France', 'Germany', 'sc') as s")
+    ).rows[0]!.s
+    // similar_to is STABLE: the whole statement reads the registry as it was
+    // when the statement began, so both rows score the model it named then
+    // (reloaded from that source, never from a freed or foreign cache) ...
+    expect(rows[1]!.s).toBeCloseTo(rows[0]!.s, 10)
+    // ... and the next statement scores the re-created one
+    expect(fresh).not.toBeCloseTo(rows[0]!.s, 6)
+    expect(fresh).toBeCloseTo(rows[0]!.s * 3, 4)
+    await db.exec('drop function infer.swap_sc()')
+    await db.query("select infer_drop_model('sc')")
+  })
+})
+
 describe('smaller defects', () => {
   it('walk(prompt, NULL) is 22004 as documented', async () => {
     await db.query("select infer_create_model('w', $1)", [browse])
