@@ -82,7 +82,7 @@ model_key(const InferModel *m, char *key, size_t size)
 }
 
 static void
-host_gate_topk(InferModel *m, const GatePass *p, TopK *out, ComputeBackendKind kind)
+host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 {
 	char key[MODEL_NAME_MAX + 32];
 	char *result;
@@ -126,7 +126,6 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out, ComputeBackendKind k
 		out[i].n = counts[i];
 	}
 	pfree(result);
-	(void) kind;
 }
 
 void
@@ -138,7 +137,7 @@ compute_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 		return;
 	/* 'auto' is 'wasm' today: docs/compute.md says why */
 	if (infer_compute == COMPUTE_ONNX)
-		host_gate_topk(m, p, out, COMPUTE_ONNX);
+		host_gate_topk(m, p, out);
 	else
 		wasm_gate_topk(m, p, out);
 	for (int i = 0; i < p->nq; i++)

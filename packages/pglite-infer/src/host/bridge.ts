@@ -184,7 +184,7 @@ export class HostBridge {
     positiveOnly: number,
   ): number {
     const model = readCString(mod, key)
-    if (this.run(() => new Uint8Array(checkBackend(backend))) < 0) return -1
+    if (this.run(() => checkBackend(backend)) < 0) return -1
     if (!this.compute.hasModel(model)) return -3
     return this.run(() =>
       this.compute.gateTopK({
