@@ -39,6 +39,7 @@
 #include "forward.h"
 #include "guc.h"
 #include "host.h"
+#include "compute.h"
 #include "knowledge.h"
 #include "predict.h"
 
@@ -97,7 +98,7 @@ add_edge(Edge *edges, int *n, Edge e, const char *self)
 static Edge *
 describe_edges(InferModel *m, text *entity, bool has_threshold, double threshold, int *n)
 {
-	float *q = query_vector(m, entity, "entity", false, QUERY_AVERAGE);
+	GatePass pass = {0};
 	char *self = host_normalize(VARDATA_ANY(entity), VARSIZE_ANY_EXHDR(entity));
 	TopK cand;
 	int32 *tokens;
@@ -106,9 +107,12 @@ describe_edges(InferModel *m, text *entity, bool has_threshold, double threshold
 	int nedges = 0;
 	double thr = has_threshold ? threshold : infer_gate_threshold;
 
-	topk_init(&cand, infer_describe_top_k * m->layers, RANK_ABS);
-	scan_layers(m, q, NULL, &cand, infer_describe_top_k, false);
-	topk_sorted(&cand);
+	pass.queries = query_vector(m, entity, "entity", false, QUERY_AVERAGE);
+	pass.nq = 1;
+	pass.per_layer_k = infer_describe_top_k;
+	pass.k = infer_describe_top_k * m->layers;
+	pass.rank = RANK_ABS;
+	compute_gate_topk(m, &pass, &cand);
 
 	if (thr == 0)
 	{

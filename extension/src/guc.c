@@ -11,11 +11,13 @@
  *   infer.verify_checksums  check vindex files against index.json's sha256
  *   infer.max_input_bytes   largest text a pg_infer function accepts
  *   infer.max_context       most positions a forward pass runs
+ *   infer.compute           compute backend: 'auto' (today 'wasm'), 'wasm' or 'onnx'
  */
 #include "pg_infer.h"
 
 #include "utils/guc.h"
 
+#include "compute.h"
 #include "guc.h"
 
 char *infer_default_model = NULL;
@@ -28,10 +30,18 @@ int infer_walk_embed_mode = WALK_EMBED_LAST;
 bool infer_verify_checksums = true;
 int infer_max_input_bytes = 1024 * 1024;
 int infer_max_context = 8192;
+int infer_compute = COMPUTE_AUTO;
 
 static const struct config_enum_entry walk_embed_modes[] = {
 	{"last", WALK_EMBED_LAST, false},
 	{"average", WALK_EMBED_AVERAGE, false},
+	{NULL, 0, false},
+};
+
+static const struct config_enum_entry compute_backends[] = {
+	{"auto", COMPUTE_AUTO, false},
+	{"wasm", COMPUTE_WASM, false},
+	{"onnx", COMPUTE_ONNX, false},
 	{NULL, 0, false},
 };
 
@@ -134,5 +144,10 @@ infer_define_gucs(void)
 							"context.",
 							NULL, &infer_max_context, 8192, 1, 1 << 20, PGC_USERSET, 0, NULL, NULL,
 							NULL);
+	DefineCustomEnumVariable(
+		"infer.compute",
+		"Compute backend of the gate passes: 'auto' (today the built-in "
+		"'wasm' kernels), 'wasm', or 'onnx' (ONNX Runtime in a worker thread).",
+		NULL, &infer_compute, COMPUTE_AUTO, compute_backends, PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("infer");
 }

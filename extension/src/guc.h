@@ -23,6 +23,7 @@ extern int infer_walk_embed_mode;
 extern bool infer_verify_checksums;
 extern int infer_max_input_bytes;
 extern int infer_max_context;
+extern int infer_compute; /* ComputeBackendKind (compute.h) */
 
 extern void infer_define_gucs(void);
 

@@ -13,6 +13,7 @@
 
 #include "utils/elog.h"
 
+#include "compute.h"
 #include "guc.h"
 
 /*
@@ -101,6 +102,33 @@ EM_JS(int, pgi_host_normalize, (const char *text, int text_len), {
 	if (!Module.pgInferHost)
 		return -2;
 	return Module.pgInferHost.normalize(Module, text, text_len);
+});
+
+EM_JS(int, pgi_host_compute_gate_topk,
+	  (int backend, const char *key, const float *queries, int nq, int hidden,
+	   const bool *use_layer, int layers, int per_layer_k, int k, int rank, int positive_only),
+	  {
+		  if (!Module.pgInferHost)
+			  return -2;
+		  return Module.pgInferHost.computeGateTopK(Module, backend, key, queries, nq, hidden,
+													use_layer, layers, per_layer_k, k, rank,
+													positive_only);
+	  });
+
+EM_JS(int, pgi_host_compute_load_gate,
+	  (int backend, const char *key, int layer, int layers, const void *data, int rows, int hidden,
+	   int dtype, const void *fix, int nfix),
+	  {
+		  if (!Module.pgInferHost)
+			  return -2;
+		  return Module.pgInferHost.computeLoadGate(Module, backend, key, layer, layers, data, rows,
+													hidden, dtype, fix, nfix);
+	  });
+
+EM_JS(int, pgi_host_compute_drop, (const char *key), {
+	if (!Module.pgInferHost)
+		return -2;
+	return Module.pgInferHost.computeDrop(Module, key);
 });
 
 /* Copies the pending result (size given by the last call) into dst. */
@@ -254,6 +282,44 @@ host_normalize(const char *text, int text_len)
 	return out;
 }
 
+/* compute_gate_topk's answer when the backend does not hold the model */
+#define HOST_COMPUTE_NOT_LOADED (-3)
+
+char *
+host_compute_gate_topk(const char *key, const GatePass *pass, int hidden, int layers)
+{
+	int rc = pgi_host_compute_gate_topk(
+		infer_compute, key, pass->queries, pass->nq, hidden, pass->use_layer, layers,
+		pass->per_layer_k, pass->k, pass->rank == RANK_ABS ? 0 : 1, pass->positive_only ? 1 : 0);
+	size_t expect = sizeof(int32) * pass->nq + sizeof(GateHit) * (size_t) pass->nq * pass->k;
+
+	if (rc == HOST_COMPUTE_NOT_LOADED)
+		return NULL;
+	if (rc < 0)
+		raise_host_error("compute_gate_topk", rc);
+	if ((size_t) rc != expect)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the compute backend answered %d bytes, expected %zu", rc, expect)));
+	return take_result(rc);
+}
+
+void
+host_compute_load_gate(const char *key, int layer, int layers, const GateMatrix *g)
+{
+	int rc = pgi_host_compute_load_gate(infer_compute, key, layer, layers, g->data, g->rows,
+										g->hidden, g->dtype == GATE_F16 ? 1 : 0, g->fix, g->nfix);
+
+	if (rc < 0)
+		raise_host_error("compute_load_gate", rc);
+}
+
+void
+host_compute_drop(const char *key)
+{
+	/* called when a model is freed, at transaction end: must not raise */
+	(void) pgi_host_compute_drop(key);
+}
+
 #else /* native build: no JavaScript host */
 
 static void
@@ -331,6 +397,24 @@ host_normalize(const char *text, int text_len)
 {
 	no_host("normalize");
 	return NULL;
+}
+
+char *
+host_compute_gate_topk(const char *key, const GatePass *pass, int hidden, int layers)
+{
+	no_host("compute_gate_topk");
+	return NULL;
+}
+
+void
+host_compute_load_gate(const char *key, int layer, int layers, const GateMatrix *g)
+{
+	no_host("compute_load_gate");
+}
+
+void
+host_compute_drop(const char *key)
+{
 }
 
 #endif

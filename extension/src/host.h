@@ -74,4 +74,28 @@ extern char *host_model_decode(const char *name, const int32 *ids, int n, int *l
 /* text trimmed and lower-cased the way decoded tokens are (palloc'd, NUL-ended). */
 extern char *host_normalize(const char *text, int text_len);
 
+/* ---- the host half of the compute seam (compute.c) ---- */
+
+struct GatePass;
+struct GateMatrix;
+
+/*
+ * The batched gate pass on the host backend that infer.compute names. Returns
+ * the hits (palloc'd): nq int32 counts, then nq x k GateHits; or NULL when the
+ * backend does not hold model `key` (C then loads it and asks again).
+ */
+extern char *host_compute_gate_topk(const char *key, const struct GatePass *pass, int hidden,
+									int layers);
+
+/*
+ * Hands the backend layer `layer` (of `layers`) of model `key`'s gate rows,
+ * straight from C's heap, with the f16 subnormal fix-ups; the backend copies
+ * what it keeps. The last layer completes the load.
+ */
+extern void host_compute_load_gate(const char *key, int layer, int layers,
+								   const struct GateMatrix *g);
+
+/* The backend forgets model `key` (if it held it). Never raises. */
+extern void host_compute_drop(const char *key);
+
 #endif /* PG_INFER_HOST_H */

@@ -97,39 +97,6 @@ query_vector(InferModel *m, text *input, const char *what, bool special_tokens, 
 	return q;
 }
 
-void
-scan_layers(InferModel *m, const float *q, const bool *use_layer, TopK *best, int per_layer_k,
-			bool positive_only)
-{
-	int max_features = 0;
-	float *scores;
-
-	for (int l = 0; l < m->layers; l++)
-		max_features = Max(max_features, m->features[l]);
-	scores = palloc(sizeof(float) * max_features);
-
-	for (int l = 0; l < m->layers; l++)
-	{
-		if (use_layer && !use_layer[l])
-			continue;
-		gate_scores(&m->gate[l], q, scores);
-		if (per_layer_k <= 0)
-			topk_push_layer(best, l, scores, m->features[l], positive_only);
-		else
-		{
-			TopK layer;
-
-			topk_init(&layer, per_layer_k, best->rank);
-			topk_push_layer(&layer, l, scores, m->features[l], positive_only);
-			for (int i = 0; i < layer.n; i++)
-				topk_push(best, layer.hits[i].layer, layer.hits[i].feature, layer.hits[i].score);
-			pfree(layer.hits);
-		}
-		INFER_CHECK_INTERRUPTS();
-	}
-	pfree(scores);
-}
-
 DecodedToken *
 decode_tokens(InferModel *m, const int32 *ids, int n)
 {

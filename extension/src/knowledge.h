@@ -27,14 +27,6 @@ typedef enum QueryMode
 extern float *query_vector(InferModel *m, text *input, const char *what, bool special_tokens,
 						   QueryMode mode);
 
-/*
- * Scores q against every layer (or those with use_layer[l], when given) and
- * keeps in `best` (already initialised) the strongest hits; with
- * per_layer_k > 0, at most that many per layer.
- */
-extern void scan_layers(InferModel *m, const float *q, const bool *use_layer, TopK *best,
-						int per_layer_k, bool positive_only);
-
 /* A token decoded on its own: trimmed, lower-cased, and as decoded (raw). */
 typedef struct DecodedToken
 {

@@ -29,6 +29,7 @@
 
 #include "forward.h"
 #include "guc.h"
+#include "compute.h"
 #include "host.h"
 #include "knowledge.h"
 #include "model.h"
@@ -160,7 +161,13 @@ free_retired(void)
 	ListCell *lc;
 
 	foreach (lc, retired)
-		MemoryContextDelete(((InferModel *) lfirst(lc))->cxt);
+	{
+		InferModel *m = lfirst(lc);
+
+		/* a host compute backend drops its copy too (never raises) */
+		compute_model_freed(m);
+		MemoryContextDelete(m->cxt);
+	}
 	list_free(retired);
 	retired = NIL;
 }

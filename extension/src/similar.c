@@ -22,6 +22,7 @@
 #include "utils/builtins.h"
 #include "varatt.h"
 
+#include "compute.h"
 #include "knowledge.h"
 #include "similar.h"
 
@@ -29,65 +30,59 @@ PG_FUNCTION_INFO_V1(infer_similar_to);
 PG_FUNCTION_INFO_V1(infer_distance);
 PG_FUNCTION_INFO_V1(infer_signatures);
 
-/* Queries scored together by the batched kernel. */
-#define SIGNATURE_BATCH 16
+/*
+ * The signatures of nq query vectors: the top SIGNATURE_SIZE features by
+ * signed score, positive ones only, over all layers (one gate pass).
+ */
+static void
+feature_signatures_of(InferModel *m, const float *queries, int nq, GateHit (*out)[SIGNATURE_SIZE],
+					  int *counts)
+{
+	GatePass pass = {0};
+	TopK *best = palloc(sizeof(TopK) * (nq > 0 ? nq : 1));
+
+	pass.queries = queries;
+	pass.nq = nq;
+	pass.per_layer_k = SIGNATURE_SIZE;
+	pass.k = SIGNATURE_SIZE;
+	pass.rank = RANK_SIGNED;
+	pass.positive_only = true;
+	compute_gate_topk(m, &pass, best);
+	for (int i = 0; i < nq; i++)
+	{
+		counts[i] = best[i].n;
+		memcpy(out[i], best[i].hits, sizeof(GateHit) * best[i].n);
+		pfree(best[i].hits);
+	}
+	pfree(best);
+}
 
 int
 feature_signature(InferModel *m, text *input, const char *what, GateHit *out)
 {
 	float *q = query_vector(m, input, what, false, QUERY_AVERAGE);
-	TopK best;
+	int count;
 
-	topk_init(&best, SIGNATURE_SIZE, RANK_SIGNED);
-	scan_layers(m, q, NULL, &best, SIGNATURE_SIZE, true);
-	topk_sorted(&best);
-	memcpy(out, best.hits, sizeof(GateHit) * best.n);
-	pfree(best.hits);
+	feature_signatures_of(m, q, 1, (GateHit(*)[SIGNATURE_SIZE]) out, &count);
 	pfree(q);
-	return best.n;
+	return count;
 }
 
 void
 feature_signatures_batch(InferModel *m, text **inputs, int n, GateHit (*out)[SIGNATURE_SIZE],
 						 int *counts)
 {
-	int max_features = 0;
-	float *queries = palloc(sizeof(float) * (size_t) SIGNATURE_BATCH * m->hidden);
-	float *scores;
-	TopK best[SIGNATURE_BATCH];
+	float *queries = palloc(sizeof(float) * (size_t) (n > 0 ? n : 1) * m->hidden);
 
-	for (int l = 0; l < m->layers; l++)
-		max_features = Max(max_features, m->features[l]);
-	scores = palloc(sizeof(float) * (size_t) SIGNATURE_BATCH * max_features);
-
-	for (int b0 = 0; b0 < n; b0 += SIGNATURE_BATCH)
+	for (int i = 0; i < n; i++)
 	{
-		int nb = Min(SIGNATURE_BATCH, n - b0);
+		float *q = query_vector(m, inputs[i], "text", false, QUERY_AVERAGE);
 
-		for (int i = 0; i < nb; i++)
-		{
-			float *q = query_vector(m, inputs[b0 + i], "text", false, QUERY_AVERAGE);
-
-			memcpy(queries + (size_t) i * m->hidden, q, sizeof(float) * m->hidden);
-			pfree(q);
-			topk_init(&best[i], SIGNATURE_SIZE, RANK_SIGNED);
-		}
-		for (int l = 0; l < m->layers; l++)
-		{
-			gate_scores_batch(&m->gate[l], queries, nb, scores);
-			for (int i = 0; i < nb; i++)
-				topk_push_layer(&best[i], l, scores + (size_t) i * m->features[l], m->features[l],
-								true);
-			INFER_CHECK_INTERRUPTS();
-		}
-		for (int i = 0; i < nb; i++)
-		{
-			counts[b0 + i] = topk_sorted(&best[i]);
-			memcpy(out[b0 + i], best[i].hits, sizeof(GateHit) * best[i].n);
-			pfree(best[i].hits);
-		}
+		memcpy(queries + (size_t) i * m->hidden, q, sizeof(float) * m->hidden);
+		pfree(q);
 	}
-	pfree(scores);
+	/* one pass for the whole batch: the backend blocks it as it likes */
+	feature_signatures_of(m, queries, n, out, counts);
 	pfree(queries);
 }
 

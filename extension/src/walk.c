@@ -30,6 +30,7 @@
 
 #include "guc.h"
 #include "infer.h"
+#include "compute.h"
 #include "knowledge.h"
 
 #define WALK_TOP_MAX 10000
@@ -124,16 +125,23 @@ infer_walk(PG_FUNCTION_ARGS)
 	forward = forward_mode(fcinfo, 3);
 	m = model_arg(fcinfo, 2);
 	use_layer = band_layers(fcinfo, 4, m);
-	topk_init(&best, top, RANK_ABS);
 	if (forward)
+	{
+		topk_init(&best, top, RANK_ABS);
 		forward_walk(m, prompt, use_layer, &best);
+	}
 	else
 	{
-		float *q =
+		GatePass pass = {0};
+
+		pass.queries =
 			query_vector(m, prompt, "prompt", true,
 						 infer_walk_embed_mode == WALK_EMBED_AVERAGE ? QUERY_AVERAGE : QUERY_LAST);
-
-		scan_layers(m, q, use_layer, &best, 0, false);
+		pass.nq = 1;
+		pass.use_layer = use_layer;
+		pass.k = top;
+		pass.rank = RANK_ABS;
+		compute_gate_topk(m, &pass, &best);
 	}
 	qsort(best.hits, best.n, sizeof(GateHit), cmp_walk_rows);
 

@@ -51,7 +51,11 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
           preRun: [...preRun, (mod: typeof module) => (module = mod)],
         },
         bundlePath: bundleUrl,
-        namespaceObj: inferNamespace(pg, () => module?.FS),
+        namespaceObj: inferNamespace(
+          pg,
+          () => module?.FS,
+          () => bridge.compute,
+        ),
       }
     },
   }

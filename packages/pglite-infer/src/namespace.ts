@@ -1,4 +1,5 @@
 import type { PGliteInterface } from '@electric-sql/pglite'
+import type { ComputeClient } from '@pglite-infer/compute'
 import { parseTar, parseTarGzip } from 'nanotar'
 import type { EmscriptenFS } from './host/sources.js'
 
@@ -41,13 +42,23 @@ export interface InferNamespace {
   createModel(name: string, source: ModelSource, options?: CreateModelOptions): Promise<string>
   dropModel(name: string): Promise<void>
   models(): Promise<ModelInfo[]>
+  /**
+   * The client of the compute worker that serves infer.compute = 'onnx'
+   * (started on first use): `terminate()` stops it and frees what it holds;
+   * the next call starts a new one and reloads the models it needs.
+   */
+  readonly compute: ComputeClient
 }
 
 export function inferNamespace(
   pg: PGliteInterface,
   fs: () => EmscriptenFSWriter | undefined,
+  compute: () => ComputeClient,
 ): InferNamespace {
   return {
+    get compute() {
+      return compute()
+    },
     async createModel(name, source, options = {}) {
       const level = options.level ?? 'browse'
       if (typeof source === 'string') {

@@ -1,3 +1,4 @@
+import { ComputeClient, ComputeError, type GateLayer } from '@pglite-infer/compute'
 import { ModelHost } from './models.js'
 import { TokenizerCache } from './tokenizers.js'
 import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
@@ -20,6 +21,10 @@ export class HostBridge {
   private error: Uint8Array = new Uint8Array(0)
 
   private fs: WasmModule['FS']
+  private computeClient: ComputeClient | undefined
+  /** Gate layers of a load in progress, by model key. */
+  private readonly gateLoads = new Map<string, GateLayer[]>()
+  private readonly computeOptions: HostOptions['compute']
   /** Models by name, with their tokenizers (host/models.ts). */
   readonly models: ModelHost
 
@@ -28,6 +33,7 @@ export class HostBridge {
     options: HostOptions = {},
   ) {
     this.models = new ModelHost(() => this.fs, options)
+    this.computeOptions = options.compute
   }
 
   tokenize(
@@ -150,6 +156,114 @@ export class HostBridge {
     return this.run(() => encoder.encode(readUtf8(mod, text, textLen).trim().toLowerCase()))
   }
 
+  /**
+   * The compute backend's client (packages/compute), started on first use:
+   * its worker runs the gate passes of infer.compute = 'onnx'.
+   */
+  get compute(): ComputeClient {
+    this.computeClient ??= new ComputeClient(this.computeOptions)
+    return this.computeClient
+  }
+
+  /**
+   * compute.c's batched gate pass. Returns the result size, -1 for an error,
+   * or -3 when the backend does not hold the model (C loads it and asks again).
+   */
+  computeGateTopK(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    queries: number,
+    nq: number,
+    hidden: number,
+    useLayer: number,
+    layers: number,
+    perLayerK: number,
+    k: number,
+    rank: number,
+    positiveOnly: number,
+  ): number {
+    const model = readCString(mod, key)
+    if (this.run(() => checkBackend(backend)) < 0) return -1
+    if (!this.compute.hasModel(model)) return -3
+    return this.run(() =>
+      this.compute.gateTopK({
+        model,
+        queries: new Float32Array(mod.HEAPU8.buffer, queries, nq * hidden).slice(),
+        nq,
+        layers: useLayer ? mod.HEAPU8.slice(useLayer, useLayer + layers) : undefined,
+        perLayerK,
+        k,
+        rank: rank === 0 ? 'abs' : 'signed',
+        positiveOnly: positiveOnly !== 0,
+      }),
+    )
+  }
+
+  /** One layer of a model's gate rows from C's heap; the last one completes the load. */
+  computeLoadGate(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    layer: number,
+    layers: number,
+    data: number,
+    rows: number,
+    hidden: number,
+    dtype: number,
+    fix: number,
+    nfix: number,
+  ): number {
+    return this.run(() => {
+      checkBackend(backend)
+      const model = readCString(mod, key)
+      if (layer === 0) this.gateLoads.set(model, [])
+      const pending = this.gateLoads.get(model)
+      if (!pending || pending.length !== layer)
+        throw new HostError(`compute_load_gate: layer ${layer} of "${model}" out of order`, '22023')
+      const n = rows * hidden
+      const heap = mod.HEAPU8.buffer
+      const gate: GateLayer =
+        dtype === 1
+          ? { rows, hidden, dtype: 'f16', data: new Uint16Array(heap, data, n).slice() }
+          : { rows, hidden, dtype: 'f32', data: new Float32Array(heap, data, n).slice() }
+      if (nfix > 0) {
+        // GateFixup (gate_knn.h): int32 row, int32 col, float value
+        const words = new Int32Array(heap, fix, nfix * 3)
+        const values = new Float32Array(heap, fix, nfix * 3)
+        const f = {
+          rows: new Int32Array(nfix),
+          cols: new Int32Array(nfix),
+          values: new Float32Array(nfix),
+        }
+        for (let j = 0; j < nfix; j++) {
+          f.rows[j] = words[3 * j]!
+          f.cols[j] = words[3 * j + 1]!
+          f.values[j] = values[3 * j + 2]!
+        }
+        gate.fixups = f
+      }
+      pending.push(gate)
+      if (layer === layers - 1) {
+        this.gateLoads.delete(model)
+        this.compute.loadGate(model, pending)
+      }
+      return new Uint8Array(0)
+    })
+  }
+
+  /** A model C freed: the backend forgets it. Never fails. */
+  computeDrop(mod: WasmModule, key: number): number {
+    try {
+      const model = readCString(mod, key)
+      this.gateLoads.delete(model)
+      this.computeClient?.dropModel(model)
+    } catch {
+      // nothing to report at transaction end
+    }
+    return 0
+  }
+
   /** Copies the pending result into C's buffer at dst. */
   take(mod: WasmModule, dst: number, len: number): void {
     const result = this.pending ?? new Uint8Array(0)
@@ -175,13 +289,20 @@ export class HostBridge {
       return this.pending.length
     } catch (e) {
       this.pending = null
-      const sqlstate = e instanceof HostError ? e.sqlstate : '38000'
+      const sqlstate = e instanceof HostError || e instanceof ComputeError ? e.sqlstate : '38000'
       const message = e instanceof Error ? e.message : String(e)
       // PostgreSQL messages are C strings: no NUL inside.
       this.error = encoder.encode(sqlstate + message.replaceAll('\0', ' '))
       return -1
     }
   }
+}
+
+/** infer.compute as C passes it (compute.h ComputeBackendKind): only 'onnx' (2) is a host backend. */
+function checkBackend(backend: number): Uint8Array {
+  if (backend !== 2)
+    throw new HostError(`compute backend ${backend} is not a host backend`, '22023')
+  return new Uint8Array(0)
 }
 
 function readUtf8(mod: WasmModule, ptr: number, len: number): string {

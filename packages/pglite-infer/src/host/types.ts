@@ -1,3 +1,4 @@
+import type { ComputeClientOptions } from '@pglite-infer/compute'
 import type { EmscriptenFS } from './sources.js'
 
 /**
@@ -34,6 +35,11 @@ export interface HostOptions {
    * but no host file.
    */
   allowedHostDirectories?: readonly string[]
+  /**
+   * The compute backend's worker (infer.compute = 'onnx'): intra-op threads
+   * and the longest wait for one call.
+   */
+  compute?: ComputeClientOptions
 }
 
 /** The part of PGlite's emscripten Module the bridge uses. */

@@ -1,0 +1,154 @@
+/*
+ * compute.c: the compute seam (compute.h) and its two implementations of
+ * the batched gate pass: the built-in WASM kernels (what scan_layers and
+ * feature_signatures_batch did before the seam: exactly the same loops) and
+ * a host backend (infer.compute = 'onnx'), one host call per batch.
+ *
+ * The host backend holds its own copy of a model's gate rows, keyed by the
+ * model's name and load generation (a model re-created under the same name
+ * is another key). It gets them on the first call that finds the backend
+ * without them (first use, or after the backend's worker restarted), from C's
+ * heap, with the f16 subnormal fix-ups so its scores are exact too.
+ */
+#include "pg_infer.h"
+
+#include "deadline.h"
+
+#include "miscadmin.h"
+
+#include "compute.h"
+#include "guc.h"
+#include "host.h"
+
+/* Queries scored together by the batched WASM kernel. */
+#define WASM_BATCH 16
+
+static void
+wasm_push_layer(TopK *best, int layer, const float *scores, int rows, const GatePass *p)
+{
+	TopK one;
+
+	/* a per-layer limit of k or more cannot change what the k best are */
+	if (p->per_layer_k <= 0 || p->per_layer_k >= best->k)
+	{
+		topk_push_layer(best, layer, scores, rows, p->positive_only);
+		return;
+	}
+	topk_init(&one, p->per_layer_k, best->rank);
+	topk_push_layer(&one, layer, scores, rows, p->positive_only);
+	for (int i = 0; i < one.n; i++)
+		topk_push(best, one.hits[i].layer, one.hits[i].feature, one.hits[i].score);
+	pfree(one.hits);
+}
+
+static void
+wasm_gate_topk(InferModel *m, const GatePass *p, TopK *out)
+{
+	int max_features = 0;
+	float *scores;
+
+	for (int l = 0; l < m->layers; l++)
+		max_features = Max(max_features, m->features[l]);
+	scores = palloc(sizeof(float) * (size_t) Min(p->nq, WASM_BATCH) * Max(max_features, 1));
+
+	for (int b0 = 0; b0 < p->nq; b0 += WASM_BATCH)
+	{
+		int nb = Min(WASM_BATCH, p->nq - b0);
+		const float *q = p->queries + (size_t) b0 * m->hidden;
+
+		for (int l = 0; l < m->layers; l++)
+		{
+			if (p->use_layer && !p->use_layer[l])
+				continue;
+			/* one query: the single-query kernel, as scan_layers used */
+			if (p->nq == 1)
+				gate_scores(&m->gate[l], q, scores);
+			else
+				gate_scores_batch(&m->gate[l], q, nb, scores);
+			for (int i = 0; i < nb; i++)
+				wasm_push_layer(&out[b0 + i], l, scores + (size_t) i * m->features[l],
+								m->features[l], p);
+			INFER_CHECK_INTERRUPTS();
+		}
+	}
+	pfree(scores);
+}
+
+/* The host backend's key of a model: its name and load generation. */
+static void
+model_key(const InferModel *m, char *key, size_t size)
+{
+	snprintf(key, size, "%s#" UINT64_FORMAT, m->name, m->generation);
+}
+
+static void
+host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
+{
+	char key[MODEL_NAME_MAX + 32];
+	char *result;
+	const int32 *counts;
+	const GateHit *hits;
+
+	model_key(m, key, sizeof(key));
+	result = host_compute_gate_topk(key, p, m->hidden, m->layers);
+	if (result == NULL)
+	{
+		/* the backend does not hold this model (yet, or since a restart) */
+		for (int l = 0; l < m->layers; l++)
+			host_compute_load_gate(key, l, m->layers, &m->gate[l]);
+		result = host_compute_gate_topk(key, p, m->hidden, m->layers);
+		if (result == NULL)
+			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+							errmsg("the compute backend lost model \"%s\" right after loading it",
+								   m->name)));
+	}
+	counts = (const int32 *) result;
+	hits = (const GateHit *) (result + sizeof(int32) * p->nq);
+	for (int i = 0; i < p->nq; i++)
+	{
+		const GateHit *h = hits + (size_t) i * p->k;
+
+		if (counts[i] < 0 || counts[i] > p->k)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the compute backend returned %d hits for a top-%d", counts[i], p->k)));
+		for (int j = 0; j < counts[i]; j++)
+		{
+			if (h[j].layer < 0 || h[j].layer >= m->layers ||
+				(p->use_layer && !p->use_layer[h[j].layer]) || h[j].feature < 0 ||
+				h[j].feature >= m->features[h[j].layer])
+				ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+								errmsg("the compute backend returned feature %d of layer %d, "
+									   "which model \"%s\" does not have or was not asked for",
+									   h[j].feature, h[j].layer, m->name)));
+			out[i].hits[j] = h[j];
+		}
+		out[i].n = counts[i];
+	}
+	pfree(result);
+}
+
+void
+compute_gate_topk(InferModel *m, const GatePass *p, TopK *out)
+{
+	for (int i = 0; i < p->nq; i++)
+		topk_init(&out[i], p->k, p->rank);
+	if (p->nq <= 0 || p->k <= 0)
+		return;
+	/* 'auto' is 'wasm' today: docs/compute.md says why */
+	if (infer_compute == COMPUTE_ONNX)
+		host_gate_topk(m, p, out);
+	else
+		wasm_gate_topk(m, p, out);
+	for (int i = 0; i < p->nq; i++)
+		topk_sorted(&out[i]);
+}
+
+void
+compute_model_freed(InferModel *m)
+{
+	char key[MODEL_NAME_MAX + 32];
+
+	model_key(m, key, sizeof(key));
+	host_compute_drop(key);
+}

@@ -1,0 +1,181 @@
+/**
+ * The synchronous side of the compute seam: pg_infer's host hooks run inside
+ * a SQL call and cannot await, so each call posts its request to a worker
+ * thread (worker.ts) that owns the backend, and blocks in Atomics.wait until
+ * the worker reports through a SharedArrayBuffer. The worker is started on
+ * first use and kept across calls; one that dies (or is terminated) fails the
+ * call in flight with a clear error and is started again by the next call,
+ * which then reloads the models it needs.
+ *
+ * Loaded in browsers too: no Node module is imported statically.
+ */
+import {
+  CONTROL_BYTES,
+  ERROR_AT,
+  HIT_BYTES,
+  STATUS_DEAD,
+  STATUS_OK,
+  STATUS_PENDING,
+  type Request,
+  type WorkerData,
+} from './protocol.js'
+import { ComputeError, type GateLayer, type GateTopKRequest } from './types.js'
+
+type Workers = typeof import('node:worker_threads')
+type Worker = import('node:worker_threads').Worker
+
+export interface ComputeClientOptions {
+  backend?: 'onnx'
+  /** Intra-op threads of the backend (default: PGLITE_INFER_ONNX_THREADS, else 2). */
+  threads?: number
+  /** Longest wait for one call, in milliseconds (default 10 minutes): never a hang. */
+  timeoutMs?: number
+}
+
+const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000
+/** How often a blocked caller checks that the worker still runs. */
+const POLL_MS = 50
+/** Kept in a variable so that bundlers do not try to follow a Node-only worker. */
+const WORKER_MODULE = './worker.js'
+
+export class ComputeClient {
+  private worker: Worker | undefined
+  private control: SharedArrayBuffer | undefined
+  /** Models loaded into the running worker. */
+  private readonly loaded = new Set<string>()
+  private crashNext = false
+  private readonly timeoutMs: number
+
+  constructor(private readonly options: ComputeClientOptions = {}) {
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  }
+
+  /** Whether the running worker holds this model (false after a restart). */
+  hasModel(model: string): boolean {
+    return this.worker !== undefined && this.worker.threadId !== -1 && this.loaded.has(model)
+  }
+
+  loadGate(model: string, layers: GateLayer[]): void {
+    const transfer = layers.flatMap((l) => [
+      l.data.buffer as ArrayBuffer,
+      ...(l.fixups
+        ? ([l.fixups.rows.buffer, l.fixups.cols.buffer, l.fixups.values.buffer] as ArrayBuffer[])
+        : []),
+    ])
+    this.call({ op: 'loadGate', model, layers }, transfer)
+    this.loaded.add(model)
+  }
+
+  /** The hits in C's layout: nq int32 counts, then nq x k GateHits (12 bytes each). */
+  gateTopK(request: GateTopKRequest): Uint8Array {
+    const bytes = request.nq * 4 + request.nq * request.k * HIT_BYTES
+    const reply = new SharedArrayBuffer(Math.max(bytes, 4))
+    const crash = this.crashNext
+    this.crashNext = false
+    this.call({ op: 'gateTopK', ...request, reply, crash }, [request.queries.buffer as ArrayBuffer])
+    return new Uint8Array(reply, 0, bytes).slice()
+  }
+
+  /** Forgets a model in the worker; never throws, never waits. */
+  dropModel(model: string): void {
+    if (!this.loaded.delete(model) || !this.worker) return
+    try {
+      this.worker.postMessage({ op: 'drop', model } satisfies Request)
+    } catch {
+      // a dead worker holds nothing
+    }
+  }
+
+  /** Stops the worker (the next call starts a new one). */
+  async terminate(): Promise<void> {
+    const w = this.worker
+    this.worker = undefined
+    this.loaded.clear()
+    if (w) await w.terminate()
+  }
+
+  /** Test hook: the worker exits in the middle of the next gateTopK. */
+  crashNextCall(): void {
+    this.crashNext = true
+  }
+
+  private start(): { worker: Worker; control: Int32Array } {
+    if (this.worker && this.worker.threadId !== -1 && this.control)
+      return { worker: this.worker, control: new Int32Array(this.control, 0, 4) }
+    this.worker = undefined
+    this.loaded.clear()
+    const workers = nodeWorkers()
+    const control = new SharedArrayBuffer(CONTROL_BYTES)
+    const data: WorkerData = {
+      control,
+      backend: this.options.backend ?? 'onnx',
+      threads: this.options.threads,
+    }
+    let worker: Worker
+    try {
+      worker = new workers.Worker(new URL(WORKER_MODULE, import.meta.url), { workerData: data })
+    } catch (e) {
+      throw new ComputeError(`cannot start the compute worker: ${(e as Error).message}`, '58000')
+    }
+    worker.unref()
+    worker.on('error', () => undefined) // reported through the control buffer
+    worker.on('exit', () => {
+      if (this.worker === worker) {
+        this.worker = undefined
+        this.loaded.clear()
+      }
+    })
+    this.worker = worker
+    this.control = control
+    return { worker, control: new Int32Array(control, 0, 4) }
+  }
+
+  private call(request: Request, transfer: ArrayBuffer[]): void {
+    const { worker, control } = this.start()
+    Atomics.store(control, 0, STATUS_PENDING)
+    worker.postMessage(request, transfer)
+    const deadline = Date.now() + this.timeoutMs
+    for (;;) {
+      if (Atomics.load(control, 0) !== STATUS_PENDING) break
+      const left = deadline - Date.now()
+      if (worker.threadId === -1 || left <= 0) {
+        // gone without a word, or too slow: never wait forever
+        void this.terminate().catch(() => undefined)
+        throw new ComputeError(
+          worker.threadId === -1
+            ? `the compute worker stopped during ${request.op}; the next call starts a new one`
+            : `the compute worker did not answer ${request.op} within ${Math.round(this.timeoutMs / 1000)} s`,
+          '58000',
+        )
+      }
+      Atomics.wait(control, 0, STATUS_PENDING, Math.min(left, POLL_MS))
+    }
+    const status = Atomics.load(control, 0)
+    if (status === STATUS_OK) return
+    const length = Atomics.load(control, 1)
+    const text = new TextDecoder().decode(new Uint8Array(this.control!, ERROR_AT, length).slice())
+    if (status === STATUS_DEAD) {
+      this.worker = undefined
+      this.loaded.clear()
+      void worker.terminate().catch(() => undefined)
+    }
+    let err: { sqlstate: string; message: string }
+    try {
+      err = JSON.parse(text) as { sqlstate: string; message: string }
+    } catch {
+      err = { sqlstate: '58000', message: text }
+    }
+    throw new ComputeError(err.message, err.sqlstate)
+  }
+}
+
+function nodeWorkers(): Workers {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
+  const workers = proc?.getBuiltinModule?.('node:worker_threads') as Workers | undefined
+  if (!workers)
+    throw new ComputeError(
+      "infer.compute = 'onnx' needs Node.js worker_threads; it is not available here",
+      '0A000',
+    )
+  return workers
+}

@@ -1,0 +1,243 @@
+/**
+ * The ONNX Runtime backend (onnxruntime-node, CPU execution provider). Each
+ * model's gate pass is one graph built here with onnx-proto, one session per
+ * model: per layer Gemm(q, G^T) -> scores [nq, rows], then TopK (on Abs for
+ * the |score| rank, with the signed scores gathered back), every layer in
+ * the same graph, so a batch of queries is one session.run.
+ *
+ * ONNX TopK keeps the lower index first among equal values, and hits are
+ * merged across layers in C's order (topk.ts), so the sets equal the
+ * built-in kernel's; scores may differ in the last bits (summation order).
+ */
+import { createRequire } from 'node:module'
+import type * as Ort from 'onnxruntime-node'
+import type { onnx as OnnxTypes } from 'onnx-proto'
+import { halfToFloat, mergeTopK, type Hit } from './topk.js'
+import {
+  ComputeError,
+  type ComputeBackend,
+  type GateLayer,
+  type GateTopKRequest,
+  type GateTopKResult,
+} from './types.js'
+
+export interface OnnxBackendOptions {
+  /** Intra-op threads (default: PGLITE_INFER_ONNX_THREADS, else 2). */
+  threads?: number
+}
+
+/** The install command a missing onnxruntime-node is reported with. */
+export const ONNX_INSTALL_HINT = 'ONNXRUNTIME_NODE_INSTALL=skip npm i onnxruntime-node'
+
+type OrtModule = typeof Ort
+type OnnxProto = typeof import('onnx-proto')
+
+/** Loads onnxruntime-node, or fails with the package name and the install command. */
+export async function loadOrt(): Promise<OrtModule> {
+  try {
+    const mod = (await import('onnxruntime-node')) as OrtModule & { default?: OrtModule }
+    return mod.InferenceSession ? mod : mod.default!
+  } catch (e) {
+    throw new ComputeError(
+      `infer.compute = 'onnx' needs the npm package onnxruntime-node, which cannot be loaded ` +
+        `(${(e as Error).message.split('\n')[0]}); install it with: ${ONNX_INSTALL_HINT}`,
+      '58000',
+    )
+  }
+}
+
+interface ModelSession {
+  session: Ort.InferenceSession
+  rows: number[]
+  hidden: number
+}
+
+export class OnnxBackend implements ComputeBackend {
+  readonly name = 'onnx'
+  private readonly models = new Map<string, ModelSession>()
+  private readonly threads: number
+
+  private constructor(
+    private readonly ort: OrtModule,
+    options: OnnxBackendOptions,
+  ) {
+    const env = Number(process.env.PGLITE_INFER_ONNX_THREADS)
+    this.threads = Math.max(1, Math.min(64, options.threads ?? (env > 0 ? env : 2)))
+  }
+
+  static async create(options: OnnxBackendOptions = {}): Promise<OnnxBackend> {
+    return new OnnxBackend(await loadOrt(), options)
+  }
+
+  hasModel(model: string): boolean {
+    return this.models.has(model)
+  }
+
+  async loadGate(model: string, layers: GateLayer[]): Promise<void> {
+    this.dropModel(model)
+    if (layers.length === 0) throw new ComputeError(`model "${model}" has no layers`, '22023')
+    const hidden = layers[0]!.hidden
+    const bytes = buildGateGraph(layers)
+    const extra = { session: { intra_op: { allow_spinning: '0' } } }
+    const session = await this.ort.InferenceSession.create(bytes, {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: this.threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+      extra,
+    })
+    this.models.set(model, { session, rows: layers.map((l) => l.rows), hidden })
+  }
+
+  dropModel(model: string): void {
+    const m = this.models.get(model)
+    if (!m) return
+    this.models.delete(model)
+    void m.session.release().catch(() => undefined)
+  }
+
+  async gateTopK(r: GateTopKRequest): Promise<GateTopKResult> {
+    const m = this.models.get(r.model)
+    if (!m) throw new ComputeError(`model "${r.model}" is not loaded in the onnx backend`, '55000')
+    if (r.queries.length !== r.nq * m.hidden)
+      throw new ComputeError(
+        `gateTopK: ${r.queries.length} query values for ${r.nq} x ${m.hidden}`,
+        '22023',
+      )
+    const candidates: Hit[][] = Array.from({ length: r.nq }, () => [])
+    // positive_only keeps scores > 0, where |score| and score rank alike
+    const signed = r.rank === 'signed' || r.positiveOnly
+    const feeds: Record<string, Ort.Tensor> = {
+      q: new this.ort.Tensor('float32', r.queries, [r.nq, m.hidden]),
+    }
+    const fetches: string[] = []
+    const kOf: number[] = []
+    for (let l = 0; l < m.rows.length; l++) {
+      const want = r.perLayerK > 0 ? Math.min(r.perLayerK, r.k) : r.k
+      const k = Math.min(want, m.rows[l]!)
+      const used = (!r.layers || r.layers[l] !== 0) && k > 0
+      kOf.push(used ? k : 0)
+      feeds[`k_${l}`] = new this.ort.Tensor('int64', BigInt64Array.of(BigInt(used ? k : 1)), [1])
+      if (used)
+        fetches.push(
+          `${signed ? 'signed' : 'abs'}_score_${l}`,
+          `${signed ? 'signed' : 'abs'}_index_${l}`,
+        )
+    }
+    if (r.nq > 0 && fetches.length > 0) {
+      const out = await m.session.run(feeds, fetches)
+      for (let l = 0; l < m.rows.length; l++) {
+        const k = kOf[l]!
+        if (k === 0) continue
+        const scores = out[`${signed ? 'signed' : 'abs'}_score_${l}`]!.data as Float32Array
+        const index = out[`${signed ? 'signed' : 'abs'}_index_${l}`]!.data as BigInt64Array
+        for (let i = 0; i < r.nq; i++)
+          for (let j = 0; j < k; j++)
+            candidates[i]!.push({
+              layer: l,
+              feature: Number(index[i * k + j]!),
+              score: scores[i * k + j]!,
+            })
+      }
+    }
+    return mergeTopK(candidates, r.k, r.rank, r.positiveOnly)
+  }
+
+  async dispose(): Promise<void> {
+    for (const model of [...this.models.keys()]) this.dropModel(model)
+  }
+}
+
+let proto: OnnxProto | undefined
+
+/** onnx-proto is CommonJS: its value through require, its types from the import. */
+function onnxProto(): OnnxProto {
+  proto ??= createRequire(import.meta.url)('onnx-proto') as OnnxProto
+  return proto
+}
+
+/** f32 rows of a layer, exact: f16 widened, the subnormal fix-ups put back. */
+export function layerRowsF32(layer: GateLayer): Float32Array {
+  const n = layer.rows * layer.hidden
+  if (layer.data.length !== n)
+    throw new ComputeError(
+      `gate layer has ${layer.data.length} values, expected ${layer.rows} x ${layer.hidden}`,
+      '22023',
+    )
+  if (layer.dtype === 'f32') return layer.data as Float32Array
+  const out = halfToFloat(layer.data as Uint16Array)
+  const fix = layer.fixups
+  if (fix)
+    for (let j = 0; j < fix.values.length; j++)
+      out[fix.rows[j]! * layer.hidden + fix.cols[j]!] = fix.values[j]!
+  return out
+}
+
+/** The gate pass of every layer as one ONNX model (serialized). */
+export function buildGateGraph(layers: GateLayer[]): Uint8Array {
+  const { onnx } = onnxProto()
+  const FLOAT = onnx.TensorProto.DataType.FLOAT
+  const INT64 = onnx.TensorProto.DataType.INT64
+  const hidden = layers[0]!.hidden
+  const nodes: OnnxTypes.INodeProto[] = []
+  const inits: OnnxTypes.ITensorProto[] = []
+  const inputs: OnnxTypes.IValueInfoProto[] = []
+  const outputs: OnnxTypes.IValueInfoProto[] = []
+  const int = (name: string, i: number): OnnxTypes.IAttributeProto => ({
+    name,
+    type: onnx.AttributeProto.AttributeType.INT,
+    i,
+  })
+  const tensor = (elem: number, dims: (number | string)[]): OnnxTypes.ITypeProto => ({
+    tensorType: {
+      elemType: elem,
+      shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) },
+    },
+  })
+  const node = (
+    op: string,
+    input: string[],
+    output: string[],
+    attribute: OnnxTypes.IAttributeProto[] = [],
+  ) => nodes.push({ opType: op, input, output, attribute })
+
+  inputs.push({ name: 'q', type: tensor(FLOAT, ['nq', hidden]) })
+  layers.forEach((layer, l) => {
+    if (layer.hidden !== hidden)
+      throw new ComputeError(`layer ${l} has hidden ${layer.hidden}, layer 0 ${hidden}`, '22023')
+    const rows = layerRowsF32(layer)
+    inits.push({
+      name: `g_${l}`,
+      dims: [layer.rows, hidden],
+      dataType: FLOAT,
+      rawData: new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength),
+    })
+    inputs.push({ name: `k_${l}`, type: tensor(INT64, [1]) })
+    node('Gemm', ['q', `g_${l}`], [`s_${l}`], [int('transB', 1)])
+    node(
+      'TopK',
+      [`s_${l}`, `k_${l}`],
+      [`signed_score_${l}`, `signed_index_${l}`],
+      [int('axis', 1), int('largest', 1), int('sorted', 1)],
+    )
+    node('Abs', [`s_${l}`], [`a_${l}`])
+    node(
+      'TopK',
+      [`a_${l}`, `k_${l}`],
+      [`av_${l}`, `abs_index_${l}`],
+      [int('axis', 1), int('largest', 1), int('sorted', 1)],
+    )
+    node('GatherElements', [`s_${l}`, `abs_index_${l}`], [`abs_score_${l}`], [int('axis', 1)])
+    for (const kind of ['signed', 'abs']) {
+      outputs.push({ name: `${kind}_score_${l}`, type: tensor(FLOAT, ['nq', `k${l}`]) })
+      outputs.push({ name: `${kind}_index_${l}`, type: tensor(INT64, ['nq', `k${l}`]) })
+    }
+  })
+  const model = onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    producerName: 'pglite-infer compute',
+    graph: { name: 'gate_topk', node: nodes, initializer: inits, input: inputs, output: outputs },
+  })
+  return onnx.ModelProto.encode(model).finish()
+}

@@ -1,0 +1,46 @@
+/**
+ * What the calling thread (client.ts) and the compute worker (worker.ts)
+ * share. Requests travel by postMessage; the answer comes back through
+ * SharedArrayBuffers while the caller blocks in Atomics.wait: Int32 [0] of
+ * the control buffer is the status (STATUS_*), [1] the byte length of the
+ * result (in the request's reply buffer) or of the UTF-8 JSON error
+ * ({ sqlstate, message }) stored in the control buffer from byte ERROR_AT.
+ */
+import type { GateLayer, GateRank } from './types.js'
+
+export const STATUS_PENDING = 0
+export const STATUS_OK = 1
+export const STATUS_ERROR = 2
+/** The worker is exiting (crash, process.exit): the error says why. */
+export const STATUS_DEAD = 3
+
+export const ERROR_AT = 16
+export const CONTROL_BYTES = ERROR_AT + 64 * 1024
+
+/** Bytes per hit in a gateTopK reply: int32 layer, int32 feature, float32 score (C's GateHit). */
+export const HIT_BYTES = 12
+
+export interface WorkerData {
+  control: SharedArrayBuffer
+  backend: 'onnx'
+  threads?: number
+}
+
+export type Request =
+  | { op: 'loadGate'; model: string; layers: GateLayer[] }
+  | {
+      op: 'gateTopK'
+      model: string
+      queries: Float32Array
+      nq: number
+      layers?: Uint8Array
+      perLayerK: number
+      k: number
+      rank: GateRank
+      positiveOnly: boolean
+      /** nq int32 counts, then nq x k hits (HIT_BYTES each): C's layout. */
+      reply: SharedArrayBuffer
+      /** Test hook: the worker exits while serving this request. */
+      crash?: boolean
+    }
+  | { op: 'drop'; model: string }
