@@ -285,6 +285,24 @@ read_whole(ModelIndexReader *r, const char *name, int *len)
 	return out;
 }
 
+/* Block 0 of a model index, checked: the level stored and where the directory is. */
+static ModelIndexMeta
+read_model_meta(Relation index)
+{
+	ModelIndexMeta meta;
+	Buffer buf = ReadBuffer(index, 0);
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	memcpy(&meta, InferPageEntries(BufferGetPage(buf)), sizeof(meta));
+	UnlockReleaseBuffer(buf);
+	if (meta.magic != MODEL_INDEX_MAGIC || meta.version != MODEL_INDEX_VERSION ||
+		meta.directory.nbytes % sizeof(Segment) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index infer.%s does not hold a model", RelationGetRelationName(index))));
+	return meta;
+}
+
 bool
 model_index_exists(const char *index_name)
 {
@@ -298,7 +316,6 @@ model_index_open(const char *index_name, const char *model, int *metalen, void *
 	Oid oid = RangeVarGetRelidExtended(makeRangeVar("infer", (char *) index_name, -1),
 									   AccessShareLock, RVR_MISSING_OK, NULL, NULL);
 	ModelIndexReader *r = palloc0(sizeof(ModelIndexReader));
-	Buffer buf;
 	ModelIndexMeta meta;
 	char *tokenizer, *config, *desc;
 	int tlen, clen;
@@ -310,14 +327,7 @@ model_index_open(const char *index_name, const char *model, int *metalen, void *
 						index_name),
 				 errhint("Drop the model with infer_drop_model('%s') and store it again.", model)));
 	r->index = index_open(oid, AccessShareLock);
-	buf = ReadBuffer(r->index, 0);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	memcpy(&meta, InferPageEntries(BufferGetPage(buf)), sizeof(meta));
-	UnlockReleaseBuffer(buf);
-	if (meta.magic != MODEL_INDEX_MAGIC || meta.version != MODEL_INDEX_VERSION ||
-		meta.directory.nbytes % sizeof(Segment) != 0)
-		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
-						errmsg("index infer.%s does not hold a model", index_name)));
+	meta = read_model_meta(r->index);
 	r->nsegments = meta.directory.nbytes / sizeof(Segment);
 	r->segments = palloc(meta.directory.nbytes + 1);
 	read_segment(r->index, &meta.directory, (char *) r->segments);
@@ -393,17 +403,9 @@ snapshot_one(Oid oid)
 {
 	Relation index = index_open(oid, AccessShareLock);
 	ModelIndexSnapshot *snap = palloc0(sizeof(ModelIndexSnapshot));
-	ModelIndexMeta meta;
+	ModelIndexMeta meta = read_model_meta(index);
 	Segment *dir;
-	Buffer buf = ReadBuffer(index, 0);
 
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	memcpy(&meta, InferPageEntries(BufferGetPage(buf)), sizeof(meta));
-	UnlockReleaseBuffer(buf);
-	if (meta.magic != MODEL_INDEX_MAGIC || meta.version != MODEL_INDEX_VERSION ||
-		meta.directory.nbytes % sizeof(Segment) != 0)
-		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
-						errmsg("index %s does not hold a model", RelationGetRelationName(index))));
 	snap->index = oid;
 	memcpy(snap->level, meta.level, sizeof(snap->level));
 	snap->nsegments = meta.directory.nbytes / sizeof(Segment);

@@ -6,7 +6,7 @@
  * result (in the request's reply buffer) or of the UTF-8 JSON error
  * ({ sqlstate, message }) stored in the control buffer from byte ERROR_AT.
  */
-import type { GateLayer, GateRank } from './types.js'
+import type { GateLayer, GateRank, GateTopKRequest } from './types.js'
 
 export const STATUS_PENDING = 0
 export const STATUS_OK = 1
@@ -28,19 +28,11 @@ export interface WorkerData {
 
 export type Request =
   | { op: 'loadGate'; model: string; layers: GateLayer[] }
-  | {
+  | (GateTopKRequest & {
       op: 'gateTopK'
-      model: string
-      queries: Float32Array
-      nq: number
-      layers?: Uint8Array
-      perLayerK: number
-      k: number
-      rank: GateRank
-      positiveOnly: boolean
       /** nq int32 counts, then nq x k hits (HIT_BYTES each): C's layout. */
       reply: SharedArrayBuffer
       /** Test hook: the worker exits while serving this request. */
       crash?: boolean
-    }
+    })
   | { op: 'drop'; model: string }
