@@ -6,7 +6,7 @@
  * result (in the request's reply buffer) or of the UTF-8 JSON error
  * ({ sqlstate, message }) stored in the control buffer from byte ERROR_AT.
  */
-import type { GateLayer, GateRank, GateTopKRequest } from './types.js'
+import type { GateLayer, GateTopKRequest } from './types.js'
 
 export const STATUS_PENDING = 0
 export const STATUS_OK = 1
