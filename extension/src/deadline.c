@@ -41,6 +41,17 @@ infer_check_deadline(void)
 						errmsg("canceling statement due to statement timeout")));
 }
 
+int
+infer_deadline_left_ms(void)
+{
+	TimestampTz left;
+
+	if (timeout_ms <= 0 || statement_start == 0)
+		return -1;
+	left = (TimestampTz) timeout_ms * 1000 - (GetCurrentTimestamp() - statement_start);
+	return left > 0 ? (int) (left / 1000) : 0;
+}
+
 static void
 deadline_executor_start(QueryDesc *queryDesc, int eflags)
 {

@@ -16,6 +16,13 @@
 /* Raises 57014 (query_canceled) once the statement has run past statement_timeout. */
 extern void infer_check_deadline(void);
 
+/*
+ * Milliseconds the statement has left before statement_timeout, or -1 when
+ * no timeout is set: for work that leaves the WASM thread (a compute
+ * backend's worker), which must stop at the same deadline.
+ */
+extern int infer_deadline_left_ms(void);
+
 /* Tracks where statements begin (_PG_init). */
 extern void deadline_init(void);
 

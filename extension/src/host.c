@@ -14,6 +14,7 @@
 #include "utils/elog.h"
 
 #include "compute.h"
+#include "deadline.h"
 #include "guc.h"
 
 /*
@@ -106,13 +107,14 @@ EM_JS(int, pgi_host_normalize, (const char *text, int text_len), {
 
 EM_JS(int, pgi_host_compute_gate_topk,
 	  (int backend, const char *key, const float *queries, int nq, int hidden,
-	   const bool *use_layer, int layers, int per_layer_k, int k, int rank, int positive_only),
+	   const bool *use_layer, int layers, int per_layer_k, int k, int rank, int positive_only,
+	   int deadline_ms),
 	  {
 		  if (!Module.pgInferHost)
 			  return -2;
 		  return Module.pgInferHost.computeGateTopK(Module, backend, key, queries, nq, hidden,
 													use_layer, layers, per_layer_k, k, rank,
-													positive_only);
+													positive_only, deadline_ms);
 	  });
 
 EM_JS(int, pgi_host_compute_load_gate,
@@ -288,9 +290,10 @@ host_normalize(const char *text, int text_len)
 char *
 host_compute_gate_topk(const char *key, const GatePass *pass, int hidden, int layers)
 {
-	int rc = pgi_host_compute_gate_topk(
-		infer_compute, key, pass->queries, pass->nq, hidden, pass->use_layer, layers,
-		pass->per_layer_k, pass->k, pass->rank == RANK_ABS ? 0 : 1, pass->positive_only ? 1 : 0);
+	int rc = pgi_host_compute_gate_topk(infer_compute, key, pass->queries, pass->nq, hidden,
+										pass->use_layer, layers, pass->per_layer_k, pass->k,
+										pass->rank == RANK_ABS ? 0 : 1, pass->positive_only ? 1 : 0,
+										infer_deadline_left_ms());
 	size_t expect = sizeof(int32) * pass->nq + sizeof(GateHit) * (size_t) pass->nq * pass->k;
 
 	if (rc == HOST_COMPUTE_NOT_LOADED)

@@ -80,6 +80,8 @@ feature_signatures_batch(InferModel *m, text **inputs, int n, GateHit (*out)[SIG
 
 		memcpy(queries + (size_t) i * m->hidden, q, sizeof(float) * m->hidden);
 		pfree(q);
+		/* tokenizing thousands of texts is long work too */
+		INFER_CHECK_INTERRUPTS();
 	}
 	/* one pass for the whole batch: the backend blocks it as it likes */
 	feature_signatures_of(m, queries, n, out, counts);

@@ -199,6 +199,23 @@ describe('choosing and failing', () => {
     expect(await on('onnx', () => rows<{ n: number }>(sql))).toEqual(before)
   })
 
+  it('statement_timeout ends a call in the worker with 57014; the next call works', async () => {
+    const sql = "select count(*)::int as n from infer_signatures(array['France'], 'qf16')"
+    const before = await on('onnx', () => rows<{ n: number }>(sql))
+    // the worker is busy for 5 s: the statement must not wait for it
+    db.infer.compute.stallNextCall(5000)
+    await db.exec("set statement_timeout = '300ms'")
+    const t0 = performance.now()
+    const err = await on('onnx', () => sqlError(db, sql))
+    const ms = performance.now() - t0
+    await db.exec('reset statement_timeout')
+    expect(err.code).toBe('57014')
+    expect(err.message).toMatch(/statement timeout/)
+    // the client waits in 50 ms slices
+    expect(ms).toBeLessThan(300 + 500)
+    expect(await on('onnx', () => rows<{ n: number }>(sql))).toEqual(before)
+  })
+
   it('a model re-created under the same name is reloaded in the backend', async () => {
     type Row = { layer: number; feature: number; score: number }
     const sql = "select layer, feature, score from infer_signatures(array['Paris'], 'm')"

@@ -44,6 +44,7 @@ export class ComputeClient {
   /** Models loaded into the running worker. */
   private readonly loaded = new Set<string>()
   private crashNext = false
+  private stallNextMs = 0
   private readonly timeoutMs: number
 
   constructor(private readonly options: ComputeClientOptions = {}) {
@@ -66,13 +67,24 @@ export class ComputeClient {
     this.loaded.add(model)
   }
 
-  /** The hits in C's layout: nq int32 counts, then nq x k GateHits (12 bytes each). */
-  gateTopK(request: GateTopKRequest): Uint8Array {
+  /**
+   * The hits in C's layout: nq int32 counts, then nq x k GateHits (12 bytes
+   * each). `statementLeftMs`: what the SQL statement has left before
+   * statement_timeout; past it the call ends with 57014 and the worker, still
+   * busy with it, is stopped (the next call starts a new one).
+   */
+  gateTopK(request: GateTopKRequest, statementLeftMs?: number): Uint8Array {
     const bytes = request.nq * 4 + request.nq * request.k * HIT_BYTES
     const reply = new SharedArrayBuffer(Math.max(bytes, 4))
     const crash = this.crashNext
+    const stallMs = this.stallNextMs
     this.crashNext = false
-    this.call({ op: 'gateTopK', ...request, reply, crash }, [request.queries.buffer as ArrayBuffer])
+    this.stallNextMs = 0
+    this.call(
+      { op: 'gateTopK', ...request, reply, crash, stallMs },
+      [request.queries.buffer as ArrayBuffer],
+      statementLeftMs,
+    )
     return new Uint8Array(reply, 0, bytes).slice()
   }
 
@@ -97,6 +109,11 @@ export class ComputeClient {
   /** Test hook: the worker exits in the middle of the next gateTopK. */
   crashNextCall(): void {
     this.crashNext = true
+  }
+
+  /** Test hook: the worker is busy for `ms` before it serves the next gateTopK. */
+  stallNextCall(ms: number): void {
+    this.stallNextMs = ms
   }
 
   private start(): { worker: Worker; control: Int32Array } {
@@ -130,15 +147,22 @@ export class ComputeClient {
     return { worker, control: new Int32Array(control, 0, 4) }
   }
 
-  private call(request: Request, transfer: ArrayBuffer[]): void {
+  private call(request: Request, transfer: ArrayBuffer[], statementLeftMs?: number): void {
     const { worker, control } = this.start()
     Atomics.store(control, 0, STATUS_PENDING)
     worker.postMessage(request, transfer)
-    const deadline = Date.now() + this.timeoutMs
+    const started = Date.now()
+    const deadline = started + this.timeoutMs
+    const statementDeadline = statementLeftMs === undefined ? Infinity : started + statementLeftMs
     for (;;) {
       if (Atomics.load(control, 0) !== STATUS_PENDING) break
-      const left = deadline - Date.now()
-      if (worker.threadId === -1 || left <= 0) {
+      if (Date.now() >= statementDeadline) {
+        // the statement is over: stop the work it asked for, as PostgreSQL would
+        void this.terminate().catch(() => undefined)
+        throw new ComputeError('canceling statement due to statement timeout', '57014')
+      }
+      const left = Math.min(deadline, statementDeadline) - Date.now()
+      if (worker.threadId === -1 || deadline - Date.now() <= 0) {
         // gone without a word, or too slow: never wait forever
         void this.terminate().catch(() => undefined)
         throw new ComputeError(

@@ -34,5 +34,7 @@ export type Request =
       reply: SharedArrayBuffer
       /** Test hook: the worker exits while serving this request. */
       crash?: boolean
+      /** Test hook: the worker is busy this long before it serves the request. */
+      stallMs?: number
     })
   | { op: 'drop'; model: string }

@@ -72,6 +72,7 @@ async function serve(req: Request): Promise<void> {
       return
     case 'gateTopK': {
       if (req.crash) process.exit(3)
+      if (req.stallMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, req.stallMs)
       const r = await b.gateTopK(req)
       const out = new DataView(req.reply)
       const k = req.k

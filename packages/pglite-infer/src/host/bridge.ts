@@ -182,21 +182,25 @@ export class HostBridge {
     k: number,
     rank: number,
     positiveOnly: number,
+    deadlineMs: number,
   ): number {
     const model = readCString(mod, key)
     if (this.run(() => checkBackend(backend)) < 0) return -1
     if (!this.compute.hasModel(model)) return -3
     return this.run(() =>
-      this.compute.gateTopK({
-        model,
-        queries: new Float32Array(mod.HEAPU8.buffer, queries, nq * hidden).slice(),
-        nq,
-        layers: useLayer ? mod.HEAPU8.slice(useLayer, useLayer + layers) : undefined,
-        perLayerK,
-        k,
-        rank: rank === 0 ? 'abs' : 'signed',
-        positiveOnly: positiveOnly !== 0,
-      }),
+      this.compute.gateTopK(
+        {
+          model,
+          queries: new Float32Array(mod.HEAPU8.buffer, queries, nq * hidden).slice(),
+          nq,
+          layers: useLayer ? mod.HEAPU8.slice(useLayer, useLayer + layers) : undefined,
+          perLayerK,
+          k,
+          rank: rank === 0 ? 'abs' : 'signed',
+          positiveOnly: positiveOnly !== 0,
+        },
+        deadlineMs >= 0 ? deadlineMs : undefined,
+      ),
     )
   }
 
