@@ -1,5 +1,13 @@
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -99,5 +107,74 @@ describe('pglite-infer CLI on knowledge-qwen2-6l', () => {
     const r = cli('extract', MODEL, '-o', join(out, 'y'), '--dtype', 'f8')
     expect(r.status).toBe(1)
     expect(r.stderr).toContain('--dtype must be one of f16, f32')
+  })
+
+  it('refuses an existing non-empty output directory unless --force', () => {
+    const dir = join(out, 'occupied')
+    mkdirSync(dir)
+    writeFileSync(join(dir, 'keep.txt'), 'mine')
+    const r = cli('extract', MODEL, '-o', dir, '--layers', '1', '--quiet')
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain(`${dir} exists and is not empty; pass --force to replace it`)
+    expect(readFileSync(join(dir, 'keep.txt'), 'utf8')).toBe('mine')
+
+    const f = cli('extract', MODEL, '-o', dir, '--layers', '1', '--quiet', '--force')
+    expect(f.status).toBe(0)
+    expect(existsSync(join(dir, 'keep.txt'))).toBe(false)
+    expect(statSync(join(dir, 'index.json')).isFile()).toBe(true)
+
+    const empty = join(out, 'empty')
+    mkdirSync(empty)
+    expect(cli('extract', MODEL, '-o', empty, '--layers', '1', '--quiet').status).toBe(0)
+
+    const file = join(out, 'a-file')
+    writeFileSync(file, 'x')
+    const g = cli('extract', MODEL, '-o', file, '--layers', '1', '--quiet')
+    expect(g.status).toBe(1)
+    expect(g.stderr).toContain('exists and is not a directory')
+  })
+})
+
+describe('pglite-infer --version and --help', () => {
+  const pkg = JSON.parse(
+    readFileSync(join(import.meta.dirname, '..', '..', 'packages', 'cli', 'package.json'), 'utf8'),
+  )
+
+  it('--version prints the package version', () => {
+    for (const flag of ['--version', '-v', 'version']) {
+      const r = cli(flag)
+      expect(r.status).toBe(0)
+      expect(r.stdout).toBe(`${pkg.version}\n`)
+    }
+  })
+
+  it('--help and -h print the usage of every command', () => {
+    for (const args of [
+      ['--help'],
+      ['-h'],
+      ['help'],
+      [],
+      ['extract', '--help'],
+      ['inspect', '-h'],
+    ]) {
+      const r = cli(...args)
+      expect(r.status).toBe(0)
+      expect(r.stderr).toBe('')
+      for (const c of [
+        'extract <hf-model-dir> -o',
+        'inspect <vindex>',
+        '--force',
+        '--version',
+        '--help',
+      ])
+        expect(r.stdout).toContain(c)
+    }
+  })
+
+  it('an unknown command is an error with the usage', () => {
+    const r = cli('frobnicate')
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('unknown command "frobnicate"')
+    expect(r.stderr).toContain('usage:')
   })
 })

@@ -1,3 +1,4 @@
+import { readdir, stat } from 'node:fs/promises'
 import type { ExtractLevel, StorageDtype } from '@pglite-infer/vindex'
 import { extractVindexDir } from '@pglite-infer/vindex/node'
 import { formatBytes, table } from './format.js'
@@ -13,10 +14,30 @@ export interface ExtractCommand {
   workers: number | undefined
   name: string
   quiet: boolean
+  /** Replace an existing non-empty output directory. */
+  force: boolean
+}
+
+/**
+ * Throws unless `dir` is absent or an empty directory: extract replaces its
+ * output, and a mistyped -o must not delete a user's directory.
+ */
+async function checkOutput(dir: string): Promise<void> {
+  const s = await stat(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined
+    throw e
+  })
+  if (!s) return
+  if (!s.isDirectory()) throw new Error(`${dir} exists and is not a directory; choose another -o`)
+  if ((await readdir(dir)).length > 0)
+    throw new Error(
+      `${dir} exists and is not empty; pass --force to replace it, or choose another -o`,
+    )
 }
 
 /** Runs the extraction with a progress bar and prints what was written. */
 export async function extractCommand(c: ExtractCommand): Promise<void> {
+  if (!c.force) await checkOutput(c.outDir)
   const bar = new ProgressBar()
   const result = await extractVindexDir(c.modelDir, c.outDir, {
     level: c.level,
@@ -25,7 +46,7 @@ export async function extractCommand(c: ExtractCommand): Promise<void> {
     maxLayers: c.maxLayers,
     workers: c.workers,
     modelName: c.name,
-    overwrite: true,
+    overwrite: c.force,
     onProgress: c.quiet ? undefined : (p) => bar.update(p),
   })
   const total = result.files.reduce((s, f) => s + f.size, 0)

@@ -3,6 +3,7 @@
  * pglite-infer command line. Hand-rolled on node:util parseArgs to stay
  * dependency-light. Commands: extract, inspect.
  */
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { basename, resolve } from 'node:path'
 import { isVindexError, type ExtractLevel, type StorageDtype } from '@pglite-infer/vindex'
@@ -11,15 +12,30 @@ import { inspectCommand } from './inspect.js'
 
 const USAGE = `usage:
   pglite-infer extract <hf-model-dir> -o <out.vindex> [--level browse|attention|inference|all]
-                       [--dtype f16|f32] [--top-k N] [--layers N] [--workers N] [--name NAME] [--quiet]
+                       [--dtype f16|f32] [--top-k N] [--layers N] [--workers N] [--name NAME]
+                       [--quiet] [--force]
+      extract a vindex from a HuggingFace checkpoint directory; refuses an existing
+      non-empty output directory unless --force (which replaces it)
   pglite-infer inspect <vindex> [--verify] [--json]
-  pglite-infer help`
+      validate a vindex and print its dimensions and files (--verify: checksums too)
+  pglite-infer --help | -h | help      this text
+  pglite-infer --version | -v          the version of the command line`
+
+/** The version in this package's package.json (dist/main.js -> ../package.json). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+  return String(pkg.version)
+}
 
 /** A usage problem: printed with the usage text, exit code 1. */
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv
+  if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(`${USAGE}\n`)
+    return
+  }
   switch (command) {
     case 'extract':
       return runExtract(rest)
@@ -30,6 +46,12 @@ async function main(argv: string[]): Promise<void> {
     case '-h':
     case undefined:
       process.stdout.write(`${USAGE}\n`)
+      return
+    case 'version':
+    case '--version':
+    case '-v':
+    case '-V':
+      process.stdout.write(`${version()}\n`)
       return
     default:
       throw new UsageError(`unknown command "${command}"`)
@@ -46,6 +68,7 @@ async function runExtract(args: string[]): Promise<void> {
     workers: { type: 'string' },
     name: { type: 'string' },
     quiet: { type: 'boolean', short: 'q', default: false },
+    force: { type: 'boolean', short: 'f', default: false },
   })
   if (positionals.length !== 1) throw new UsageError('extract needs exactly one <hf-model-dir>')
   if (!values.output) throw new UsageError('extract needs -o <out.vindex>')
@@ -70,6 +93,7 @@ async function runExtract(args: string[]): Promise<void> {
         : nonNegativeInt(values.workers as string, '--workers'),
     name: (values.name as string | undefined) ?? basename(modelDir),
     quiet: values.quiet as boolean,
+    force: values.force as boolean,
   })
 }
 

@@ -1,0 +1,177 @@
+/**
+ * The packages as users get them: `npm pack` each published package, install
+ * the tarballs into a fresh npm project (registry dependencies from the normal
+ * registry), and use them from there: ESM import, CommonJS require (Node's
+ * require(esm)), `npx pglite-infer`, and TypeScript under `bundler` and
+ * `node16` resolution. Needs the build (`npm run build`) and the registry.
+ */
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+const ROOT = join(import.meta.dirname, '..', '..')
+const PACKAGES = ['vindex', 'compute', 'cli', 'pglite-infer']
+const VERSION = JSON.parse(
+  readFileSync(join(ROOT, 'packages', 'pglite-infer', 'package.json'), 'utf8'),
+).version as string
+/** The repository's own versions, so the install mostly hits the npm cache. */
+const rootVersion = (name: string): string =>
+  JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version
+const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+
+const work = mkdtempSync(join(tmpdir(), 'pack-test-'))
+const tarballs = join(work, 'tarballs')
+const app = join(work, 'app')
+const env = {
+  ...process.env,
+  ONNXRUNTIME_NODE_INSTALL: 'skip',
+  npm_config_update_notifier: 'false',
+}
+afterAll(() => rmSync(work, { recursive: true, force: true }))
+
+function run(cmd: string, args: string[], cwd: string): string {
+  try {
+    return execFileSync(cmd, args, { cwd, env, encoding: 'utf8', stdio: 'pipe' })
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; message: string }
+    throw new Error(`${cmd} ${args.join(' ')} failed:\n${err.stdout ?? ''}${err.stderr ?? ''}`)
+  }
+}
+
+/** Every file name in each tarball, by package directory. */
+const packed = new Map<string, string[]>()
+
+beforeAll(() => {
+  mkdirSync(tarballs)
+  const files: string[] = []
+  for (const p of PACKAGES) {
+    const [info] = JSON.parse(
+      run('npm', ['pack', '--json', '--pack-destination', tarballs], join(ROOT, 'packages', p)),
+    ) as { filename: string; files: { path: string }[] }[]
+    packed.set(
+      p,
+      info!.files.map((f) => f.path),
+    )
+    files.push(join(tarballs, info!.filename))
+  }
+  mkdirSync(app)
+  writeFileSync(
+    join(app, 'package.json'),
+    JSON.stringify({ name: 'pack-test-app', private: true, type: 'module' }),
+  )
+  run(
+    'npm',
+    [
+      'install',
+      '--prefer-offline',
+      '--no-audit',
+      '--no-fund',
+      ...files,
+      `@electric-sql/pglite@${rootVersion('@electric-sql/pglite')}`,
+      `@types/node@${rootVersion('@types/node')}`,
+    ],
+    app,
+  )
+}, 600_000)
+
+const PROGRAM = `
+const db = await PGlite.create({ extensions: { pgInfer } })
+await db.exec('CREATE EXTENSION pg_infer')
+const { rows } = await db.query('select infer_version() as v')
+console.log(JSON.stringify(rows[0].v))
+await db.close()
+`
+
+describe('the packed packages installed into a fresh project', () => {
+  it('ship dist, README and LICENSE; no source maps, no demo', () => {
+    for (const [p, files] of packed) {
+      expect(files, p).toContain('README.md')
+      expect(files, p).toContain('LICENSE')
+      expect(
+        files.filter((f) => f.endsWith('.map')),
+        p,
+      ).toEqual([])
+      expect(
+        files.filter((f) => /(^|\/)demo\./.test(f)),
+        p,
+      ).toEqual([])
+      expect(
+        files.filter((f) => !/^(dist\/|bundle\/|README\.md$|LICENSE$|package\.json$)/.test(f)),
+        p,
+      ).toEqual([])
+    }
+    expect(packed.get('pglite-infer')).toContain('bundle/pg_infer.tar.gz')
+  })
+
+  it('uses the one PGlite the app installed (a peer dependency)', () => {
+    const copies = run('npm', ['ls', '--all', '--parseable', '@electric-sql/pglite'], app)
+      .trim()
+      .split('\n')
+    expect(copies).toEqual([join(app, 'node_modules', '@electric-sql', 'pglite')])
+  })
+
+  it('ESM: import { pgInfer } from "pglite-infer" creates the extension', () => {
+    writeFileSync(
+      join(app, 'esm.mjs'),
+      `import { PGlite } from '@electric-sql/pglite'\nimport { pgInfer } from 'pglite-infer'\n${PROGRAM}`,
+    )
+    expect(run(process.execPath, ['esm.mjs'], app).trim()).toBe(JSON.stringify(VERSION))
+  })
+
+  it('CommonJS: require("pglite-infer") creates the extension', () => {
+    writeFileSync(
+      join(app, 'cjs.cjs'),
+      `const { PGlite } = require('@electric-sql/pglite')\nconst { pgInfer } = require('pglite-infer')\n` +
+        `;(async () => {${PROGRAM}})().catch((e) => { console.error(e); process.exit(1) })\n`,
+    )
+    expect(run(process.execPath, ['cjs.cjs'], app).trim()).toBe(JSON.stringify(VERSION))
+  })
+
+  it('npx pglite-infer --version and --help work with pglite-infer alone', () => {
+    expect(run('npx', ['pglite-infer', '--version'], app).trim()).toBe(VERSION)
+    expect(run('npx', ['pglite-infer', '--help'], app)).toContain('pglite-infer extract')
+  })
+
+  it.each([
+    ['bundler', { module: 'preserve', moduleResolution: 'bundler' }, 'use.ts'],
+    ['node16', { module: 'node16', moduleResolution: 'node16' }, 'use.mts'],
+  ])('TypeScript type-checks an import of pglite-infer under %s', (name, options, file) => {
+    const dir = join(app, `ts-${name}`)
+    mkdirSync(dir)
+    writeFileSync(
+      join(dir, file),
+      `import { PGlite } from '@electric-sql/pglite'
+import { createPgInfer, pgInfer } from 'pglite-infer'
+import type { Extension } from '@electric-sql/pglite'
+
+const ext: Extension = pgInfer
+export async function open(): Promise<string> {
+  const db = await PGlite.create({
+    extensions: { infer: createPgInfer({ allowedHostDirectories: ['/models'] }), ext },
+  })
+  await db.exec('CREATE EXTENSION pg_infer')
+  const { rows } = await db.query<{ v: string }>('select infer_version() as v')
+  return rows[0]!.v
+}
+`,
+    )
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          ...options,
+          target: 'ES2022',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: true,
+          types: ['node'],
+        },
+        files: [file],
+      }),
+    )
+    expect(existsSync(join(app, 'node_modules', 'pglite-infer', 'dist', 'index.d.ts'))).toBe(true)
+    run(process.execPath, [TSC, '-p', 'tsconfig.json'], dir)
+  })
+})
