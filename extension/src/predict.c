@@ -156,6 +156,27 @@ predict_one(InferModel *m, text *prompt, Prediction *p)
 	return true;
 }
 
+/*
+ * Without relation templates describe() can only show gate-KNN feature
+ * edges, which on their own read as noise: say so, once per loaded model
+ * (not once per row of a query that calls describe() for many).
+ */
+static void
+notice_no_templates(const InferModel *m)
+{
+	static uint64 noticed_generation = 0;
+
+	if (m->generation == noticed_generation)
+		return;
+	noticed_generation = m->generation;
+	ereport(NOTICE,
+			(errmsg("model \"%s\" has no relation templates: describe() shows feature edges only",
+					m->name),
+			 errhint("Add templates with infer_add_relation('%s', 'capital', 'The capital of {} "
+					 "is'), then label features with infer_label_relations('%s', <facts>).",
+					 m->name, m->name)));
+}
+
 Prediction *
 predict_relations(InferModel *m, text *entity, int *n)
 {
@@ -170,6 +191,8 @@ predict_relations(InferModel *m, text *entity, int *n)
 	ntemplates = query_rows("SELECT relation, template FROM infer.relation_templates "
 							"WHERE model = $1 ORDER BY relation",
 							m->name, 2, cols);
+	if (ntemplates == 0)
+		notice_no_templates(m);
 	out = palloc0(sizeof(Prediction) * (ntemplates > 0 ? ntemplates : 1));
 	for (int i = 0; i < ntemplates; i++)
 	{

@@ -370,3 +370,27 @@ describe('relation templates and labels persist with the database', () => {
     }
   })
 })
+
+describe('a model with no relation templates', () => {
+  it('describe() says so once, with the hint to add templates', async () => {
+    const own = await openDb()
+    await own.query("select infer_create_model('bare', $1, 'inference')", [
+      await fixtureVindex('f16', 'inference'),
+    ])
+    const notices: string[] = []
+    const onNotice = (n: { message?: string; hint?: string }) =>
+      notices.push(`${n.message} | ${n.hint}`)
+    await own.query("select * from describe('France', 'bare')", [], { onNotice })
+    await own.query("select * from describe('Japan', 'bare')", [], { onNotice })
+    expect(notices).toEqual([
+      'model "bare" has no relation templates: describe() shows feature edges only | ' +
+        "Add templates with infer_add_relation('bare', 'capital', 'The capital of {} is'), " +
+        "then label features with infer_label_relations('bare', <facts>).",
+    ])
+    await own.query("select infer_add_relation('bare', 'capital', 'The capital of {} is')")
+    notices.length = 0
+    await own.query("select * from describe('France', 'bare')", [], { onNotice })
+    expect(notices).toEqual([])
+    await own.close()
+  })
+})
