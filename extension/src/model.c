@@ -682,20 +682,19 @@ static char *
 index_using_model(const char *name)
 {
 	Oid argtypes[1] = {TEXTOID};
-	Datum args[1] = {CStringGetTextDatum(psprintf("model=%s", name))};
+	Datum args[1] = {CStringGetTextDatum(name)};
 	MemoryContext caller = CurrentMemoryContext;
 	char *found = NULL;
+	char *value;
 
+	/* the query the registry's trigger asks too (pg_infer--0.1.0.sql) */
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT c.oid::regclass::text FROM pg_class c "
-							  "JOIN pg_am a ON a.oid = c.relam "
-							  "WHERE a.amname = 'infer' AND $1 = ANY (c.reloptions) "
-							  "ORDER BY 1 LIMIT 1",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT infer._index_using_model($1)", 1, argtypes, args, NULL, true,
+							  1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_infer: looking for indexes that use a model failed");
-	if (SPI_processed == 1)
-		found = MemoryContextStrdup(caller,
-									SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (value != NULL)
+		found = MemoryContextStrdup(caller, value);
 	SPI_finish();
 	return found;
 }

@@ -103,6 +103,8 @@ export {
   openVindex,
   openVindexSync,
   verifyChecksumSync,
+  checkWeightFileSize,
+  weightFileEnds,
   urlFileSet,
   vindexFromBytes,
   type BrowseFiles,

@@ -243,6 +243,22 @@ function checkSize(name: string, expected: number, found: number): void {
   }
 }
 
+/** Where each weight file's last entry ends. */
+export function weightFileEnds(entries: readonly WeightEntry[]): Map<string, number> {
+  const ends = new Map<string, number>()
+  for (const e of entries) ends.set(e.file, Math.max(ends.get(e.file) ?? 0, e.offset + e.length))
+  return ends
+}
+
+/**
+ * A weight file ends where its last entry ends, padded to 4 bytes: shorter
+ * is truncated, longer comes from another extraction.
+ */
+export function checkWeightFileSize(file: string, end: number, size: number): void {
+  if (size < end) checkSize(file, end, size)
+  if (size > ((end + 3) & ~3)) checkSize(file, (end + 3) & ~3, size)
+}
+
 /** Parsing here (not lazily in tokenizer()) so a broken file fails at open. */
 function checkJson(bytes: Uint8Array, name: string): void {
   try {
@@ -398,16 +414,10 @@ export class Vindex {
 
   /** Each weight file must reach the end of its last entry. */
   async checkWeightFileSizes(): Promise<void> {
-    const ends = new Map<string, number>()
-    for (const e of this.weightEntries)
-      ends.set(e.file, Math.max(ends.get(e.file) ?? 0, e.offset + e.length))
-    for (const [file, end] of ends) {
+    for (const [file, end] of weightFileEnds(this.weightEntries)) {
       const src = await this.files.open(file)
       if (!src) throw missing(file)
-      const size = await src.size()
-      if (size < end) checkSize(file, end, size)
-      // Trailing bytes beyond 4-byte padding mean a different extraction.
-      if (size > ((end + 3) & ~3)) checkSize(file, (end + 3) & ~3, size)
+      checkWeightFileSize(file, end, await src.size())
     }
   }
 

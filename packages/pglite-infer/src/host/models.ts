@@ -2,7 +2,6 @@ import {
   DownMeta,
   FILES,
   VindexError,
-  align4,
   layerBandsFor,
   levelAtLeast,
   modelConfigFromIndex,
@@ -10,6 +9,8 @@ import {
   loadTokenizer,
   openVindexSync,
   verifyChecksumSync,
+  checkWeightFileSize,
+  weightFileEnds,
   type Tokenizer,
   type VindexIndex,
 } from '@pglite-infer/vindex'
@@ -333,7 +334,11 @@ function weightBytes(name: string, v: OpenedVindex, key: string): Uint8Array {
   if (!file) {
     file = withVindexErrors(name, v.files.where, () => {
       const bytes = checked(v, entry.file, required(v.files, entry.file))
-      checkWeightFileSize(v.index, entry.file, bytes.length)
+      checkWeightFileSize(
+        entry.file,
+        weightFileEnds(v.index.weights ?? []).get(entry.file) ?? 0,
+        bytes.length,
+      )
       return bytes
     })
     v.weightFiles.set(entry.file, file)
@@ -345,26 +350,6 @@ function weightBytes(name: string, v: OpenedVindex, key: string): Uint8Array {
       'XX001',
     )
   return file.subarray(entry.offset, entry.offset + entry.length)
-}
-
-/**
- * A weight file ends where its last entry ends (padded to 4 bytes): longer
- * or shorter, it comes from another extraction than this index.json.
- */
-function checkWeightFileSize(index: VindexIndex, file: string, size: number): void {
-  let end = 0
-  for (const w of index.weights ?? []) if (w.file === file) end = Math.max(end, w.offset + w.length)
-  if (size < end || size > align4(end))
-    throw new VindexError(
-      size < end ? 'TRUNCATED' : 'SIZE_MISMATCH',
-      'weight file size differs from index.json',
-      {
-        file,
-        expected: size < end ? `${end} bytes` : `at most ${align4(end)} bytes`,
-        found: `${size} bytes`,
-        hint: 'index.json and the weight files come from different extractions',
-      },
-    )
 }
 
 /** Keep in step with extension/src/forward.h (ForwardConfigWord). */
