@@ -34,16 +34,21 @@ CREATE TABLE infer.models (
     features      int NOT NULL,
     vocab         int NOT NULL,
     dtype         text NOT NULL,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    -- as pg_infer's registry: where the model is computed ('local': here;
+    -- 'remote': by the model server at server_url)
+    backend       text NOT NULL DEFAULT 'local' CHECK (backend IN ('local', 'remote')),
+    server_url    text
 );
 SELECT pg_catalog.pg_extension_config_dump('infer.models', '');
 
-CREATE FUNCTION infer_create_model(name text, source text, extract_level text DEFAULT 'browse')
+CREATE FUNCTION infer_create_model(model_name text, source text,
+                                   extract_level text DEFAULT 'browse')
 RETURNS text
 AS 'MODULE_PATHNAME', 'infer_create_model'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION infer_drop_model(name text) RETURNS void
+CREATE FUNCTION infer_drop_model(model_name text) RETURNS text
 AS 'MODULE_PATHNAME', 'infer_drop_model'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
@@ -94,18 +99,49 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'infer_loaded_models'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- The registry with what this backend holds. The first columns are
+-- pg_infer's (model_name ... registered_at, backend, server_url); the rest
+-- are pglite-infer's own, `name`, `layers`, `hidden` and `vocab` included
+-- (the same values under the names earlier releases used).
 CREATE FUNCTION infer_models(
-    OUT name text, OUT source text, OUT architecture text, OUT layers int, OUT hidden int,
-    OUT features int, OUT vocab int, OUT dtype text, OUT extract_level text,
-    OUT bytes bigint, OUT loaded boolean)
+    OUT model_name text, OUT vindex_path text, OUT source text, OUT extract_level text,
+    OUT num_layers int, OUT hidden_size int, OUT vocab_size int,
+    OUT registered_at timestamptz, OUT backend text, OUT server_url text,
+    OUT architecture text, OUT features int, OUT dtype text, OUT bytes bigint,
+    OUT loaded boolean, OUT name text, OUT layers int, OUT hidden int, OUT vocab int)
 RETURNS SETOF record
 LANGUAGE sql VOLATILE
 AS $$
-    SELECT m.name, m.source, m.architecture, m.layers, m.hidden, m.features, m.vocab,
-           m.dtype, m.extract_level, coalesce(l.bytes, 0), l.name IS NOT NULL
+    SELECT m.name,
+           -- where the vindex is read from: a relative source lives in
+           -- infer.data_directory under PGDATA
+           CASE WHEN m.source ~ '^(/|[a-z][a-z0-9+.-]*:)' THEN m.source
+                ELSE current_setting('data_directory') || '/' ||
+                     current_setting('infer.data_directory') || '/' || m.source END,
+           m.source, m.extract_level, m.layers, m.hidden, m.vocab, m.created_at,
+           m.backend, m.server_url, m.architecture, m.features, m.dtype,
+           coalesce(l.bytes, 0), l.name IS NOT NULL, m.name, m.layers, m.hidden, m.vocab
     FROM infer.models m LEFT JOIN infer_loaded_models() l ON l.name = m.name
     ORDER BY m.name
 $$;
+
+-- Loads a model (and its entities' signatures) ahead of the first query
+-- (extension/src/model.c).
+CREATE FUNCTION infer_warmup(model_name text, entities text[] DEFAULT NULL) RETURNS text
+AS 'MODULE_PATHNAME', 'infer_warmup'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- What pg_infer did in this backend, per model and function
+-- (extension/src/stats.c).
+CREATE FUNCTION infer_stats(model text DEFAULT NULL)
+RETURNS TABLE (model text, function text, calls bigint, rows bigint, total_ms float8,
+               cache_hits bigint, cache_misses bigint, heap_bytes bigint, compute_bytes bigint)
+AS 'MODULE_PATHNAME', 'infer_stats'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION infer_stats_reset() RETURNS void
+AS 'MODULE_PATHNAME', 'infer_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- ---------------------------------------------------------------------------
 -- Knowledge queries
@@ -113,9 +149,11 @@ $$;
 
 -- extension/src/walk.c; mode NULL/'embedding' (gate KNN of the token's
 -- embedding) or 'forward' (real FFN activations and the tokens they write;
--- needs inference weights); band NULL (every layer) or one band's layers
+-- needs inference weights); band NULL (every layer) or one band's layers;
+-- per_layer: `top` per layer (pg_infer's meaning) instead of `top` in all
 CREATE FUNCTION walk(prompt text, top int DEFAULT 10, model text DEFAULT NULL,
-                     mode text DEFAULT NULL, band text DEFAULT NULL)
+                     mode text DEFAULT NULL, band text DEFAULT NULL,
+                     per_layer boolean DEFAULT false)
 RETURNS TABLE (layer int, feature int, activation float8, concept text)
 AS 'MODULE_PATHNAME', 'infer_walk'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -282,9 +320,110 @@ CREATE FUNCTION implies(subject text, object text, model text DEFAULT NULL) RETU
 AS 'MODULE_PATHNAME', 'infer_implies'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- implies(left, right) with infer.default_model: the @> operator on text.
+CREATE FUNCTION infer_implies_op("left" text, "right" text) RETURNS boolean
+AS 'MODULE_PATHNAME', 'infer_implies'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+-- Exploration (extension/src/explore.c, show.c); see docs/sql-reference.md.
+CREATE FUNCTION describe_layers(entity text, model text DEFAULT NULL,
+                                threshold float8 DEFAULT NULL)
+RETURNS TABLE (layer int, feature int, target text, gate_score float8, also text)
+AS 'MODULE_PATHNAME', 'infer_describe_layers'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION nearest_to(entity text, layer int, top int DEFAULT 20, model text DEFAULT NULL)
+RETURNS TABLE (feature int, token text, score float8, also text)
+AS 'MODULE_PATHNAME', 'infer_nearest_to'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION infer_explain_walk(prompt text, top int DEFAULT 5, model text DEFAULT NULL)
+RETURNS TABLE (layer int, band text, feature int, activation float8, token text, also text)
+AS 'MODULE_PATHNAME', 'infer_explain_walk'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION infer_show_layers(model text DEFAULT NULL)
+RETURNS TABLE (layer int, band text, num_features int)
+AS 'MODULE_PATHNAME', 'infer_show_layers'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION infer_show_features(layer int, filter text DEFAULT NULL,
+                                    min_score float8 DEFAULT NULL, top int DEFAULT 50,
+                                    model text DEFAULT NULL)
+RETURNS TABLE (feature int, token text, score float8, also text, label text)
+AS 'MODULE_PATHNAME', 'infer_show_features'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION infer_show_relations(model text DEFAULT NULL)
+RETURNS TABLE (relation text, count int, max_score float8, layers text, examples text)
+AS 'MODULE_PATHNAME', 'infer_show_relations'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Feature by feature (one layer, or all), where two models differ.
+CREATE FUNCTION infer_diff(model_a text, model_b text, layer int DEFAULT NULL,
+                           top int DEFAULT 20)
+RETURNS TABLE (layer int, feature int, token_a text, token_b text, score_a float8,
+               score_b float8, status text)
+AS 'MODULE_PATHNAME', 'infer_diff_layers'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- What two models say about one entity: describe(entity) in each, matched
+-- on relation and case-insensitive target: 'modified' (confidences more
+-- than 0.01 apart), 'removed' (only model_a) or 'added' (only model_b);
+-- rows both models agree on are left out. Largest |confidence_b -
+-- confidence_a| first (a missing side counts 0).
+CREATE FUNCTION infer_diff(model_a text, model_b text, entity text, top int DEFAULT 20)
+RETURNS TABLE (relation text, target text, confidence_a float8, confidence_b float8,
+               status text)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF model_a IS NULL OR model_b IS NULL OR entity IS NULL OR top IS NULL THEN
+        RAISE EXCEPTION 'model_a, model_b, entity and top must not be NULL'
+            USING ERRCODE = '22004';
+    END IF;
+    IF top < 1 THEN
+        RAISE EXCEPTION 'top must be at least 1, not %', top USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH a AS (
+        SELECT d.relation, lower(d.target) AS k, min(d.target) AS target, max(d.confidence) AS c
+        FROM describe(entity, model_a) d GROUP BY 1, 2),
+    b AS (
+        SELECT d.relation, lower(d.target) AS k, min(d.target) AS target, max(d.confidence) AS c
+        FROM describe(entity, model_b) d GROUP BY 1, 2)
+    SELECT coalesce(a.relation, b.relation), coalesce(a.target, b.target), a.c, b.c,
+           CASE WHEN a.k IS NULL THEN 'added' WHEN b.k IS NULL THEN 'removed'
+                ELSE 'modified' END
+    FROM a FULL JOIN b ON a.relation = b.relation AND a.k = b.k
+    WHERE a.k IS NULL OR b.k IS NULL OR abs(a.c - b.c) > 0.01
+    ORDER BY abs(coalesce(b.c, 0) - coalesce(a.c, 0)) DESC,
+             coalesce(a.relation, b.relation), coalesce(a.k, b.k)
+    LIMIT top;
+END
+$$;
+
 -- extension/src/similar.c
 CREATE FUNCTION similar_to(a text, b text, model text DEFAULT NULL) RETURNS float8
 AS 'MODULE_PATHNAME', 'infer_similar_to'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- similar_to(a, b) with infer.default_model: the <~ operator (higher =
+-- more similar). STABLE STRICT for the same reasons as infer_distance.
+CREATE FUNCTION infer_similarity(a text, b text) RETURNS float8
+AS 'MODULE_PATHNAME', 'infer_similar_to'
+LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
+
+-- similar_to(candidate, query, model) of every candidate, in one batched
+-- signature pass; NULL candidates score NULL.
+CREATE FUNCTION similar_to_many(candidates text[], query text, model text DEFAULT NULL)
+RETURNS float8[]
+AS 'MODULE_PATHNAME', 'infer_similar_to_many'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The text's embedding as similar_to sees it (mean input embedding):
+-- hidden_size reals. pg_infer_vector's infer_embed() returns it as vector.
+CREATE FUNCTION infer_embedding(input text, model text DEFAULT NULL) RETURNS real[]
+AS 'MODULE_PATHNAME', 'infer_embedding'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- 1 / (1 + similar_to(a, b)) under infer.default_model: the <~> distance.
@@ -315,9 +454,23 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 ALTER FUNCTION infer_distance(text, text) COST 10000;
 ALTER FUNCTION infer_distance(text, text, text) COST 10000;
 ALTER FUNCTION similar_to(text, text, text) COST 10000;
+ALTER FUNCTION infer_similarity(text, text) COST 10000;
+ALTER FUNCTION infer_implies_op(text, text) COST 10000;
 
 CREATE OPERATOR <~> (
     LEFTARG = text, RIGHTARG = text, FUNCTION = infer_distance, COMMUTATOR = '<~>'
+);
+
+-- WHERE col <~ 'query' > 0.5: similarity, higher = more similar.
+CREATE OPERATOR <~ (
+    LEFTARG = text, RIGHTARG = text, FUNCTION = infer_similarity, COMMUTATOR = '<~'
+);
+
+-- 'France' @> 'Paris': does the model's knowledge of the left imply the
+-- right (implies())? Core PostgreSQL has no text @> text, and a literal
+-- pair resolves to this one (unknown literals prefer the string category).
+CREATE OPERATOR @> (
+    LEFTARG = text, RIGHTARG = text, FUNCTION = infer_implies_op
 );
 
 CREATE FUNCTION infer_am_handler(internal) RETURNS index_am_handler
@@ -326,7 +479,12 @@ LANGUAGE C;
 
 CREATE ACCESS METHOD infer TYPE INDEX HANDLER infer_am_handler;
 
-CREATE OPERATOR CLASS text_infer_ops DEFAULT FOR TYPE text USING infer AS
+-- pg_infer's name, the default; text_infer_ops (this project's earlier
+-- name) stays usable by name in CREATE INDEX.
+CREATE OPERATOR FAMILY infer_ops USING infer;
+CREATE OPERATOR CLASS infer_text_ops DEFAULT FOR TYPE text USING infer FAMILY infer_ops AS
+    OPERATOR 1 <~> (text, text) FOR ORDER BY float_ops;
+CREATE OPERATOR CLASS text_infer_ops FOR TYPE text USING infer AS
     OPERATOR 1 <~> (text, text) FOR ORDER BY float_ops;
 
 -- Models stored in index pages (extension/src/index_model.c):

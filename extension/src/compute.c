@@ -19,6 +19,7 @@
 #include "compute.h"
 #include "guc.h"
 #include "host.h"
+#include "stats.h"
 
 /* Queries scored together by the batched WASM kernel. */
 #define WASM_BATCH 16
@@ -94,8 +95,17 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 	if (result == NULL)
 	{
 		/* the backend does not hold this model (yet, or since a restart) */
+		int64 bytes = 0;
+
 		for (int l = 0; l < m->layers; l++)
+		{
 			host_compute_load_gate(key, l, m->layers, &m->gate[l]);
+			bytes += (int64) m->gate[l].rows * m->gate[l].hidden * sizeof(float);
+		}
+		stats_compute_bytes(m->name, bytes);
+		infer_log_info("pg_infer: compute backend \"onnx\" now holds model \"%s\" (" INT64_FORMAT
+					   " bytes of gate rows)",
+					   m->name, bytes);
 		result = host_compute_gate_topk(key, p, m->hidden, m->layers);
 		if (result == NULL)
 			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
@@ -151,4 +161,5 @@ compute_model_freed(InferModel *m)
 
 	model_key(m, key, sizeof(key));
 	host_compute_drop(key);
+	stats_compute_bytes(m->name, 0);
 }

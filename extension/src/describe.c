@@ -42,6 +42,7 @@
 #include "compute.h"
 #include "knowledge.h"
 #include "predict.h"
+#include "stats.h"
 
 PG_FUNCTION_INFO_V1(infer_describe);
 PG_FUNCTION_INFO_V1(infer_implies);
@@ -231,6 +232,7 @@ infer_describe(PG_FUNCTION_ARGS)
 	int npredicted;
 	FeatureLabels *labels;
 
+	stats_begin("describe");
 	if (has_threshold && !(threshold >= 0))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("threshold must be >= 0, not %g", threshold),
@@ -255,6 +257,7 @@ infer_describe(PG_FUNCTION_ARGS)
 	}
 	put_edges(rsinfo, m, labels, labelled, nlabelled);
 	put_edges(rsinfo, m, labels, edges, n);
+	stats_end(m, npredicted + nlabelled + n);
 	PG_RETURN_VOID();
 }
 
@@ -270,7 +273,9 @@ infer_implies(PG_FUNCTION_ARGS)
 	int n;
 	Prediction *predictions;
 	int npredicted;
+	bool found = false;
 
+	stats_begin(PG_NARGS() > 2 ? "implies" : "infer_implies_op");
 	if (want[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("object must not be empty")));
@@ -278,16 +283,17 @@ infer_implies(PG_FUNCTION_ARGS)
 	predictions = predict_relations(m, subject, &npredicted);
 	if (npredicted > 0)
 	{
-		for (int i = 0; i < npredicted; i++)
-			if (strcmp(predictions[i].lower, want) == 0)
-				PG_RETURN_BOOL(true);
-		PG_RETURN_BOOL(false);
+		for (int i = 0; i < npredicted && !found; i++)
+			found = strcmp(predictions[i].lower, want) == 0;
 	}
-	edges = describe_edges(m, subject, false, 0, &n);
-	for (int i = 0; i < n; i++)
-		if (strcmp(edges[i].target.lower, want) == 0)
-			PG_RETURN_BOOL(true);
-	PG_RETURN_BOOL(false);
+	else
+	{
+		edges = describe_edges(m, subject, false, 0, &n);
+		for (int i = 0; i < n && !found; i++)
+			found = strcmp(edges[i].target.lower, want) == 0;
+	}
+	stats_end(m, 1);
+	PG_RETURN_BOOL(found);
 }
 
 /* infer_layer_bands(model) -> (layer, band): the band of each layer */

@@ -12,6 +12,8 @@
  *   infer.max_input_bytes   largest text a pg_infer function accepts
  *   infer.max_context       most positions a forward pass runs
  *   infer.compute           compute backend: 'auto' (today 'wasm'), 'wasm' or 'onnx'
+ *   infer.log_level         what pg_infer reports of its own work: 'warning' (nothing),
+ *                           'info' (loads, backends: INFO), 'debug' (and each call: DEBUG1)
  */
 #include "pg_infer.h"
 
@@ -19,6 +21,7 @@
 
 #include "compute.h"
 #include "guc.h"
+#include "stats.h"
 
 char *infer_default_model = NULL;
 char *infer_data_directory = NULL;
@@ -36,6 +39,14 @@ static const struct config_enum_entry walk_embed_modes[] = {
 	{"last", WALK_EMBED_LAST, false},
 	{"average", WALK_EMBED_AVERAGE, false},
 	{NULL, 0, false},
+};
+
+/* pg_infer's names, and the peer's tracing levels as aliases (hidden) */
+static const struct config_enum_entry log_levels[] = {
+	{"error", INFER_LOG_ERROR, false}, {"warning", INFER_LOG_WARNING, false},
+	{"info", INFER_LOG_INFO, false},   {"debug", INFER_LOG_DEBUG, false},
+	{"off", INFER_LOG_ERROR, true},    {"warn", INFER_LOG_WARNING, true},
+	{"trace", INFER_LOG_DEBUG, true},  {NULL, 0, false},
 };
 
 static const struct config_enum_entry compute_backends[] = {
@@ -149,5 +160,11 @@ infer_define_gucs(void)
 		"Compute backend of the gate passes: 'auto' (today the built-in "
 		"'wasm' kernels), 'wasm', or 'onnx' (ONNX Runtime in a worker thread).",
 		NULL, &infer_compute, COMPUTE_AUTO, compute_backends, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable(
+		"infer.log_level",
+		"What pg_infer reports of its own work: 'warning' (nothing beyond warnings and errors), "
+		"'info' (model loads and compute backends, as INFO), 'debug' (also one DEBUG1 line per "
+		"call: function, model, rows, time, cache).",
+		NULL, &infer_log_level, INFER_LOG_WARNING, log_levels, PGC_USERSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("infer");
 }

@@ -36,7 +36,7 @@
 #include "index.h"
 
 #define MODEL_INDEX_MAGIC 0x584d4e49 /* "INMX" */
-#define MODEL_INDEX_VERSION 2
+#define MODEL_INDEX_VERSION 3        /* 3: down_logits */
 #define PAYLOAD (BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(InferPageOpaqueData)))
 
 /*
@@ -73,7 +73,7 @@ page_type_of(const char *name)
 		return PAGE_GATE;
 	if (strcmp(name, "embed") == 0)
 		return PAGE_EMBED;
-	if (strcmp(name, "down_tokens") == 0)
+	if (strcmp(name, "down_tokens") == 0 || strcmp(name, "down_logits") == 0)
 		return PAGE_DOWNMETA;
 	if (strncmp(name, "weight:", 7) == 0)
 		return PAGE_WEIGHT;
@@ -295,8 +295,15 @@ read_model_meta(Relation index)
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	memcpy(&meta, InferPageEntries(BufferGetPage(buf)), sizeof(meta));
 	UnlockReleaseBuffer(buf);
-	if (meta.magic != MODEL_INDEX_MAGIC || meta.version != MODEL_INDEX_VERSION ||
-		meta.directory.nbytes % sizeof(Segment) != 0)
+	if (meta.magic == MODEL_INDEX_MAGIC && meta.version != MODEL_INDEX_VERSION)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("model index infer.%s has layout version %u; this pg_infer reads %d",
+						RelationGetRelationName(index), meta.version, MODEL_INDEX_VERSION),
+				 errhint("Drop it and create it again from its source: DROP INDEX infer.%s; "
+						 "CREATE INDEX %s ON infer._models USING infer (name) WITH (source = ...).",
+						 RelationGetRelationName(index), RelationGetRelationName(index))));
+	if (meta.magic != MODEL_INDEX_MAGIC || meta.directory.nbytes % sizeof(Segment) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index infer.%s does not hold a model", RelationGetRelationName(index))));

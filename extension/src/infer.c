@@ -19,6 +19,7 @@
 #include "forward.h"
 #include "infer.h"
 #include "knowledge.h"
+#include "stats.h"
 
 PG_FUNCTION_INFO_V1(infer_next_tokens);
 
@@ -74,6 +75,7 @@ infer_next_tokens(PG_FUNCTION_ARGS)
 	int32 *ids;
 	DecodedToken *tokens;
 
+	stats_begin("infer");
 	if (PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("top must not be NULL")));
 	top = PG_GETARG_INT32(1);
@@ -103,5 +105,6 @@ infer_next_tokens(PG_FUNCTION_ARGS)
 		values[2] = Int32GetDatum(i + 1);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	stats_end(m, best.n);
 	PG_RETURN_VOID();
 }

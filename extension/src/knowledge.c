@@ -6,6 +6,7 @@
 #include "deadline.h"
 
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "varatt.h"
@@ -125,6 +126,80 @@ decode_tokens(InferModel *m, const int32 *ids, int n)
 		p += bounded_strlen(p, end - p) + 1;
 	}
 	return out;
+}
+
+DecodedToken *
+feature_tokens(InferModel *m, const GateHit *hits, int n)
+{
+	int k = m->down_top_k;
+	int32 *ids = palloc(sizeof(int32) * ((size_t) n * k + 1));
+
+	for (int i = 0; i < n; i++)
+		memcpy(ids + (size_t) i * k, m->down_tokens[hits[i].layer] + (size_t) hits[i].feature * k,
+			   sizeof(int32) * k);
+	return decode_tokens(m, ids, n * k);
+}
+
+char *
+feature_also(InferModel *m, const GateHit *hit, const DecodedToken *tokens,
+			 const char *entity_lower)
+{
+	const float *logits = m->down_logits[hit->layer] + (size_t) hit->feature * m->down_top_k;
+	StringInfoData out;
+	int taken = 0;
+
+	initStringInfo(&out);
+	for (int j = 1; j < m->down_top_k && taken < 3; j++)
+	{
+		const DecodedToken *t = &tokens[j];
+		bool seen = strcmp(t->lower, tokens[0].lower) == 0 ||
+					(entity_lower && strcmp(t->lower, entity_lower) == 0);
+
+		/* an earlier `also` token of the same word (" Paris", "Paris") once */
+		for (int i = 1; i < j && !seen; i++)
+			seen =
+				logits[i] > 0 && tokens[i].letters_only && strcmp(tokens[i].lower, t->lower) == 0;
+		if (logits[j] <= 0 || !t->letters_only || seen)
+			continue;
+		appendStringInfo(&out, "%s%s", taken++ ? ", " : "", t->text);
+	}
+	return out.data;
+}
+
+bool
+is_content_target(const DecodedToken *t, const char *entity_lower)
+{
+	return t->letters_only && strcmp(t->lower, entity_lower) != 0 && !is_stopword(t->lower);
+}
+
+int
+layer_arg(FunctionCallInfo fcinfo, int i, const InferModel *m)
+{
+	int layer;
+
+	if (PG_ARGISNULL(i))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("layer must not be NULL")));
+	layer = PG_GETARG_INT32(i);
+	if (layer < 0 || layer >= m->layers)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("layer %d is out of range: model \"%s\" has layers 0 to %d", layer,
+							   m->name, m->layers - 1),
+						errhint("infer_show_layers('%s') lists them.", m->name)));
+	return layer;
+}
+
+int
+top_arg(FunctionCallInfo fcinfo, int i, int max)
+{
+	int top;
+
+	if (PG_ARGISNULL(i))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("top must not be NULL")));
+	top = PG_GETARG_INT32(i);
+	if (top < 1 || top > max)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("top must be between 1 and %d, not %d", max, top)));
+	return top;
 }
 
 /*

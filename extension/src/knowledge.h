@@ -38,6 +38,40 @@ typedef struct DecodedToken
 
 extern DecodedToken *decode_tokens(InferModel *m, const int32 *ids, int n);
 
+/*
+ * The down_meta tokens of n features, down_top_k per feature in logit order,
+ * decoded in one host call: tokens[i * m->down_top_k + j].
+ */
+extern DecodedToken *feature_tokens(InferModel *m, const GateHit *hits, int n);
+
+/*
+ * A feature's `also` column: up to 3 of its other down_meta tokens with a
+ * positive logit that are letters only and differ (case-insensitively) from
+ * its top token and from `entity_lower` (NULL: none), joined with ", ".
+ * `tokens` are the feature's down_top_k decoded tokens (feature_tokens).
+ */
+extern char *feature_also(InferModel *m, const GateHit *hit, const DecodedToken *tokens,
+						  const char *entity_lower);
+
+/* A feature's c_score: the logit of its top down_meta token. */
+static inline float
+model_concept_score(const InferModel *m, int layer, int feature)
+{
+	return m->down_logits[layer][(size_t) feature * m->down_top_k];
+}
+
+/*
+ * Whether describe() keeps a target: a content word (letters only, not a
+ * stopword) that is not the entity itself.
+ */
+extern bool is_content_target(const DecodedToken *t, const char *entity_lower);
+
+/* A layer argument: NULL, or outside the model's layers, is an error naming the range. */
+extern int layer_arg(FunctionCallInfo fcinfo, int i, const InferModel *m);
+
+/* A `top` argument: NULL, or outside 1..max, is an error. */
+extern int top_arg(FunctionCallInfo fcinfo, int i, int max);
+
 /* Whether a lower-case word is an English stopword (describe() skips them). */
 extern bool is_stopword(const char *lower);
 

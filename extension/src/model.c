@@ -23,9 +23,11 @@
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "portability/instr_time.h"
 
 #include "forward.h"
 #include "guc.h"
@@ -33,9 +35,12 @@
 #include "host.h"
 #include "knowledge.h"
 #include "model.h"
+#include "similar.h"
+#include "stats.h"
 
 PG_FUNCTION_INFO_V1(infer_create_model);
 PG_FUNCTION_INFO_V1(infer_drop_model);
+PG_FUNCTION_INFO_V1(infer_warmup);
 PG_FUNCTION_INFO_V1(infer_loaded_models);
 
 /* Models loaded in this backend (allocated in TopMemoryContext). */
@@ -102,8 +107,8 @@ parse_level(const char *level)
 	return 0;
 }
 
-static InferModel *
-find_loaded(const char *name)
+InferModel *
+model_find_loaded(const char *name)
 {
 	for (int i = 0; i < nloaded; i++)
 		if (strcmp(loaded[i]->name, name) == 0)
@@ -352,7 +357,7 @@ model_parse_meta(InferModel *m, const char *buf, int len)
 		check_dim("number of features", m->features[l], 1 << 20);
 		m->band[l] = meta_word(&r, META_FIXED_WORDS + m->layers + l);
 		bytes += (size_t) m->features[l] * m->hidden * dtype_size(m->gate_dtype);
-		bytes += (size_t) m->features[l] * m->down_top_k * sizeof(int32);
+		bytes += (size_t) m->features[l] * m->down_top_k * (sizeof(int32) + sizeof(float));
 	}
 	bytes += (size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype);
 	r.pos = (META_FIXED_WORDS + 2 * m->layers) * 4;
@@ -412,6 +417,10 @@ load_parts(const char *name, const char *source, const char *level, const char *
 		AllocSetContextCreate(CurrentMemoryContext, "pg_infer model", ALLOCSET_DEFAULT_SIZES);
 	InferModel *m = MemoryContextAllocZero(cxt, sizeof(InferModel));
 	size_t bytes;
+	instr_time started;
+	instr_time done;
+
+	INSTR_TIME_SET_CURRENT(started);
 
 	/* a stale copy under this name (a source that changed) is replaced */
 	for (int i = 0; i < nloaded; i++)
@@ -435,6 +444,7 @@ load_parts(const char *name, const char *source, const char *level, const char *
 
 	m->gate = MemoryContextAllocZero(cxt, sizeof(GateMatrix) * m->layers);
 	m->down_tokens = MemoryContextAlloc(cxt, sizeof(int32 *) * m->layers);
+	m->down_logits = MemoryContextAlloc(cxt, sizeof(float *) * m->layers);
 	for (int l = 0; l < m->layers; l++)
 	{
 		size_t gate_bytes = (size_t) m->features[l] * m->hidden * dtype_size(m->gate_dtype);
@@ -448,6 +458,8 @@ load_parts(const char *name, const char *source, const char *level, const char *
 		gate_split_subnormals(&m->gate[l], cxt);
 		m->down_tokens[l] = alloc_part(m, down_bytes);
 		read(state, name, "down_tokens", l, m->down_tokens[l], down_bytes);
+		m->down_logits[l] = alloc_part(m, down_bytes);
+		read(state, name, "down_logits", l, m->down_logits[l], down_bytes);
 	}
 	m->embed = alloc_part(m, (size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
 	read(state, name, "embed", 0, m->embed,
@@ -460,6 +472,9 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	m->subid = GetCurrentSubTransactionId();
 	m->generation = next_generation++;
 	MemoryContextSetParent(cxt, TopMemoryContext);
+	INSTR_TIME_SET_CURRENT(done);
+	INSTR_TIME_SUBTRACT(done, started);
+	stats_load(m, INSTR_TIME_GET_MILLISEC(done));
 	registry_relid = current_registry_relid();
 	loaded[nloaded++] = m;
 	return m;
@@ -623,7 +638,7 @@ model_get(text *name_arg)
 						from_default ? " (it is infer.default_model)" : ""),
 				 errhint("infer_models() lists the models; infer_create_model() adds one.")));
 	}
-	m = find_loaded(name);
+	m = model_find_loaded(name);
 	/* a model kept in an index is gone with its index (DROP INDEX) */
 	if (m != NULL &&
 		strncmp(row.source, MODEL_INDEX_SOURCE_PREFIX, strlen(MODEL_INDEX_SOURCE_PREFIX)) == 0 &&
@@ -633,9 +648,13 @@ model_get(text *name_arg)
 		m = NULL;
 	}
 	if (m != NULL && strcmp(m->source, row.source) == 0)
+	{
+		stats_cache(true);
 		return m;
+	}
 	if (m != NULL)
 		unload(name);
+	stats_cache(false);
 	return load_model(name, row.source, row.level);
 }
 
@@ -699,7 +718,53 @@ index_using_model(const char *name)
 	return found;
 }
 
-/* infer_drop_model(name text) */
+/*
+ * infer_warmup(model_name text, entities text[]) -> text
+ *
+ * Loads the model into this backend (and, where infer.compute sends gate
+ * passes to a host backend, into that backend), then runs one batched
+ * signature pass over `entities` (NULL or empty: none), which tokenizes
+ * them and decodes their concepts once so later calls find them cached.
+ */
+Datum
+infer_warmup(PG_FUNCTION_ARGS)
+{
+	char *name = required_text_arg(fcinfo, 0, "model name");
+	bool was_loaded;
+	InferModel *m;
+	int n = 0;
+
+	model_check_name(name);
+	was_loaded = model_find_loaded(name) != NULL;
+	stats_begin("infer_warmup");
+	m = model_get(PG_GETARG_TEXT_PP(0));
+	if (!PG_ARGISNULL(1))
+	{
+		Datum *elems;
+		bool *nulls;
+		int count;
+		text **inputs;
+
+		deconstruct_array_builtin(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &elems, &nulls, &count);
+		inputs = palloc(sizeof(text *) * (count + 1));
+		for (int i = 0; i < count; i++)
+			if (!nulls[i] && text_has_signature(DatumGetTextPP(elems[i])))
+				inputs[n++] = DatumGetTextPP(elems[i]);
+		if (n > 0)
+		{
+			GateHit(*sigs)[SIGNATURE_SIZE] = palloc(sizeof(*sigs) * n);
+			int *counts = palloc(sizeof(int) * n);
+
+			feature_signatures_batch(m, inputs, n, sigs, counts);
+		}
+	}
+	stats_end(m, n);
+	PG_RETURN_TEXT_P(
+		cstring_to_text(psprintf("model '%s' %s (%zu bytes), %d entities warmed", name,
+								 was_loaded ? "already loaded" : "loaded", m->bytes, n)));
+}
+
+/* infer_drop_model(model_name text) -> text */
 Datum
 infer_drop_model(PG_FUNCTION_ARGS)
 {
@@ -728,7 +793,7 @@ infer_drop_model(PG_FUNCTION_ARGS)
 					false, 0);
 		SPI_finish();
 	}
-	PG_RETURN_VOID();
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("model '%s' dropped", name)));
 }
 
 /* infer_loaded_models() -> setof (name text, bytes bigint) */

@@ -42,7 +42,9 @@ typedef enum ModelMetaWord
 	META_FIXED_WORDS /* then features[layers], band[layers] */
 } ModelMetaWord;
 
-/* Reads one part ("gate", "down_tokens", "embed", "config", "weight:...") of a model being loaded.
+/*
+ * Reads one part ("gate", "down_tokens", "down_logits", "embed", "config",
+ * "weight:...") of a model being loaded.
  */
 typedef void (*PartReadFn)(void *state, const char *name, const char *part, int layer, void *dst,
 						   size_t nbytes);
@@ -66,6 +68,7 @@ typedef struct InferModel
 	float embed_scale;
 	int down_top_k;
 	int32 **down_tokens;      /* per layer: features x down_top_k token ids */
+	float **down_logits;      /* per layer: features x down_top_k logits, descending */
 	struct ForwardModel *fwd; /* inference weights (forward.h); NULL at level browse */
 	/* where parts come from while the model loads (host files or index pages) */
 	PartReadFn read_part;
@@ -87,6 +90,9 @@ typedef struct InferModel
  * for an unknown model or an unset default.
  */
 extern InferModel *model_get(text *name);
+
+/* The model loaded under `name` in this backend, or NULL; loads nothing. */
+extern InferModel *model_find_loaded(const char *name);
 
 /* Top down_meta token of a feature. */
 static inline int32
@@ -115,10 +121,6 @@ extern bool model_exists(const char *name);
 
 /* Adds a row to infer.models. */
 extern void model_register(const InferModel *m, const char *source, const char *level);
-
-/* Reads one part ("gate", "down_tokens", "embed") of a model being loaded. */
-typedef void (*PartReadFn)(void *state, const char *name, const char *part, int layer, void *dst,
-						   size_t nbytes);
 
 /* Sources of models stored in an `infer` model index: 'index:<index name>'. */
 #define MODEL_INDEX_SOURCE_PREFIX "index:"

@@ -250,6 +250,19 @@ feature_label(const FeatureLabels *labels, int layer, int feature)
 	return NULL;
 }
 
+char *
+feature_label_list(const FeatureLabels *labels, int layer, int feature)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	for (int i = 0; i < labels->n; i++)
+		if (labels->layer[i] == layer && labels->feature[i] == feature)
+			appendStringInfo(&out, "%s%s%s", out.len ? ", " : "", labels->sign[i] < 0 ? "-" : "",
+							 labels->relation[i]);
+	return out.len ? out.data : NULL;
+}
+
 bool
 feature_has_label(const FeatureLabels *labels, int layer, int feature, const char *relation,
 				  float activation)

@@ -38,6 +38,12 @@ extern FeatureLabels *feature_labels_load(InferModel *m);
 /* A relation label of a feature, either sign (the first by name), or NULL. */
 extern const char *feature_label(const FeatureLabels *labels, int layer, int feature);
 
+/*
+ * Every label of a feature as text: relations by name, "-" before one that
+ * holds for negative activations ("capital, -language"); NULL when none.
+ */
+extern char *feature_label_list(const FeatureLabels *labels, int layer, int feature);
+
 /* Whether the feature, firing with this activation's sign, is labelled `relation`. */
 extern bool feature_has_label(const FeatureLabels *labels, int layer, int feature,
 							  const char *relation, float activation);

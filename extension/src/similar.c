@@ -25,10 +25,13 @@
 #include "compute.h"
 #include "knowledge.h"
 #include "similar.h"
+#include "stats.h"
 
 PG_FUNCTION_INFO_V1(infer_similar_to);
 PG_FUNCTION_INFO_V1(infer_distance);
 PG_FUNCTION_INFO_V1(infer_signatures);
+PG_FUNCTION_INFO_V1(infer_similar_to_many);
+PG_FUNCTION_INFO_V1(infer_embedding);
 
 /*
  * The signatures of nq query vectors: the top SIGNATURE_SIZE features by
@@ -125,6 +128,7 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 		VARSIZE_ANY_EXHDR(cache->input) != len ||
 		memcmp(VARDATA_ANY(cache->input), VARDATA_ANY(input), len) != 0)
 	{
+		stats_cache(false);
 		cache->n = feature_signature(m, input, what, cache->hits);
 		if (cache->input)
 			pfree(cache->input);
@@ -133,34 +137,43 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 		memcpy(VARDATA(cache->input), VARDATA_ANY(input), len);
 		cache->generation = m->generation;
 	}
+	else
+		stats_cache(true);
 	*out = cache->hits;
 	return cache->n;
 }
 
 static double
-similar_texts(FunctionCallInfo fcinfo, int model_argno)
+similar_texts(FunctionCallInfo fcinfo, int model_argno, const char *function)
 {
 	text *a = required_text(fcinfo, 0, "a");
 	text *b = required_text(fcinfo, 1, "b");
-	InferModel *m = model_arg(fcinfo, model_argno);
+	InferModel *m;
 	CachedSignature *cache = fcinfo->flinfo->fn_extra;
 	GateHit *sa;
 	GateHit *sb;
 	int na;
 	int nb;
+	double score;
+
+	stats_begin(function);
+	m = model_arg(fcinfo, model_argno);
 
 	if (cache == NULL)
 		cache = fcinfo->flinfo->fn_extra =
 			MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, 2 * sizeof(CachedSignature));
 	na = cached_signature(fcinfo, &cache[0], m, a, "a", &sa);
 	nb = cached_signature(fcinfo, &cache[1], m, b, "b", &sb);
-	return signature_similarity(sa, na, sb, nb);
+	score = signature_similarity(sa, na, sb, nb);
+	stats_end(m, 1);
+	return score;
 }
 
+/* similar_to(a, b, model); infer_similarity(a, b) (the <~ operator) with the default model */
 Datum
 infer_similar_to(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_FLOAT8(similar_texts(fcinfo, 2));
+	PG_RETURN_FLOAT8(similar_texts(fcinfo, 2, PG_NARGS() > 2 ? "similar_to" : "infer_similarity"));
 }
 
 /* infer_distance(a, b): with infer.default_model, as the <~> operator is */
@@ -176,7 +189,7 @@ infer_distance(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	if (!PG_ARGISNULL(1) && !text_has_signature(PG_GETARG_TEXT_PP(1)))
 		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(1.0 / (1.0 + similar_texts(fcinfo, 2)));
+	PG_RETURN_FLOAT8(1.0 / (1.0 + similar_texts(fcinfo, 2, "infer_distance")));
 }
 
 /*
@@ -198,10 +211,12 @@ infer_signatures(PG_FUNCTION_ARGS)
 	text **inputs;
 	GateHit(*sigs)[SIGNATURE_SIZE];
 	int *counts;
+	int64 rows = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("inputs must not be NULL")));
+	stats_begin("infer_signatures");
 	arr = PG_GETARG_ARRAYTYPE_P(0);
 	deconstruct_array_builtin(arr, TEXTOID, &elems, &nulls, &n);
 	m = model_arg(fcinfo, 1);
@@ -229,6 +244,116 @@ infer_signatures(PG_FUNCTION_ARGS)
 			values[2] = Int32GetDatum(sigs[i][j].feature);
 			values[3] = Float8GetDatum(sigs[i][j].score);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+			rows++;
 		}
+	stats_end(m, rows);
 	PG_RETURN_VOID();
+}
+
+/* Candidates whose signatures one batched gate pass computes. */
+#define SIMILAR_MANY_BATCH 256
+
+/*
+ * similar_to_many(candidates text[], query text, model text) -> float8[]
+ *
+ * similar_to(candidate, query, model) for every element, in the array's
+ * shape (NULL elements give NULL scores), with the signatures computed by
+ * the batched gate kernel SIMILAR_MANY_BATCH candidates at a time (the
+ * query's with the first batch). NULL candidates: NULL.
+ */
+Datum
+infer_similar_to_many(PG_FUNCTION_ARGS)
+{
+	ArrayType *arr;
+	text *query;
+	Datum *elems;
+	bool *nulls;
+	int n;
+	InferModel *m;
+	GateHit query_sig[SIGNATURE_SIZE];
+	int query_n;
+	Datum *scores;
+	ArrayType *result;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	query = required_text(fcinfo, 1, "query");
+	stats_begin("similar_to_many");
+	arr = PG_GETARG_ARRAYTYPE_P(0);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+						errmsg("candidates must be a one-dimensional array, not %d-dimensional",
+							   ARR_NDIM(arr))));
+	deconstruct_array_builtin(arr, TEXTOID, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i] && VARSIZE_ANY_EXHDR(DatumGetTextPP(elems[i])) == 0)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("candidates[%d] must not be empty", ARR_LBOUND(arr)[0] + i),
+							errhint("Pass NULL for a candidate to skip: its score is NULL.")));
+	m = model_arg(fcinfo, 2);
+	query_n = feature_signature(m, query, "query", query_sig);
+	scores = palloc(sizeof(Datum) * (n > 0 ? n : 1));
+	for (int b0 = 0; b0 < n; b0 += SIMILAR_MANY_BATCH)
+	{
+		int nb = Min(SIMILAR_MANY_BATCH, n - b0);
+		text **inputs = palloc(sizeof(text *) * nb);
+		int *index = palloc(sizeof(int) * nb);
+		GateHit(*sigs)[SIGNATURE_SIZE] = palloc(sizeof(*sigs) * nb);
+		int *counts = palloc(sizeof(int) * nb);
+		int ni = 0;
+
+		for (int i = b0; i < b0 + nb; i++)
+			if (!nulls[i])
+			{
+				index[ni] = i;
+				inputs[ni++] = DatumGetTextPP(elems[i]);
+			}
+		feature_signatures_batch(m, inputs, ni, sigs, counts);
+		for (int j = 0; j < ni; j++)
+			scores[index[j]] =
+				Float8GetDatum(signature_similarity(sigs[j], counts[j], query_sig, query_n));
+		pfree(inputs);
+		pfree(index);
+		pfree(sigs);
+		pfree(counts);
+	}
+	if (n == 0)
+		result = construct_empty_array(FLOAT8OID);
+	else
+	{
+		int dims[1] = {n};
+		int lbs[1] = {ARR_LBOUND(arr)[0]};
+
+		result = construct_md_array(scores, nulls, 1, dims, lbs, FLOAT8OID, sizeof(float8),
+									FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	}
+	stats_end(m, n);
+	PG_RETURN_ARRAYTYPE_P(result);
+}
+
+/*
+ * infer_embedding(input text, model text) -> real[]
+ *
+ * The text's embedding as similar_to sees it: the mean of its tokens'
+ * input embeddings (no special tokens) x embed_scale, hidden_size values.
+ * pg_infer_vector's infer_embed() casts it to pgvector's vector.
+ */
+Datum
+infer_embedding(PG_FUNCTION_ARGS)
+{
+	text *input = required_text(fcinfo, 0, "input");
+	InferModel *m;
+	float *q;
+	Datum *values;
+	ArrayType *result;
+
+	stats_begin("infer_embedding");
+	m = model_arg(fcinfo, 1);
+	q = query_vector(m, input, "input", false, QUERY_AVERAGE);
+	values = palloc(sizeof(Datum) * m->hidden);
+	for (int h = 0; h < m->hidden; h++)
+		values[h] = Float4GetDatum(q[h]);
+	result = construct_array_builtin(values, m->hidden, FLOAT4OID);
+	stats_end(m, 1);
+	PG_RETURN_ARRAYTYPE_P(result);
 }

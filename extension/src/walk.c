@@ -1,5 +1,6 @@
 /*
- * walk.c: walk(prompt text, top int, model text, mode text, band text)
+ * walk.c: walk(prompt text, top int, model text, mode text, band text,
+ *             per_layer boolean)
  *           -> TABLE(layer int, feature int, activation float8, concept text)
  *
  * mode NULL or 'embedding' (below), or 'forward': activation = the real FFN
@@ -11,6 +12,9 @@
  *
  * band NULL: every layer; 'syntax', 'knowledge' or 'output': only the
  * layers of that band (infer_layer_bands()) compete for the `top` rows.
+ *
+ * per_layer false: `top` rows over all layers; true: `top` per layer (the
+ * peer pg_infer's meaning of top).
  *
  * The features a prompt's query vector lights up across all layers: query =
  * the last token's embedding (or the average, per infer.walk_embed_mode) of
@@ -32,6 +36,7 @@
 #include "infer.h"
 #include "compute.h"
 #include "knowledge.h"
+#include "stats.h"
 
 #define WALK_TOP_MAX 10000
 
@@ -90,16 +95,30 @@ band_layers(FunctionCallInfo fcinfo, int i, InferModel *m)
 	return use;
 }
 
-/* The strongest FFN activations of the prompt's last position. */
+/* The strongest FFN activations of the prompt's last position (at most per_layer a layer). */
 static void
-forward_walk(InferModel *m, text *prompt, const bool *use_layer, TopK *best)
+forward_walk(InferModel *m, text *prompt, const bool *use_layer, int per_layer, TopK *best)
 {
 	ForwardRun *run = infer_prompt(m, prompt, 0, true, false, NULL, NULL);
 	int I = run->fm->intermediate;
 
 	for (int l = 0; l < m->layers; l++)
-		if (!use_layer || use_layer[l])
+	{
+		TopK one;
+
+		if (use_layer && !use_layer[l])
+			continue;
+		if (per_layer <= 0)
+		{
 			topk_push_layer(best, l, run->capture.act + (size_t) l * I, I, false);
+			continue;
+		}
+		topk_init(&one, per_layer, RANK_ABS);
+		topk_push_layer(&one, l, run->capture.act + (size_t) l * I, I, false);
+		for (int i = 0; i < one.n; i++)
+			topk_push(best, l, one.hits[i].feature, one.hits[i].score);
+		pfree(one.hits);
+	}
 }
 
 Datum
@@ -114,7 +133,10 @@ infer_walk(PG_FUNCTION_ARGS)
 	TopK best;
 	int32 *tokens;
 	DecodedToken *concepts;
+	bool per_layer = PG_NARGS() > 5 && !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
+	int k;
 
+	stats_begin("walk");
 	/* as documented: a NULL top is an error, not the default (which SQL's DEFAULT gives) */
 	if (PG_ARGISNULL(1))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("top must not be NULL")));
@@ -125,10 +147,11 @@ infer_walk(PG_FUNCTION_ARGS)
 	forward = forward_mode(fcinfo, 3);
 	m = model_arg(fcinfo, 2);
 	use_layer = band_layers(fcinfo, 4, m);
+	k = per_layer ? top * m->layers : top;
 	if (forward)
 	{
-		topk_init(&best, top, RANK_ABS);
-		forward_walk(m, prompt, use_layer, &best);
+		topk_init(&best, k, RANK_ABS);
+		forward_walk(m, prompt, use_layer, per_layer ? top : 0, &best);
 	}
 	else
 	{
@@ -139,7 +162,8 @@ infer_walk(PG_FUNCTION_ARGS)
 						 infer_walk_embed_mode == WALK_EMBED_AVERAGE ? QUERY_AVERAGE : QUERY_LAST);
 		pass.nq = 1;
 		pass.use_layer = use_layer;
-		pass.k = top;
+		pass.per_layer_k = per_layer ? top : 0;
+		pass.k = k;
 		pass.rank = RANK_ABS;
 		compute_gate_topk(m, &pass, &best);
 	}
@@ -165,5 +189,6 @@ infer_walk(PG_FUNCTION_ARGS)
 		values[3] = CStringGetTextDatum(concepts[i].text);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	stats_end(m, best.n);
 	PG_RETURN_VOID();
 }

@@ -25,11 +25,23 @@ describe('infer_create_model / infer_models / infer_drop_model', () => {
     expect((await db.query("select infer_create_model('q', $1) as n", [vindex])).rows).toEqual([
       { n: 'q' },
     ])
-    const { rows } = await db.query('select * from infer_models()')
-    // gate 6 x 1024 x 256 f16 + embeddings 2595 x 256 f16 + down tokens 6 x 1024 x 10 int32
-    const bytes = 6 * 1024 * 256 * 2 + 2595 * 256 * 2 + 6 * 1024 * 10 * 4
+    const { rows } = await db.query<Record<string, unknown>>('select * from infer_models()')
+    // gate 6 x 1024 x 256 f16 + embeddings 2595 x 256 f16 + down_meta 6 x 1024 x 10
+    // (int32 token, f32 logit)
+    const bytes = 6 * 1024 * 256 * 2 + 2595 * 256 * 2 + 6 * 1024 * 10 * 8
+    const registeredAt = rows[0]!.registered_at as Date
+    expect(Math.abs(Date.now() - registeredAt.getTime())).toBeLessThan(60_000)
     expect(rows).toEqual([
       {
+        // pg_infer's columns, then pglite-infer's own
+        model_name: 'q',
+        vindex_path: vindex,
+        num_layers: 6,
+        hidden_size: 256,
+        vocab_size: 2595,
+        registered_at: registeredAt,
+        backend: 'local',
+        server_url: null,
         name: 'q',
         source: vindex,
         architecture: 'knowledge-qwen2-6l',
@@ -43,7 +55,9 @@ describe('infer_create_model / infer_models / infer_drop_model', () => {
         loaded: true,
       },
     ])
-    await db.query("select infer_drop_model('q')")
+    expect((await db.query("select infer_drop_model('q') as r")).rows).toEqual([
+      { r: "model 'q' dropped" },
+    ])
     expect((await db.query('select * from infer_models()')).rows).toEqual([])
     expect((await db.query('select * from infer_loaded_models()')).rows).toEqual([])
     const err = await sqlError(db, "select * from walk('France', 3, 'q')")

@@ -18,6 +18,8 @@ describe('the extension bundle', () => {
       'lib/postgresql/pg_infer.so',
       'share/postgresql/extension/pg_infer--0.1.0.sql',
       'share/postgresql/extension/pg_infer.control',
+      'share/postgresql/extension/pg_infer_vector--0.1.0.sql',
+      'share/postgresql/extension/pg_infer_vector.control',
     ])
   })
 

@@ -100,6 +100,8 @@ export class ModelHost {
       bytes = v.embed
     } else if (part === 'down_tokens') {
       bytes = downTokens(v, layer)
+    } else if (part === 'down_logits') {
+      bytes = downLogits(v, layer)
     } else if (part === 'config') {
       bytes = withVindexErrors(name, v.files.where, () => encodeForwardConfig(v.index))
     } else if (part.startsWith('weight:')) {
@@ -432,6 +434,18 @@ function downTokens(v: OpenedVindex, layer: number): Uint8Array {
   for (let f = 0; f < n; f++) {
     const { ids } = v.downMeta.topTokens(layer, f)
     for (let i = 0; i < k; i++) out[f * k + i] = ids[i]!
+  }
+  return new Uint8Array(out.buffer)
+}
+
+/** Per feature of a layer its down_meta logits (same order as downTokens), f32. */
+function downLogits(v: OpenedVindex, layer: number): Uint8Array {
+  const n = v.index.layers[layer]?.num_features ?? 0
+  const k = v.index.down_top_k
+  const out = new Float32Array(n * k)
+  for (let f = 0; f < n; f++) {
+    const { logits } = v.downMeta.topTokens(layer, f)
+    for (let i = 0; i < k; i++) out[f * k + i] = logits[i]!
   }
   return new Uint8Array(out.buffer)
 }
