@@ -42,8 +42,9 @@ CREATE TABLE infer.models (
 );
 SELECT pg_catalog.pg_extension_config_dump('infer.models', '');
 
+-- extract_level NULL means 'browse' (pg_infer's signature: DEFAULT NULL)
 CREATE FUNCTION infer_create_model(model_name text, source text,
-                                   extract_level text DEFAULT 'browse')
+                                   extract_level text DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'infer_create_model'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -103,13 +104,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- pg_infer's (model_name ... registered_at, backend, server_url); the rest
 -- are pglite-infer's own, `name`, `layers`, `hidden` and `vocab` included
 -- (the same values under the names earlier releases used).
-CREATE FUNCTION infer_models(
-    OUT model_name text, OUT vindex_path text, OUT source text, OUT extract_level text,
-    OUT num_layers int, OUT hidden_size int, OUT vocab_size int,
-    OUT registered_at timestamptz, OUT backend text, OUT server_url text,
-    OUT architecture text, OUT features int, OUT dtype text, OUT bytes bigint,
-    OUT loaded boolean, OUT name text, OUT layers int, OUT hidden int, OUT vocab int)
-RETURNS SETOF record
+CREATE FUNCTION infer_models()
+RETURNS TABLE (
+    model_name text, vindex_path text, source text, extract_level text,
+    num_layers int, hidden_size int, vocab_size int,
+    registered_at timestamptz, backend text, server_url text,
+    architecture text, features int, dtype text, bytes bigint,
+    loaded boolean, name text, layers int, hidden int, vocab int)
 LANGUAGE sql VOLATILE
 AS $$
     SELECT m.name,
