@@ -165,8 +165,8 @@ describe('infer() on knowledge-qwen2-6l against transformers', () => {
     const { rows } = await db.query<{ name: string; bytes: number }>(
       'select name, bytes from infer_models() order by name',
     )
-    // browse data: gate + embeddings + down tokens (f32)
-    const browse = 6 * 1024 * 256 * 4 + 2595 * 256 * 4 + 6 * 1024 * 10 * 4
+    // browse data: gate + embeddings (f32) + down_meta (int32 token, f32 logit)
+    const browse = 6 * 1024 * 256 * 4 + 2595 * 256 * 4 + 6 * 1024 * 10 * 8
     // per layer q, k, v, o, up, down, biases, norms; final norm; lm_head
     const layer =
       (256 * 256 * 2 + 128 * 256 * 2 + 1024 * 256 * 2) * 4 + (256 + 128 * 2) * 4 + 2 * 256 * 4
