@@ -66,9 +66,13 @@ trap 'rm -rf "$tmp"' EXIT
 tar -xzf "$tarball" -C "$tmp" --strip-components=1 --no-same-owner --touch
 grep -q "^default_version = '$PGVECTOR_VERSION'" "$tmp/vector.control" \
   || die "$tarball does not hold pgvector $PGVECTOR_VERSION"
-# git apply as a plain patch(1): the ceiling keeps it from finding a repository above
-(cd "$tmp" && GIT_CEILING_DIRECTORIES="$dir" git apply -p1 "$patch") \
-  || die "$patch does not apply to pgvector $PGVECTOR_VERSION"
+# git apply as a plain patch(1) (the ceiling keeps it from finding a
+# repository above), or patch(1) itself where git is missing
+if command -v git >/dev/null 2>&1; then
+  (cd "$tmp" && GIT_CEILING_DIRECTORIES="$dir" git apply -p1 "$patch")
+else
+  patch -s -p1 -d "$tmp" < "$patch"
+fi || die "$patch does not apply to pgvector $PGVECTOR_VERSION"
 echo "$stamp" > "$tmp/.ready"
 if [ "$(cat "$src/.ready" 2>/dev/null)" != "$stamp" ]; then
   rm -rf "$src"
