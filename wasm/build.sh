@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# One command: builds extension/ into packages/pglite-infer/bundle/pg_infer.tar.gz.
+# One command: builds extension/ into packages/pglite-infer/bundle/pg_infer.tar.gz
+# and pgvector into packages/pglite-infer/bundle/vector.tar.gz.
 #
 #   1. finds emscripten >= 3.1.69 (wasm/toolchain.sh: PATH, or a cached
 #      Debian trixie root it creates once),
 #   2. reads the PostgreSQL version of the installed @electric-sql/pglite and
 #      fetches the same major.minor server headers (wasm/pg-headers.sh),
-#   3. runs make: compiles what changed, links the side module, checks its
-#      imports against pglite.wasm's exports, and packs the bundle,
-#   4. checks that the sources also compile natively against stock headers
+#   3. fetches pgvector's pinned source release once (wasm/pgvector.sh),
+#   4. runs make: compiles what changed, links the side modules (pg_infer.so,
+#      vector.so), checks their imports against pglite.wasm's exports, and
+#      packs the bundles (pg_infer.tar.gz, vector.tar.gz),
+#   5. checks that pg_infer's sources also compile natively against stock headers
 #      (when a C compiler is here), so the extension stays portable.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,9 +21,11 @@ export PGI_TOOLCHAIN
 PGI_TOOLCHAIN=$(bash wasm/toolchain.sh)
 read -r pg_version pglite_wasm < <(node wasm/pglite-version.mjs)
 pg_include=$(bash wasm/pg-headers.sh "$pg_version")
+pgvector_src=$(bash wasm/pgvector.sh)
 jobs=$(nproc 2>/dev/null || echo 2)
 
-make --no-print-directory -j"$jobs" -f wasm/Makefile PG_INCLUDE="$pg_include" PGLITE_WASM="$pglite_wasm" all
+make --no-print-directory -j"$jobs" -f wasm/Makefile PG_INCLUDE="$pg_include" PGLITE_WASM="$pglite_wasm" \
+  PGVECTOR_SRC="$pgvector_src" all
 
 if command -v cc >/dev/null 2>&1; then
   native_include="$(dirname "$pg_include")/native"
@@ -31,5 +36,5 @@ if command -v cc >/dev/null 2>&1; then
     mv "$native_include.tmp" "$native_include"
   fi
   make --no-print-directory -j"$jobs" -f wasm/Makefile NATIVE_PG_INCLUDE="$native_include" \
-    PG_INCLUDE="$pg_include" native-check
+    PG_INCLUDE="$pg_include" PGVECTOR_SRC="$pgvector_src" native-check
 fi

@@ -77,12 +77,16 @@ beforeAll(() => {
 }, 600_000)
 
 const PROGRAM = `
-const db = await PGlite.create({ extensions: { pgInfer } })
-await db.exec('CREATE EXTENSION pg_infer')
+const db = await PGlite.create({ extensions: { pgInfer, vector } })
+await db.exec('CREATE EXTENSION pg_infer; CREATE EXTENSION vector')
 const { rows } = await db.query('select infer_version() as v')
 console.log(JSON.stringify(rows[0].v))
+const vec = await db.query("select extversion as v, '[1,2,3]'::vector <-> '[4,6,3]' as d from pg_extension where extname = 'vector'")
+console.log(JSON.stringify(vec.rows[0]))
 await db.close()
 `
+/** What PROGRAM prints: pg_infer's version, then pgvector's version and an L2 distance. */
+const PROGRAM_OUTPUT = `${JSON.stringify(VERSION)}\n${JSON.stringify({ v: '0.8.0', d: 5 })}`
 
 describe('the packed packages installed into a fresh project', () => {
   it('ship dist, README and LICENSE; no source maps, no demo', () => {
@@ -98,11 +102,18 @@ describe('the packed packages installed into a fresh project', () => {
         p,
       ).toEqual([])
       expect(
-        files.filter((f) => !/^(dist\/|bundle\/|README\.md$|LICENSE$|package\.json$)/.test(f)),
+        files.filter(
+          (f) =>
+            !/^(dist\/|bundle\/|README\.md$|LICENSE$|THIRD_PARTY_NOTICES\.md$|package\.json$)/.test(
+              f,
+            ),
+        ),
         p,
       ).toEqual([])
     }
     expect(packed.get('pglite-infer')).toContain('bundle/pg_infer.tar.gz')
+    expect(packed.get('pglite-infer')).toContain('bundle/vector.tar.gz')
+    expect(packed.get('pglite-infer')).toContain('THIRD_PARTY_NOTICES.md')
   })
 
   it('uses the one PGlite the app installed (a peer dependency)', () => {
@@ -112,21 +123,23 @@ describe('the packed packages installed into a fresh project', () => {
     expect(copies).toEqual([join(app, 'node_modules', '@electric-sql', 'pglite')])
   })
 
-  it('ESM: import { pgInfer } from "pglite-infer" creates the extension', () => {
+  it('ESM: import { pgInfer } from "pglite-infer" and { vector } from "pglite-infer/vector" create the extensions', () => {
     writeFileSync(
       join(app, 'esm.mjs'),
-      `import { PGlite } from '@electric-sql/pglite'\nimport { pgInfer } from 'pglite-infer'\n${PROGRAM}`,
+      `import { PGlite } from '@electric-sql/pglite'\nimport { pgInfer } from 'pglite-infer'\n` +
+        `import { vector } from 'pglite-infer/vector'\n${PROGRAM}`,
     )
-    expect(run(process.execPath, ['esm.mjs'], app).trim()).toBe(JSON.stringify(VERSION))
+    expect(run(process.execPath, ['esm.mjs'], app).trim()).toBe(PROGRAM_OUTPUT)
   })
 
-  it('CommonJS: require("pglite-infer") creates the extension', () => {
+  it('CommonJS: require("pglite-infer") and require("pglite-infer/vector") create the extensions', () => {
     writeFileSync(
       join(app, 'cjs.cjs'),
       `const { PGlite } = require('@electric-sql/pglite')\nconst { pgInfer } = require('pglite-infer')\n` +
+        `const { vector } = require('pglite-infer/vector')\n` +
         `;(async () => {${PROGRAM}})().catch((e) => { console.error(e); process.exit(1) })\n`,
     )
-    expect(run(process.execPath, ['cjs.cjs'], app).trim()).toBe(JSON.stringify(VERSION))
+    expect(run(process.execPath, ['cjs.cjs'], app).trim()).toBe(PROGRAM_OUTPUT)
   })
 
   it('npx pglite-infer --version and --help work with pglite-infer alone', () => {
@@ -144,12 +157,14 @@ describe('the packed packages installed into a fresh project', () => {
       join(dir, file),
       `import { PGlite } from '@electric-sql/pglite'
 import { createPgInfer, pgInfer } from 'pglite-infer'
+import { vector } from 'pglite-infer/vector'
 import type { Extension } from '@electric-sql/pglite'
 
 const ext: Extension = pgInfer
+const vectorExt: Extension = vector
 export async function open(): Promise<string> {
   const db = await PGlite.create({
-    extensions: { infer: createPgInfer({ allowedHostDirectories: ['/models'] }), ext },
+    extensions: { infer: createPgInfer({ allowedHostDirectories: ['/models'] }), ext, vector: vectorExt },
   })
   await db.exec('CREATE EXTENSION pg_infer')
   const { rows } = await db.query<{ v: string }>('select infer_version() as v')
