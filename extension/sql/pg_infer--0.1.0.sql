@@ -423,9 +423,11 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- The text's embedding as similar_to sees it (mean input embedding):
 -- hidden_size reals. pg_infer_vector's infer_embed() returns it as vector.
+-- STABLE, like infer_distance: ORDER BY embed <=> infer_embed('q') can
+-- then use a vector index.
 CREATE FUNCTION infer_embedding(input text, model text DEFAULT NULL) RETURNS real[]
 AS 'MODULE_PATHNAME', 'infer_embedding'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C STABLE PARALLEL UNSAFE;
 
 -- 1 / (1 + similar_to(a, b)) under infer.default_model: the <~> distance.
 -- STABLE: the result depends on infer.default_model and the registry, not

@@ -8,5 +8,5 @@
 -- uses, hidden_size values) as a vector, e.g. to fill or query a
 -- vector(hidden_size) column: ORDER BY embed <=> infer_embed('query').
 CREATE FUNCTION infer_embed(input text, model text DEFAULT NULL) RETURNS vector
-LANGUAGE sql VOLATILE PARALLEL UNSAFE
+LANGUAGE sql STABLE PARALLEL UNSAFE
 AS $$ SELECT infer_embedding(input, model)::vector $$;
