@@ -1,0 +1,35 @@
+/** What the page asks the database worker (db.worker.ts) through comlink. */
+export interface QueryResult {
+  rows: Record<string, unknown>[]
+  fields: string[]
+  ms: number
+}
+
+export interface Progress {
+  stage: string
+  done: number
+  total: number
+}
+
+export interface OpenResult {
+  /** the demo model was already in the (IndexedDB) database */
+  persisted: boolean
+  postgres: string
+  pgInfer: string
+  vector: string | null
+}
+
+export interface DbApi {
+  /**
+   * Opens the database (IndexedDB unless `memory`), creating the extensions;
+   * `base` is the page's base URL, where the demo model and data are served.
+   */
+  open(memory: boolean, base: string): Promise<OpenResult>
+  /** Registers the demo model and sample tables unless they exist. */
+  loadDemo(onProgress: (p: Progress) => void): Promise<void>
+  /** Registers a model from the bytes of a vindex .tar/.tar.gz the user picked. */
+  uploadModel(name: string, bytes: Uint8Array, level: 'browse' | 'inference'): Promise<string>
+  query(sql: string, params?: unknown[]): Promise<QueryResult>
+  /** A script of several statements; the last statement's rows. */
+  exec(sql: string): Promise<QueryResult>
+}
