@@ -318,6 +318,24 @@ describe('infer_show_layers / infer_show_features / infer_show_relations', () =>
     expect(rows).toEqual([{ label: 'capital, -language' }])
   })
 
+  it('every exploration function names an unknown model (42704)', async () => {
+    for (const sql of [
+      "select * from infer_show_layers('nope')",
+      "select * from infer_show_relations('nope')",
+      "select * from infer_explain_walk('France', 3, 'nope')",
+      "select * from describe_layers('France', 'nope')",
+      "select * from nearest_to('France', 1, 3, 'nope')",
+    ])
+      expect(await sqlError(db, sql), sql).toMatchObject({
+        code: '42704',
+        message: 'model "nope" does not exist',
+      })
+    // and the backend keeps working
+    expect((await db.query('select count(*)::int as n from infer_show_layers()')).rows).toEqual([
+      { n: 6 },
+    ])
+  })
+
   it('infer_show_features refuses bad arguments', async () => {
     expect((await sqlError(db, 'select * from infer_show_features(99)')).code).toBe('22023')
     expect((await sqlError(db, 'select * from infer_show_features(NULL)')).code).toBe('22004')
