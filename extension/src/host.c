@@ -32,116 +32,216 @@ pg_attribute_unused() static void check_text_size(int text_len)
 }
 
 #ifdef __EMSCRIPTEN__
-#include <emscripten.h>
+#include <stdlib.h>
 
 /*
+ * The host's hooks are JavaScript functions the pglite-infer package put in
+ * the WebAssembly function table (Module.addFunction, before the backend
+ * starts) and whose table indexes it published in the environment:
+ *
+ *   PGLITE_INFER_HOST=pgi1:<tokenize>,<model_open>,...   (HostHook order)
+ *
+ * C calls them through function pointers. Nothing here is JavaScript source
+ * that PGlite's loader would have to eval (as it must for EM_JS), so
+ * pg_infer loads under a Content-Security-Policy without 'unsafe-eval'.
+ * Keep the order in step with HOST_HOOKS in
+ * packages/pglite-infer/src/host/hooks.ts.
+ *
  * Each call returns the result's size in bytes (>= 0), or -1 when the host
- * threw; then pgi_host_error() fetches the message. A missing host (the
- * extension was loaded without the pglite-infer package) is reported by the
- * bridge the same way when it exists, and here when it does not.
+ * threw; then pgi_host_error() fetches the message. -2: no host.
  */
-EM_JS(int, pgi_host_tokenize,
-	  (const char *json, int json_len, const char *text, int text_len, int special), {
-		  if (!Module.pgInferHost)
-			  return -2;
-		  return Module.pgInferHost.tokenize(Module, json, json_len, text, text_len, special);
-	  });
+#define HOST_HOOKS_VERSION "pgi1:"
 
-EM_JS(int, pgi_host_model_open,
-	  (const char *name, const char *source, const char *level, const char *datadir, int flags), {
-		  if (!Module.pgInferHost)
-			  return -2;
-		  return Module.pgInferHost.modelOpen(Module, name, source, level, datadir, flags);
-	  });
+typedef enum HostHook
+{
+	HOOK_TOKENIZE,
+	HOOK_MODEL_OPEN,
+	HOOK_MODEL_READ,
+	HOOK_MODEL_FILE,
+	HOOK_MODEL_ADOPT,
+	HOOK_MODEL_RELEASE,
+	HOOK_MODEL_SYNC,
+	HOOK_MODEL_TOKENIZE,
+	HOOK_MODEL_DECODE,
+	HOOK_NORMALIZE,
+	HOOK_COMPUTE_GATE_TOPK,
+	HOOK_COMPUTE_LOAD_GATE,
+	HOOK_COMPUTE_DROP,
+	HOOK_TAKE,
+	HOOK_ERROR_LEN,
+	HOOK_ERROR,
+	HOOK_COUNT
+} HostHook;
 
-EM_JS(int, pgi_host_model_read,
-	  (const char *name, const char *part, int layer, void *dst, double nbytes), {
-		  if (!Module.pgInferHost)
-			  return -2;
-		  return Module.pgInferHost.modelRead(Module, name, part, layer, dst, nbytes);
-	  });
+static uintptr_t hooks[HOOK_COUNT];
 
-EM_JS(int, pgi_host_model_file, (const char *name, const char *file), {
-	if (!Module.pgInferHost)
-		return -2;
-	return Module.pgInferHost.modelFile(Module, name, file);
-});
+typedef enum HooksState
+{
+	HOOKS_UNREAD,
+	HOOKS_READY,
+	HOOKS_ABSENT,  /* no PGLITE_INFER_HOST: loaded without the package */
+	HOOKS_MISMATCH /* another version of the package than of this module */
+} HooksState;
+static HooksState hooks_state = HOOKS_UNREAD;
 
-EM_JS(int, pgi_host_model_adopt,
-	  (const char *name, const char *json, int json_len, const char *config, int config_len), {
-		  if (!Module.pgInferHost)
-			  return -2;
-		  return Module.pgInferHost.modelAdopt(Module, name, json, json_len, config, config_len);
-	  });
+static void
+read_hooks(void)
+{
+	const char *spec = getenv("PGLITE_INFER_HOST");
+	const char *p;
+	int n = 0;
 
-EM_JS(int, pgi_host_model_release, (const char *name, int forget_tokenizer), {
-	if (!Module.pgInferHost)
-		return -2;
-	return Module.pgInferHost.modelRelease(Module, name, forget_tokenizer);
-});
+	hooks_state = HOOKS_ABSENT;
+	if (spec == NULL)
+		return;
+	hooks_state = HOOKS_MISMATCH;
+	if (strncmp(spec, HOST_HOOKS_VERSION, strlen(HOST_HOOKS_VERSION)) != 0)
+		return;
+	p = spec + strlen(HOST_HOOKS_VERSION);
+	while (*p && n < HOOK_COUNT)
+	{
+		char *end;
+		long v = strtol(p, &end, 10);
 
-EM_JS(int, pgi_host_model_sync, (const char *names, int len), {
-	if (!Module.pgInferHost)
-		return -2;
-	return Module.pgInferHost.modelSync(Module, names, len);
-});
+		if (end == p || v <= 0)
+			return;
+		hooks[n++] = (uintptr_t) v;
+		p = *end == ',' ? end + 1 : end;
+	}
+	if (n == HOOK_COUNT && *p == '\0')
+		hooks_state = HOOKS_READY;
+}
 
-EM_JS(int, pgi_host_model_tokenize, (const char *name, const char *text, int text_len, int special),
-	  {
-		  if (!Module.pgInferHost)
-			  return -2;
-		  return Module.pgInferHost.modelTokenize(Module, name, text, text_len, special);
-	  });
+static uintptr_t
+host_hook(HostHook h)
+{
+	if (hooks_state == HOOKS_UNREAD)
+		read_hooks();
+	return hooks_state == HOOKS_READY ? hooks[h] : 0;
+}
 
-EM_JS(int, pgi_host_model_decode, (const char *name, const int *ids, int n), {
-	if (!Module.pgInferHost)
-		return -2;
-	return Module.pgInferHost.modelDecode(Module, name, ids, n);
-});
+/* A call through hook `h` of type `type`, or -2 when there is no host. */
+#define CALL_HOOK(h, type, ...) (host_hook(h) ? ((type) host_hook(h))(__VA_ARGS__) : -2)
 
-EM_JS(int, pgi_host_normalize, (const char *text, int text_len), {
-	if (!Module.pgInferHost)
-		return -2;
-	return Module.pgInferHost.normalize(Module, text, text_len);
-});
+static int
+pgi_host_tokenize(const char *json, int json_len, const char *text, int text_len, int special)
+{
+	return CALL_HOOK(HOOK_TOKENIZE, int (*)(const char *, int, const char *, int, int), json,
+					 json_len, text, text_len, special);
+}
 
-EM_JS(int, pgi_host_compute_gate_topk,
-	  (int backend, const char *key, const float *queries, int nq, int hidden,
-	   const bool *use_layer, int layers, int per_layer_k, int k, int rank, int positive_only,
-	   int deadline_ms),
-	  {
-		  if (!Module.pgInferHost)
-			  return -2;
-		  return Module.pgInferHost.computeGateTopK(Module, backend, key, queries, nq, hidden,
-													use_layer, layers, per_layer_k, k, rank,
-													positive_only, deadline_ms);
-	  });
+static int
+pgi_host_model_open(const char *name, const char *source, const char *level, const char *datadir,
+					int flags)
+{
+	return CALL_HOOK(HOOK_MODEL_OPEN,
+					 int (*)(const char *, const char *, const char *, const char *, int), name,
+					 source, level, datadir, flags);
+}
 
-EM_JS(int, pgi_host_compute_load_gate,
-	  (int backend, const char *key, int layer, int layers, const void *data, int rows, int hidden,
-	   int dtype, const void *fix, int nfix),
-	  {
-		  if (!Module.pgInferHost)
-			  return -2;
-		  return Module.pgInferHost.computeLoadGate(Module, backend, key, layer, layers, data, rows,
-													hidden, dtype, fix, nfix);
-	  });
+static int
+pgi_host_model_read(const char *name, const char *part, int layer, void *dst, double nbytes)
+{
+	return CALL_HOOK(HOOK_MODEL_READ, int (*)(const char *, const char *, int, void *, double),
+					 name, part, layer, dst, nbytes);
+}
 
-EM_JS(int, pgi_host_compute_drop, (const char *key), {
-	if (!Module.pgInferHost)
-		return -2;
-	return Module.pgInferHost.computeDrop(Module, key);
-});
+static int
+pgi_host_model_file(const char *name, const char *file)
+{
+	return CALL_HOOK(HOOK_MODEL_FILE, int (*)(const char *, const char *), name, file);
+}
+
+static int
+pgi_host_model_adopt(const char *name, const char *json, int json_len, const char *config,
+					 int config_len)
+{
+	return CALL_HOOK(HOOK_MODEL_ADOPT, int (*)(const char *, const char *, int, const char *, int),
+					 name, json, json_len, config, config_len);
+}
+
+static int
+pgi_host_model_release(const char *name, int forget_tokenizer)
+{
+	return CALL_HOOK(HOOK_MODEL_RELEASE, int (*)(const char *, int), name, forget_tokenizer);
+}
+
+static int
+pgi_host_model_sync(const char *names, int len)
+{
+	return CALL_HOOK(HOOK_MODEL_SYNC, int (*)(const char *, int), names, len);
+}
+
+static int
+pgi_host_model_tokenize(const char *name, const char *text, int text_len, int special)
+{
+	return CALL_HOOK(HOOK_MODEL_TOKENIZE, int (*)(const char *, const char *, int, int), name, text,
+					 text_len, special);
+}
+
+static int
+pgi_host_model_decode(const char *name, const int *ids, int n)
+{
+	return CALL_HOOK(HOOK_MODEL_DECODE, int (*)(const char *, const int *, int), name, ids, n);
+}
+
+static int
+pgi_host_normalize(const char *text, int text_len)
+{
+	return CALL_HOOK(HOOK_NORMALIZE, int (*)(const char *, int), text, text_len);
+}
+
+typedef int (*GateTopKHook)(int, const char *, const float *, int, int, const bool *, int, int, int,
+							int, int, int);
+
+static int
+pgi_host_compute_gate_topk(int backend, const char *key, const float *queries, int nq, int hidden,
+						   const bool *use_layer, int layers, int per_layer_k, int k, int rank,
+						   int positive_only, int deadline_ms)
+{
+	return CALL_HOOK(HOOK_COMPUTE_GATE_TOPK, GateTopKHook, backend, key, queries, nq, hidden,
+					 use_layer, layers, per_layer_k, k, rank, positive_only, deadline_ms);
+}
+
+typedef int (*LoadGateHook)(int, const char *, int, int, const void *, int, int, int, const void *,
+							int);
+
+static int
+pgi_host_compute_load_gate(int backend, const char *key, int layer, int layers, const void *data,
+						   int rows, int hidden, int dtype, const void *fix, int nfix)
+{
+	return CALL_HOOK(HOOK_COMPUTE_LOAD_GATE, LoadGateHook, backend, key, layer, layers, data, rows,
+					 hidden, dtype, fix, nfix);
+}
+
+static int
+pgi_host_compute_drop(const char *key)
+{
+	return CALL_HOOK(HOOK_COMPUTE_DROP, int (*)(const char *), key);
+}
 
 /* Copies the pending result (size given by the last call) into dst. */
-EM_JS(void, pgi_host_take, (void *dst, int len), { Module.pgInferHost.take(Module, dst, len); });
+static void
+pgi_host_take(void *dst, int len)
+{
+	if (host_hook(HOOK_TAKE))
+		((void (*)(void *, int)) host_hook(HOOK_TAKE))(dst, len);
+}
 
 /* Size of the pending error message in UTF-8 bytes, including the NUL. */
-EM_JS(int, pgi_host_error_len, (void), { return Module.pgInferHost.errorLength(); });
+static int
+pgi_host_error_len(void)
+{
+	return CALL_HOOK(HOOK_ERROR_LEN, int (*)(void));
+}
 
 /* Copies the pending error: SQLSTATE (5 chars) then the message, NUL-ended. */
-EM_JS(void, pgi_host_error, (char *dst, int len),
-	  { Module.pgInferHost.takeError(Module, dst, len); });
+static void
+pgi_host_error(char *dst, int len)
+{
+	if (host_hook(HOOK_ERROR))
+		((void (*)(char *, int)) host_hook(HOOK_ERROR))(dst, len);
+}
 
 /* Raises the host's last error as an ERROR; never returns. */
 static void
@@ -150,6 +250,15 @@ raise_host_error(const char *hook, int rc)
 	char *buf;
 	int len;
 
+	if (rc == -2 && hooks_state == HOOKS_MISMATCH)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("pg_infer: the pglite-infer package's host does not match this extension, "
+						"so \"%s\" cannot run",
+						hook),
+				 errdetail("PGLITE_INFER_HOST is \"%s\"; this module reads \"%s\" with %d hooks.",
+						   getenv("PGLITE_INFER_HOST"), HOST_HOOKS_VERSION, HOOK_COUNT),
+				 errhint("Use the extension bundle of the same pglite-infer version.")));
 	if (rc == -2)
 		ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 						errmsg("pg_infer: no host is installed, so \"%s\" cannot run", hook),

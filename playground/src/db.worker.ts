@@ -18,6 +18,16 @@ function create(dataDir: string | undefined) {
 type Db = Awaited<ReturnType<typeof create>>
 
 let db: Db | undefined
+
+/*
+ * A failure inside PGlite's start (e.g. a Content-Security-Policy that
+ * forbids compiling WebAssembly) surfaces as an unhandled rejection here
+ * while PGlite.create never settles: open() races it against this.
+ */
+let fail: (e: unknown) => void = () => {}
+const fatal = new Promise<never>((_, reject) => (fail = reject))
+self.addEventListener('unhandledrejection', (e) => fail(e.reason))
+self.addEventListener('error', (e) => fail(e.error ?? new Error(e.message)))
 /** The page's base URL: public/ files (model, sample data) live under it. */
 let base = self.location.href
 
@@ -66,7 +76,7 @@ async function loadJson<T>(path: string): Promise<T> {
 const api: DbApi = {
   async open(memory, pageBase) {
     base = pageBase
-    db = await create(memory ? undefined : DATA_DIR)
+    db = await Promise.race([create(memory ? undefined : DATA_DIR), fatal])
     await db.exec(`create extension if not exists pg_infer;
                    create extension if not exists pg_trgm;
                    create extension if not exists vector;

@@ -12,6 +12,7 @@ const panels = document.getElementById('panels')!
 
 const worker = new Worker(new URL('./db.worker.ts', import.meta.url), { type: 'module' })
 const db = Comlink.wrap<DbApi>(worker)
+worker.addEventListener('error', (e) => fatal(new Error(e.message || 'the database worker failed')))
 
 function isolationBanner(): void {
   if (globalThis.crossOriginIsolated) return
@@ -78,9 +79,12 @@ async function start(): Promise<void> {
   for (const b of document.querySelectorAll<HTMLButtonElement>('button.run')) b.disabled = false
 }
 
-start().catch((e: unknown) => {
+function fatal(e: unknown): void {
+  if (document.body.dataset.ready) return
   status.className = 'status error'
   status.textContent = `Could not start: ${e instanceof Error ? e.message : String(e)}`
   document.body.dataset.ready = 'error'
   console.error(e)
-})
+}
+
+start().catch(fatal)

@@ -19,6 +19,9 @@ const SHOTS = repoPath('test/.output/playground')
 const DIST = repoPath('playground/dist')
 
 let server: StaticServer
+/** the same site under a Content-Security-Policy without 'unsafe-eval' */
+let strict: StaticServer
+const CSP = "script-src 'self' 'wasm-unsafe-eval'"
 let browser: Browser
 let node: Awaited<ReturnType<typeof openNodeTwin>>
 
@@ -106,6 +109,7 @@ beforeAll(async () => {
     stdio: 'inherit',
   })
   server = await serveStatic(DIST)
+  strict = await serveStatic(DIST, { 'Content-Security-Policy': CSP })
   browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] })
   node = await openNodeTwin()
 }, 300_000)
@@ -113,6 +117,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close()
   await server?.close()
+  await strict?.close()
   await node?.close()
 })
 
@@ -188,5 +193,36 @@ describe('the playground in Chromium', () => {
     )
     expect(errors).toEqual([])
     await context.close()
+  })
+
+  it(`loads pg_infer and runs infer() under Content-Security-Policy: ${CSP}`, async () => {
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    const errors: string[] = []
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text())
+    })
+    page.on('pageerror', (e) => errors.push(e.message))
+    const response = await page.goto(`${strict.url}?memory`)
+    expect(response!.headers()['content-security-policy']).toBe(CSP)
+    await page.waitForSelector('body[data-ready]', { timeout: 240_000 })
+    expect(await page.getAttribute('body', 'data-ready')).toBe('true')
+    expect(await run(page, 'infer', { prompt: 'The capital of Japan is' })).toEqual(
+      await nodeCells('select * from infer($1, 10)', ['The capital of Japan is']),
+    )
+    expect(errors).toEqual([])
+    await context.close()
+  })
+
+  it('the policy is enforced: without wasm-unsafe-eval the page cannot start', async () => {
+    const none = await serveStatic(DIST, { 'Content-Security-Policy': "script-src 'self'" })
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    await page.goto(`${none.url}?memory`)
+    await page.waitForSelector('body[data-ready]', { timeout: 240_000 })
+    expect(await page.getAttribute('body', 'data-ready')).toBe('error')
+    expect(await page.innerText('#status')).toMatch(/WebAssembly|wasm|Content Security Policy/i)
+    await context.close()
+    await none.close()
   })
 })

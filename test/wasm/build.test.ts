@@ -30,6 +30,13 @@ describe('the extension bundle', () => {
     expect(missingSymbols(so, readFileSync(pgliteWasm))).toEqual([])
   })
 
+  it('holds no EM_JS (JavaScript source PGlite would have to eval under a CSP)', () => {
+    const so = execFileSync('tar', ['xzOf', bundle, 'lib/postgresql/pg_infer.so'])
+    const exports = WebAssembly.Module.exports(new WebAssembly.Module(so)).map((e) => e.name)
+    expect(exports.filter((n) => n.startsWith('__em_js__'))).toEqual([])
+    expect(exports.length).toBeGreaterThan(10)
+  })
+
   it('a second build with no change compiles nothing', () => {
     const out = execFileSync('bash', [repoPath('wasm/build.sh')], { encoding: 'utf8' })
     expect(out).toContain("Nothing to be done for 'all'")

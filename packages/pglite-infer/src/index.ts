@@ -8,6 +8,7 @@
  */
 import type { Extension } from '@electric-sql/pglite'
 import { HostBridge, defaultHost } from './host/bridge.js'
+import { installHostHooks, type HookableModule } from './host/hooks.js'
 import type { HostOptions, InferHost, WasmModule } from './host/types.js'
 import { inferNamespace, type EmscriptenFSWriter, type InferNamespace } from './namespace.js'
 
@@ -41,14 +42,19 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
       const bridge = new HostBridge(host, options)
       let module: (WasmModule & { FS?: EmscriptenFSWriter }) | undefined
       const preRun = [emscriptenOpts?.preRun ?? []].flat()
-      // Anything in emscriptenOpts becomes a property of the emscripten
-      // Module, which is where the EM_JS hooks of extension/src/host.c look;
-      // preRun hands us the Module itself, for its file system.
+      // preRun hands us the emscripten Module before the backend starts:
+      // its file system (db.infer.createModel), and the place to install
+      // the host hooks extension/src/host.c calls (host/hooks.ts).
       return {
         emscriptenOpts: {
           ...emscriptenOpts,
-          pgInferHost: bridge,
-          preRun: [...preRun, (mod: typeof module) => (module = mod)],
+          preRun: [
+            ...preRun,
+            (mod: HookableModule & { FS?: EmscriptenFSWriter }) => {
+              module = mod
+              installHostHooks(mod, bridge)
+            },
+          ],
         },
         bundlePath: bundleUrl,
         namespaceObj: inferNamespace(
