@@ -29,6 +29,13 @@ export interface DbApi {
   loadDemo(onProgress: (p: Progress) => void): Promise<void>
   /** Registers a model from the bytes of a vindex .tar/.tar.gz the user picked. */
   uploadModel(name: string, bytes: Uint8Array, level: 'browse' | 'inference'): Promise<string>
+  /** Registers a model from a vindex served over http(s), stored in the database. */
+  addModelFromUrl(
+    name: string,
+    url: string,
+    level: 'browse' | 'inference',
+    onProgress: (p: Progress) => void,
+  ): Promise<string>
   query(sql: string, params?: unknown[]): Promise<QueryResult>
   /** A script of several statements; the last statement's rows. */
   exec(sql: string): Promise<QueryResult>

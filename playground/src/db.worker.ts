@@ -147,6 +147,19 @@ const api: DbApi = {
     return await need().infer.createModel(name, bytes, { level })
   },
 
+  async addModelFromUrl(name, url, level, onProgress) {
+    return await need().infer.createModel(name, new URL(url, base).href, {
+      level,
+      store: 'database',
+      onProgress: (p) =>
+        onProgress({
+          stage: `downloading ${p.file} (${p.filesDone + 1} of ${p.files})`,
+          done: p.done,
+          total: p.total,
+        }),
+    })
+  },
+
   async query(sql, params = []) {
     const t0 = performance.now()
     const r = await need().query<Record<string, unknown>>(sql, params)

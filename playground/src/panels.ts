@@ -265,6 +265,16 @@ const inferPrompt = textInput('prompt', 'The capital of Japan is', 'a prompt')
 const searchQuery = textInput('query', 'capital of France', 'search the sentences')
 const relation = textInput('relation', 'capital', 'relation')
 const template = textInput('template', 'The capital city of {} is', 'template with {}')
+const modelName = textInput('name', 'web', 'model name')
+const modelUrl = textInput('url', '', 'http(s) URL of a vindex directory')
+const modelLevel = el(
+  'select',
+  { name: 'level' },
+  el('option', { value: 'browse' }, 'browse'),
+  el('option', { value: 'inference' }, 'inference'),
+)
+const modelFile = el('input', { type: 'file', name: 'file', accept: '.tar,.gz,.tgz' })
+const modelProgress = el('span', { className: 'meta' })
 const consoleSql = el('textarea', {
   name: 'sql',
   value: `select model_name, architecture, num_layers, hidden_size, vocab_size, dtype, bytes
@@ -368,6 +378,33 @@ export const PANELS: Panel[] = [
       const sql = "select * from infer_label_relations('countries', 'facts')"
       const result = await dbRef.query(sql)
       return { sql, result }
+    },
+  ),
+  panel(
+    'models',
+    'models',
+    'Register another model: a vindex directory served over http(s), or a .tar/.tar.gz of one from your disk (pglite-infer extract makes them). Its files are stored in this database.',
+    [modelName, modelUrl, modelLevel, modelFile, modelProgress],
+    async () => {
+      const level = modelLevel.value as 'browse' | 'inference'
+      const file = modelFile.files?.[0]
+      const progress = (p: { stage: string; done: number; total: number }) => {
+        modelProgress.textContent = `${p.stage}: ${(p.done / 1e6).toFixed(1)} MB`
+      }
+      if (file) {
+        await dbRef.uploadModel(modelName.value, new Uint8Array(await file.arrayBuffer()), level)
+      } else {
+        const { proxy } = await import('comlink')
+        await dbRef.addModelFromUrl(modelName.value, modelUrl.value, level, proxy(progress))
+      }
+      modelProgress.textContent = ''
+      const sql =
+        'select model_name, source, extract_level, num_layers, hidden_size, dtype, bytes, loaded\nfrom infer_models()'
+      const result = await dbRef.query(sql)
+      return {
+        sql: `-- db.infer.createModel('${modelName.value}', ${file ? file.name : `'${modelUrl.value}'`}, { level: '${level}' })\n${sql}`,
+        result,
+      }
     },
   ),
   panel(

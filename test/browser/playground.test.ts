@@ -13,6 +13,7 @@ import { pgInfer } from 'pglite-infer'
 import { vector } from 'pglite-infer/vector'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { repoPath } from '../helpers/paths.js'
+import { fixtureVindex } from '../helpers/vindex.js'
 import { serveStatic, type StaticServer } from './static-server.js'
 
 const SHOTS = repoPath('test/.output/playground')
@@ -79,8 +80,11 @@ async function run(
 ): Promise<string[][]> {
   await page.click(`nav button[data-panel="${panel}"]`)
   const section = page.locator(`#panel-${panel}`)
-  for (const [name, value] of Object.entries(fill))
-    await section.locator(`[name="${name}"]`).fill(value)
+  for (const [name, value] of Object.entries(fill)) {
+    const field = section.locator(`[name="${name}"]`)
+    if ((await field.evaluate((e) => e.tagName)) === 'SELECT') await field.selectOption(value)
+    else await field.fill(value)
+  }
   await section.locator('button.run').click()
   await section.locator('.out[data-state="done"], .out[data-state="error"]').waitFor({
     timeout: 180_000,
@@ -108,7 +112,7 @@ beforeAll(async () => {
     cwd: repoPath(''),
     stdio: 'inherit',
   })
-  server = await serveStatic(DIST)
+  server = await serveStatic(DIST, {}, { '/vindex/': await fixtureVindex('f16', 'inference') })
   strict = await serveStatic(DIST, { 'Content-Security-Policy': CSP })
   browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox'] })
   node = await openNodeTwin()
@@ -174,6 +178,21 @@ describe('the playground in Chromium', () => {
     expect(await run(page, 'labels')).toEqual(
       await nodeCells("select * from infer_label_relations('countries', 'facts')"),
     )
+    // a model from a vindex served over http: downloaded by the page's
+    // worker with fetch and stored in its database, as Node does it
+    const models = await run(page, 'models', { name: 'web', url: 'vindex/', level: 'inference' })
+    await node.infer.createModel('web', `${server.url}vindex/`, {
+      level: 'inference',
+      store: 'database',
+    })
+    expect(models).toEqual(
+      await nodeCells(
+        'select model_name, source, extract_level, num_layers, hidden_size, dtype, bytes, loaded from infer_models()',
+      ),
+    )
+    expect(
+      await run(page, 'sql', { sql: "select * from infer('The capital of Spain is', 5, 'web')" }),
+    ).toEqual(await nodeCells("select * from infer('The capital of Spain is', 5, 'web')"))
     expect(
       await run(page, 'sql', {
         sql: "select body, embed <=> infer_embed('capital of Japan') as d from sentences order by d, body limit 5",

@@ -24,14 +24,21 @@ export interface StaticServer {
   close(): Promise<void>
 }
 
+/**
+ * Serves `root`, and each directory of `mounts` under its URL prefix
+ * (e.g. { '/vindex/': dir }).
+ */
 export async function serveStatic(
   root: string,
   headers: Record<string, string> = {},
+  mounts: Record<string, string> = {},
 ): Promise<StaticServer> {
   const server: Server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)
-    let file = normalize(join(root, path))
-    if (!file.startsWith(root)) {
+    const mount = Object.keys(mounts).find((prefix) => path.startsWith(prefix))
+    const base = mount ? mounts[mount]! : root
+    let file = normalize(join(base, mount ? path.slice(mount.length) : path))
+    if (!file.startsWith(base)) {
       res.writeHead(403).end()
       return
     }

@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
@@ -14,6 +14,7 @@ import { makeTinyCheckpoint } from '../vindex/tiny-checkpoints.js'
 
 const TMP = repoPath(`test/.tmp/remote-sources-${process.pid}`)
 const VINDEX = join(TMP, 'qwen.vindex')
+const VINDEX_INF = join(TMP, 'qwen-inference.vindex')
 const SAVED_ENV = {
   HF_ENDPOINT: process.env.HF_ENDPOINT,
   PGLITE_INFER_CACHE: process.env.PGLITE_INFER_CACHE,
@@ -51,6 +52,11 @@ beforeAll(async () => {
   await rm(TMP, { recursive: true, force: true })
   await mkdir(TMP, { recursive: true })
   await extractVindexDir(QWEN_FIXTURE, VINDEX, { workers: 0, modelName: 'knowledge-qwen2-6l' })
+  await extractVindexDir(QWEN_FIXTURE, VINDEX_INF, {
+    workers: 0,
+    modelName: 'knowledge-qwen2-6l',
+    level: 'inference',
+  })
   hub = await startHubServer()
   await hub.addRepo('org/knowledge-qwen2-6l', 'main', QWEN_FIXTURE)
   await hub.addRepo('org/revisioned', 'v1', QWEN_FIXTURE)
@@ -65,6 +71,7 @@ beforeAll(async () => {
   ])
     await hub.addRepo(`org/${repo}`, 'main', QWEN_FIXTURE)
   await hub.addStatic('/x.vindex', VINDEX)
+  await hub.addStatic('/inf.vindex', VINDEX_INF)
   const sharded = await makeTinyCheckpoint('llama', {
     sharded: true,
     dir: join(TMP, 'tiny-sharded'),
@@ -281,7 +288,8 @@ describe('hf:// sources', () => {
   it('gives up after PGLITE_INFER_DOWNLOAD_TIMEOUT (08006)', async () => {
     freshCache()
     await hub.setRule('/org/slow/resolve/main/model.safetensors', { kind: 'hang' })
-    process.env.PGLITE_INFER_DOWNLOAD_TIMEOUT = '1.5'
+    // long enough to reach the hanging file on a loaded 2-core machine
+    process.env.PGLITE_INFER_DOWNLOAD_TIMEOUT = '4'
     const t0 = Date.now()
     try {
       const e = await sqlError(db, "select infer_create_model('sl', 'hf://org/slow')")
@@ -352,6 +360,66 @@ describe('http(s):// vindex sources', () => {
     const before = await countRequests()
     await createModel('web2', `${hub.url}/x.vindex/`)
     expect(await countRequests()).toBe(before)
+  })
+
+  it('registers an inference-level vindex over HTTP (weights included); infer() answers like the local copy', async () => {
+    freshCache()
+    const before = await countRequests()
+    await db.query("select infer_create_model('inf_local', $1, 'inference')", [VINDEX_INF])
+    await db.query("select infer_create_model('inf_web', $1, 'inference')", [
+      `${hub.url}/inf.vindex`,
+    ])
+    const fetched = (await hub.requests()).slice(before)
+    // the weights: every file the index's weight entries name was fetched
+    const index = JSON.parse(readFileSync(join(VINDEX_INF, 'index.json'), 'utf8')) as {
+      weights?: { file: string }[]
+    }
+    const manifest =
+      index.weights ??
+      (JSON.parse(readFileSync(join(VINDEX_INF, 'weight_manifest.json'), 'utf8')) as {
+        file: string
+      }[])
+    const weightFiles = [...new Set(manifest.map((e) => e.file))]
+    expect(weightFiles.length).toBeGreaterThan(0)
+    for (const f of weightFiles)
+      expect(
+        fetched.some((u) => u.endsWith(`/inf.vindex/${f}`)),
+        f,
+      ).toBe(true)
+    const prompt = 'The capital of France is'
+    const local = await db.query("select * from infer($1, 5, 'inf_local')", [prompt])
+    const web = await db.query("select * from infer($1, 5, 'inf_web')", [prompt])
+    expect(web.rows).toEqual(local.rows)
+    expect((web.rows[0] as { token: string }).token).toBe(' Paris')
+  })
+
+  it("db.infer.createModel(url, { store: 'database' }) downloads with fetch, reports progress, and stores the files in the database", async () => {
+    const own = await PGlite.create({ extensions: { infer: pgInfer } })
+    await own.exec('create extension pg_infer')
+    const seen: { file: string; filesDone: number; files: number }[] = []
+    await own.infer.createModel('webdb', `${hub.url}/inf.vindex`, {
+      level: 'inference',
+      store: 'database',
+      onProgress: (p) => seen.push(p),
+    })
+    const { rows } = await own.query<{ source: string }>(
+      "select source from infer.models where name = 'webdb'",
+    )
+    expect(rows).toEqual([{ source: 'webdb.vindex' }]) // inside infer.data_directory
+    const last = seen[seen.length - 1]!
+    expect(last.filesDone).toBe(last.files)
+    expect(new Set(seen.map((p) => p.file))).toContain('weight_manifest.json')
+    const web = await own.query("select * from infer($1, 5, 'webdb')", ['The capital of France is'])
+    await db.query("select infer_create_model('inf_local2', $1, 'inference')", [VINDEX_INF])
+    const local = await db.query("select * from infer($1, 5, 'inf_local2')", [
+      'The capital of France is',
+    ])
+    expect(web.rows).toEqual(local.rows)
+    const missing = await own.infer
+      .createModel('nope', `${hub.url}/missing.vindex`, { store: 'database' })
+      .catch((e: Error) => e.message)
+    expect(missing).toBe(`pglite-infer: ${hub.url}/missing.vindex/index.json: HTTP 404 Not Found`)
+    await own.close()
   })
 
   it('reports a garbage index.json as data corruption (XX001)', async () => {

@@ -14,8 +14,10 @@ import { inferNamespace, type EmscriptenFSWriter, type InferNamespace } from './
 
 export { HostError, type HostOptions, type InferHost } from './host/types.js'
 export { defaultHost } from './host/bridge.js'
+export { downloadVindex } from './namespace.js'
 export type {
   CreateModelOptions,
+  DownloadProgress,
   InferNamespace,
   ModelInfo,
   ModelSource,

@@ -1,5 +1,6 @@
 import type { PGliteInterface } from '@electric-sql/pglite'
 import type { ComputeClient } from '@pglite-infer/compute'
+import { FILES, levelAtLeast, parseIndex } from '@pglite-infer/vindex'
 import { parseTar, parseTarGzip } from 'nanotar'
 import type { EmscriptenFS } from './host/sources.js'
 
@@ -21,6 +22,27 @@ export type ModelSource = string | VindexFiles | Uint8Array | Blob
 export interface CreateModelOptions {
   /** extract_level: 'browse' (default), 'inference' or 'all'. */
   level?: 'browse' | 'inference' | 'all'
+  /**
+   * Where an http(s):// vindex goes: 'database' downloads it here with
+   * fetch() and stores its files in the database (they persist with it);
+   * 'host' hands the URL to infer_create_model, which downloads it into the
+   * host's cache directory (Node only). Default: 'host' in Node, 'database'
+   * elsewhere (browsers, where the host's downloader does not exist).
+   */
+  store?: 'host' | 'database'
+  /** Download progress of a 'database' download: bytes so far of the file being fetched. */
+  onProgress?: (progress: DownloadProgress) => void
+}
+
+export interface DownloadProgress {
+  /** the file being fetched */
+  file: string
+  /** bytes of it so far, and its size (0 when the server gives none) */
+  done: number
+  total: number
+  /** files fetched so far, of `files` (known once index.json is read) */
+  filesDone: number
+  files: number
 }
 
 export interface ModelInfo {
@@ -61,6 +83,11 @@ export function inferNamespace(
     },
     async createModel(name, source, options = {}) {
       const level = options.level ?? 'browse'
+      if (typeof source === 'string' && /^https?:\/\//i.test(source)) {
+        const inNode = typeof process !== 'undefined' && !!process.versions?.node
+        if ((options.store ?? (inNode ? 'host' : 'database')) === 'database')
+          source = await downloadVindex(source, options.onProgress)
+      }
       if (typeof source === 'string') {
         const { rows } = await pg.query<{ name: string }>(
           'select infer_create_model($1, $2, $3) as name',
@@ -97,6 +124,82 @@ export function inferNamespace(
       return rows.map((r) => ({ ...r, bytes: Number(r.bytes) }))
     },
   }
+}
+
+/**
+ * A vindex served over HTTP, downloaded with fetch(): index.json, then every
+ * file it implies at its level (the browse files, the tokenizer, and for
+ * inference levels weight_manifest.json and the weight files it lists).
+ */
+export async function downloadVindex(
+  url: string,
+  onProgress?: (p: DownloadProgress) => void,
+): Promise<Map<string, Uint8Array>> {
+  const base = url.endsWith('/') ? url : `${url}/`
+  const files = new Map<string, Uint8Array>()
+  let expected = 1
+  const get = async (file: string, required: boolean): Promise<Uint8Array | undefined> => {
+    const where = new URL(file, base).href
+    let res: Response
+    try {
+      res = await fetch(where)
+    } catch (e) {
+      throw new Error(`pglite-infer: cannot fetch ${where}: ${(e as Error).message}`)
+    }
+    if (res.status === 404 && !required) return undefined
+    if (!res.ok) throw new Error(`pglite-infer: ${where}: HTTP ${res.status} ${res.statusText}`)
+    const total = Number(res.headers.get('content-length') ?? 0)
+    const chunks: Uint8Array[] = []
+    let done = 0
+    const reader = res.body?.getReader()
+    if (reader)
+      for (;;) {
+        const { value, done: end } = await reader.read()
+        if (end) break
+        chunks.push(value)
+        done += value.length
+        onProgress?.({ file, done, total, filesDone: files.size, files: expected })
+      }
+    const bytes = new Uint8Array(done)
+    let o = 0
+    for (const c of chunks) {
+      bytes.set(c, o)
+      o += c.length
+    }
+    files.set(file, bytes)
+    onProgress?.({ file, done, total: total || done, filesDone: files.size, files: expected })
+    return bytes
+  }
+  const index = parseIndex(new TextDecoder().decode(await get(FILES.index, true)))
+  const required: string[] = [FILES.gateVectors, FILES.embeddings, FILES.downMeta, FILES.tokenizer]
+  const optional: string[] = [FILES.tokenizerConfig, FILES.generationConfig]
+  const inference = levelAtLeast(index.extract_level, 'attention')
+  expected = 1 + required.length + optional.length + (inference ? 1 : 0)
+  for (const f of required) await get(f, true)
+  for (const f of optional) await get(f, false)
+  if (inference) {
+    const manifest = await get(FILES.weightManifest, !index.weights)
+    const entries: unknown[] = [
+      ...(Array.isArray(index.weights) ? index.weights : []),
+      ...(manifest ? asArray(JSON.parse(new TextDecoder().decode(manifest)), url) : []),
+    ]
+    const weightFiles = [...new Set(entries.map((e) => String((e as { file?: unknown }).file)))]
+    expected += weightFiles.length
+    for (const f of weightFiles) {
+      if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(f))
+        throw new Error(
+          `pglite-infer: ${url}: index.json names an unsafe weight file ${JSON.stringify(f)}`,
+        )
+      await get(f, true)
+    }
+  }
+  return files
+}
+
+function asArray(x: unknown, url: string): unknown[] {
+  if (!Array.isArray(x))
+    throw new Error(`pglite-infer: ${url}: ${FILES.weightManifest} is not a JSON array`)
+  return x
 }
 
 /** The emscripten FS calls used to write a vindex into the database. */

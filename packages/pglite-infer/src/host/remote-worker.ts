@@ -83,20 +83,29 @@ async function fetchVindex(v: VindexModule): Promise<string> {
     await get(name, true)
   for (const name of [FILES.tokenizerConfig, FILES.generationConfig]) await get(name, false)
   if (v.levelAtLeast(index.extract_level, 'attention')) {
-    let entries: unknown = index.weights
-    if (!entries) {
-      await get(FILES.weightManifest, true)
-      entries = parseJson(v, await readFile(join(dir, FILES.weightManifest)), FILES.weightManifest)
-    }
-    const files = Array.isArray(entries)
-      ? [...new Set(entries.map((e) => String((e as { file?: unknown }).file)))]
-      : []
+    // weight_manifest.json lists the weight files; index.json may repeat the
+    // list inline. The loader reads the manifest whenever it exists, so it is
+    // fetched too (required when index.json has no list of its own).
+    const manifest = await get(FILES.weightManifest, !index.weights)
+    const entries: unknown[] = [
+      ...(Array.isArray(index.weights) ? index.weights : []),
+      ...(manifest !== undefined
+        ? asArray(
+            parseJson(v, await readFile(join(dir, FILES.weightManifest)), FILES.weightManifest),
+          )
+        : []),
+    ]
+    const files = [...new Set(entries.map((e) => String((e as { file?: unknown }).file)))]
     for (const file of files) {
       checkName(file, 'index.json weights')
       await get(file, true)
     }
   }
   return dir
+}
+
+function asArray(x: unknown): unknown[] {
+  return Array.isArray(x) ? x : []
 }
 
 /** A HuggingFace checkpoint from the hub, extracted into a vindex. */
