@@ -6,7 +6,15 @@
  * `node16` resolution. Needs the build (`npm run build`) and the registry.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -188,5 +196,52 @@ export async function open(): Promise<string> {
     )
     expect(existsSync(join(app, 'node_modules', 'pglite-infer', 'dist', 'index.d.ts'))).toBe(true)
     run(process.execPath, [TSC, '-p', 'tsconfig.json'], dir)
+  })
+
+  it('a PGlite outside the peer range gets a clear error naming both versions, not a LinkError', () => {
+    const peer = JSON.parse(
+      readFileSync(join(ROOT, 'packages', 'pglite-infer', 'package.json'), 'utf8'),
+    ).peerDependencies['@electric-sql/pglite'] as string
+    const old = join(work, 'old-pglite-app')
+    mkdirSync(old)
+    writeFileSync(
+      join(old, 'package.json'),
+      JSON.stringify({ name: 'old-pglite-app', private: true, type: 'module' }),
+    )
+    const files = readdirSync(tarballs).map((f) => join(tarballs, f))
+    // PGlite 0.4.6 runs PostgreSQL 17; npm warns about the peer range, as a user would see
+    run(
+      'npm',
+      [
+        'install',
+        '--prefer-offline',
+        '--no-audit',
+        '--no-fund',
+        '--legacy-peer-deps',
+        ...files,
+        '@electric-sql/pglite@0.4.6',
+      ],
+      old,
+    )
+    writeFileSync(
+      join(old, 'main.mjs'),
+      `import { PGlite } from '@electric-sql/pglite'
+import { pgInfer, PGLITE_RANGE } from 'pglite-infer'
+console.log(JSON.stringify(PGLITE_RANGE))
+try {
+  await PGlite.create({ extensions: { pgInfer } })
+  console.log('created')
+} catch (e) {
+  console.log(e.message)
+}
+// the half-started PGlite 0.4.6 leaves a rejected promise of its own behind
+process.exit(0)
+`,
+    )
+    const [range, message] = run(process.execPath, ['main.mjs'], old).trim().split('\n')
+    expect(JSON.parse(range!)).toBe(peer)
+    expect(message).toBe(
+      `pglite-infer: pg_infer is built for PostgreSQL 18, which @electric-sql/pglite ${peer} provides; this PGlite runs PostgreSQL 17.5. Install a PGlite in that range (npm install @electric-sql/pglite@"${peer}").`,
+    )
   })
 })

@@ -24,6 +24,14 @@ export type {
   VindexFiles,
 } from './namespace.js'
 
+/**
+ * The PostgreSQL major version the extension bundle is built for, and the
+ * PGlite releases that run it: keep in step with peerDependencies in
+ * package.json (test/packaging/pack.test.ts checks).
+ */
+export const POSTGRES_MAJOR = 18
+export const PGLITE_RANGE = '>=0.5.16 <0.6.0'
+
 /** Where the WASM build (wasm/build.sh) leaves the extension bundle. */
 export const bundleUrl = new URL('../bundle/pg_infer.tar.gz', import.meta.url)
 
@@ -59,6 +67,9 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
           ],
         },
         bundlePath: bundleUrl,
+        // Another PostgreSQL major cannot link the module (a LinkError at
+        // CREATE EXTENSION): say so when the database starts, naming both.
+        init: () => checkPostgresVersion(pg),
         namespaceObj: inferNamespace(
           pg,
           () => module?.FS,
@@ -67,6 +78,22 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
       }
     },
   }
+}
+
+async function checkPostgresVersion(pg: {
+  query<T>(sql: string): Promise<{ rows: T[] }>
+}): Promise<void> {
+  const { rows } = await pg.query<{ num: string; version: string }>(
+    "select current_setting('server_version_num') as num, version() as version",
+  )
+  const num = Number(rows[0]?.num)
+  if (Math.floor(num / 10000) === POSTGRES_MAJOR) return
+  const running = rows[0]?.version.split(' on ')[0] ?? `PostgreSQL ${num}`
+  throw new Error(
+    `pglite-infer: pg_infer is built for PostgreSQL ${POSTGRES_MAJOR}, which @electric-sql/pglite ` +
+      `${PGLITE_RANGE} provides; this PGlite runs ${running}. Install a PGlite in that range ` +
+      `(npm install @electric-sql/pglite@"${PGLITE_RANGE}").`,
+  )
 }
 
 /** The pg_infer extension with the default host. */
