@@ -22,6 +22,11 @@ export default defineConfig({
     outDir: 'dist',
     emptyOutDir: true,
     rollupOptions: {
+      // the playground, and a page using PGlite's own PGliteWorker (tests, docs/browser.md)
+      input: {
+        main: `${import.meta.dirname}/index.html`,
+        workerClient: `${import.meta.dirname}/worker-client.html`,
+      },
       // PGlite's loader evals the extensions' host hooks (docs/playground.md):
       // known, and not ours to change here
       onwarn(warning, warn) {

@@ -94,6 +94,21 @@ CREATE TRIGGER models_in_use BEFORE DELETE OR UPDATE OF name ON infer.models
 CREATE TRIGGER models_in_use_truncate BEFORE TRUNCATE ON infer.models
     FOR EACH STATEMENT EXECUTE FUNCTION infer._models_guard();
 
+-- Vindex files written into <infer.data_directory>/<model>.vindex/ from
+-- SQL, for db.infer.createModel(bytes) where the API has no file system
+-- handle (a PGliteWorker client): extension/src/store.c. They write files:
+-- superuser only.
+CREATE FUNCTION infer._store_model_file(model text, file text, data bytea,
+                                        replace boolean DEFAULT false)
+RETURNS text
+AS 'MODULE_PATHNAME', 'infer_store_model_file'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION infer._remove_model_files(model text) RETURNS void
+AS 'MODULE_PATHNAME', 'infer_remove_model_files'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION infer._store_model_file(text, text, bytea, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION infer._remove_model_files(text) FROM PUBLIC;
+
 -- What this backend holds in memory.
 CREATE FUNCTION infer_loaded_models(OUT name text, OUT bytes bigint)
 RETURNS SETOF record

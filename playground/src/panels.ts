@@ -2,7 +2,7 @@
  * The playground's panels. Each one runs real SQL (shown above its result)
  * through the database worker and draws what comes back.
  */
-import type { Remote } from 'comlink'
+import { proxy, type Remote } from 'comlink'
 import type { DbApi, QueryResult } from './api.js'
 
 export interface Panel {
@@ -394,7 +394,6 @@ export const PANELS: Panel[] = [
       if (file) {
         await dbRef.uploadModel(modelName.value, new Uint8Array(await file.arrayBuffer()), level)
       } else {
-        const { proxy } = await import('comlink')
         await dbRef.addModelFromUrl(modelName.value, modelUrl.value, level, proxy(progress))
       }
       modelProgress.textContent = ''

@@ -214,6 +214,25 @@ describe('the playground in Chromium', () => {
     await context.close()
   })
 
+  it('PGliteWorker: pg_infer in its worker, db.infer.createModel(bytes) from the page, no warnings', async () => {
+    const context = await browser.newContext()
+    const page = await context.newPage()
+    const messages: string[] = []
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') messages.push(`${m.type()}: ${m.text()}`)
+    })
+    page.on('pageerror', (e) => messages.push(e.message))
+    await page.goto(`${server.url}worker-client.html`)
+    await page.waitForSelector('body[data-ready]', { timeout: 240_000 })
+    expect(await page.getAttribute('body', 'data-ready'), await page.innerText('#out')).toBe('true')
+    const rows = JSON.parse((await page.getAttribute('body', 'data-result'))!) as unknown[]
+    expect(rows).toEqual(
+      (await node.query("select * from infer('The capital of France is', 3, 'countries')")).rows,
+    )
+    expect(messages).toEqual([])
+    await context.close()
+  })
+
   it(`loads pg_infer and runs infer() under Content-Security-Policy: ${CSP}`, async () => {
     const context = await browser.newContext()
     const page = await context.newPage()

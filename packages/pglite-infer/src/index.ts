@@ -47,7 +47,22 @@ export interface PgInferOptions extends HostOptions {
 export function createPgInfer(options: PgInferOptions = {}): Extension<InferNamespace> {
   return {
     name: 'pg_infer',
-    setup: async (pg, emscriptenOpts) => {
+    setup: async (pg, emscriptenOpts, clientOnly) => {
+      // The page side of a PGliteWorker: the database, its host and the
+      // bundle live in the worker; here only db.infer, which works through
+      // SQL (its file writes too).
+      if (clientOnly)
+        return {
+          namespaceObj: inferNamespace(
+            pg,
+            () => undefined,
+            () => {
+              throw new Error(
+                'pglite-infer: the compute backend runs beside the database, in the worker',
+              )
+            },
+          ),
+        }
       const host: InferHost = { ...defaultHost(), ...options.host }
       const bridge = new HostBridge(host, options)
       let module: (WasmModule & { FS?: EmscriptenFSWriter }) | undefined

@@ -102,7 +102,10 @@ export function inferNamespace(
           `pglite-infer: model "${name}" already exists; drop it first with dropModel("${name}")`,
         )
       const files = await vindexFiles(source)
-      const writer = requireFs(fs)
+      const writer = fs()
+      // A client of a database in another thread (PGliteWorker) has no file
+      // system handle: the files travel as SQL parameters instead.
+      if (!writer) return await storeThroughSql(pg, name, files, level)
       const written = await writeIntoDatabase(pg, writer, name, files)
       try {
         const { rows } = await pg.query<{ name: string }>(
@@ -220,10 +223,32 @@ function removeDirectory(fs: EmscriptenFSWriter, dir: string): void {
   }
 }
 
-function requireFs(fs: () => EmscriptenFSWriter | undefined): EmscriptenFSWriter {
-  const f = fs()
-  if (!f) throw new Error("pglite-infer: the database's file system is not available yet")
-  return f
+/**
+ * Writes the files with infer._store_model_file (extension/src/store.c)
+ * into the same place writeIntoDatabase would, then registers the model;
+ * a refused vindex leaves no files.
+ */
+async function storeThroughSql(
+  pg: PGliteInterface,
+  name: string,
+  files: Map<string, Uint8Array>,
+  level: string,
+): Promise<string> {
+  let first = true
+  for (const [file, data] of files) {
+    await pg.query('select infer._store_model_file($1, $2, $3, $4)', [name, file, data, first])
+    first = false
+  }
+  try {
+    const { rows } = await pg.query<{ name: string }>(
+      'select infer_create_model($1, $2, $3) as name',
+      [name, `${name}.vindex`, level],
+    )
+    return rows[0]!.name
+  } catch (e) {
+    await pg.query('select infer._remove_model_files($1)', [name])
+    throw e
+  }
 }
 
 async function vindexFiles(source: Exclude<ModelSource, string>): Promise<Map<string, Uint8Array>> {
