@@ -1,5 +1,5 @@
 import { readdir, stat } from 'node:fs/promises'
-import type { ExtractLevel, StorageDtype } from '@pglite-infer/vindex'
+import type { DownMetaEngine, ExtractLevel, StorageDtype } from '@pglite-infer/vindex'
 import { extractVindexDir } from '@pglite-infer/vindex/node'
 import { formatBytes, table } from './format.js'
 import { ProgressBar } from './progress.js'
@@ -16,6 +16,26 @@ export interface ExtractCommand {
   quiet: boolean
   /** Replace an existing non-empty output directory. */
   force: boolean
+  /** Where down_meta is computed: ONNX Runtime, the JavaScript kernel, or the first that loads. */
+  compute: 'auto' | 'onnx' | 'js'
+}
+
+/**
+ * The down_meta engine: ONNX Runtime (a multithreaded Gemm, many times the
+ * JavaScript kernel's speed) unless --compute js, or onnxruntime-node cannot
+ * be loaded under auto; undefined means the extractor's own JS workers.
+ */
+async function downMetaEngine(
+  c: ExtractCommand,
+): Promise<{ engine?: DownMetaEngine; name: string }> {
+  if (c.compute === 'js') return { name: 'js' }
+  try {
+    const { OnnxDownMetaEngine } = await import('@pglite-infer/compute/downmeta')
+    return { engine: await OnnxDownMetaEngine.create(), name: 'onnx' }
+  } catch (e) {
+    if (c.compute === 'onnx') throw e
+    return { name: `js (onnx unavailable: ${(e as Error).message.split('\n')[0]})` }
+  }
 }
 
 /**
@@ -39,7 +59,9 @@ async function checkOutput(dir: string): Promise<void> {
 export async function extractCommand(c: ExtractCommand): Promise<void> {
   if (!c.force) await checkOutput(c.outDir)
   const bar = new ProgressBar()
+  const { engine, name: computeName } = await downMetaEngine(c)
   const result = await extractVindexDir(c.modelDir, c.outDir, {
+    engine,
     level: c.level,
     dtype: c.dtype,
     topK: c.topK,
@@ -48,7 +70,7 @@ export async function extractCommand(c: ExtractCommand): Promise<void> {
     modelName: c.name,
     overwrite: c.force,
     onProgress: c.quiet ? undefined : (p) => bar.update(p),
-  })
+  }).finally(() => engine?.close())
   const total = result.files.reduce((s, f) => s + f.size, 0)
   const mbps = result.bytesRead / 1e6 / Math.max(result.seconds, 1e-9)
   const i = result.index
@@ -60,6 +82,7 @@ export async function extractCommand(c: ExtractCommand): Promise<void> {
         `${i.model} (${i.family}), ${i.num_layers} layers, hidden ${i.hidden_size}, vocab ${i.vocab_size}`,
       ],
       ['level', `${i.extract_level}, dtype ${i.dtype}, top-k ${i.down_top_k}`],
+      ['down_meta', `computed by ${computeName}`],
       [
         'time',
         `${result.seconds.toFixed(2)} s, ${formatBytes(result.bytesRead)} read (${mbps.toFixed(1)} MB/s)`,

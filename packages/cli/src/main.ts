@@ -13,9 +13,10 @@ import { inspectCommand } from './inspect.js'
 const USAGE = `usage:
   pglite-infer extract <hf-model-dir> -o <out.vindex> [--level browse|attention|inference|all]
                        [--dtype f16|f32] [--top-k N] [--layers N] [--workers N] [--name NAME]
-                       [--quiet] [--force]
+                       [--quiet] [--force] [--compute auto|onnx|js]
       extract a vindex from a HuggingFace checkpoint directory; refuses an existing
-      non-empty output directory unless --force (which replaces it)
+      non-empty output directory unless --force (which replaces it); down_meta runs
+      on ONNX Runtime when it loads (--compute auto, the default), else in JS workers
   pglite-infer inspect <vindex> [--verify] [--json]
       validate a vindex and print its dimensions and files (--verify: checksums too)
   pglite-infer --help | -h | help      this text
@@ -69,6 +70,7 @@ async function runExtract(args: string[]): Promise<void> {
     name: { type: 'string' },
     quiet: { type: 'boolean', short: 'q', default: false },
     force: { type: 'boolean', short: 'f', default: false },
+    compute: { type: 'string', default: 'auto' },
   })
   if (positionals.length !== 1) throw new UsageError('extract needs exactly one <hf-model-dir>')
   if (!values.output) throw new UsageError('extract needs -o <out.vindex>')
@@ -94,6 +96,8 @@ async function runExtract(args: string[]): Promise<void> {
     name: (values.name as string | undefined) ?? basename(modelDir),
     quiet: values.quiet as boolean,
     force: values.force as boolean,
+    compute: oneOf(values.compute as string, ['auto', 'onnx', 'js'], '--compute') as
+      'auto' | 'onnx' | 'js',
   })
 }
 
