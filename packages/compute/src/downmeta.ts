@@ -15,6 +15,7 @@
  * the result equals the JavaScript engine's, ids and f32 logits, unless more
  * than MARGIN ids sit within f32 rounding of the k-th logit.
  */
+import type { DownMetaEngine, DownMetaRequest, DownMetaResult } from '@pglite-infer/vindex'
 import type * as Ort from 'onnxruntime-node'
 import { createRequire } from 'node:module'
 import { availableParallelism } from 'node:os'
@@ -26,21 +27,6 @@ const MARGIN = 8
 /** Vocabulary rows per Gemm (the spike's choice: big enough to keep the cores busy). */
 const DEFAULT_CHUNK = 8192
 
-/** The shape of @pglite-infer/vindex's DownMetaRequest (structural: no dependency). */
-export interface DownMetaRequest {
-  embed: Float32Array
-  vocab: number
-  hidden: number
-  down: Float32Array
-  features: number
-  k: number
-}
-
-export interface DownMetaResult {
-  ids: Uint32Array
-  logits: Float32Array
-}
-
 export interface OnnxDownMetaOptions {
   /** Intra-op threads (default: PGLITE_INFER_ONNX_THREADS, else every core). */
   threads?: number
@@ -50,7 +36,7 @@ export interface OnnxDownMetaOptions {
 
 type OrtModule = typeof Ort
 
-export class OnnxDownMetaEngine {
+export class OnnxDownMetaEngine implements DownMetaEngine {
   readonly name = 'onnx'
   private session: Promise<Ort.InferenceSession> | undefined
 
