@@ -75,6 +75,11 @@ describe('createTestDb', () => {
     await fresh.exec('CREATE EXTENSION pg_infer')
     await fresh.infer.createModel('q', files(vindex))
     const db = await createTestDb(options)
+    // pg_infer's settings exist before any pg_infer call, as after CREATE EXTENSION
+    for (const setting of ['infer.max_memory', 'infer.data_directory'])
+      expect((await db.query(`show ${setting}`)).rows).toEqual(
+        (await fresh.query(`show ${setting}`)).rows,
+      )
     const want = {
       walk: (await fresh.query(walk)).rows,
       describe: (await fresh.query(describeFrance)).rows,

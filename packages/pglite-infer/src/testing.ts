@@ -109,6 +109,10 @@ export async function createTestDb<E extends Extensions = {}>(
   const models = checkOptions(options)
   const snapshot = await testDbSnapshot(options, models)
   const db = await PGlite.create({ loadDataDir: snapshot, extensions: extensionsOf(options) })
+  // A restored backend has not loaded pg_infer's library yet (CREATE
+  // EXTENSION did, in a fresh one): its settings (infer.*) would be unknown
+  // to SHOW and current_setting() until the first pg_infer function call.
+  await db.query('select infer_version()')
   stats.restored++
   return db as unknown as TestDb<E>
 }
