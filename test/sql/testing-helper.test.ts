@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import {
   clearTestDbCache,
   createTestDb,
+  testDbSnapshot,
   testDbStats,
   testTransaction,
   withRollback,
@@ -49,6 +50,10 @@ describe('createTestDb', () => {
     const [a, b] = await Promise.all([createTestDb(options), createTestDb(options)])
     const c = await createTestDb(options)
     expect(testDbStats()).toEqual({ built: 1, loadedFromDisk: 0, restored: 3 })
+    // the same snapshot, for PGlite.create({ loadDataDir }) by hand
+    const snapshot = await testDbSnapshot(options)
+    expect(snapshot.size).toBeGreaterThan(1_000_000)
+    expect(testDbStats().built).toBe(1)
     for (const db of [a, b, c]) expect(await modelNames(db)).toEqual(['q'])
     await Promise.all([a, b, c].map((db) => db.close()))
     // other options: another snapshot

@@ -107,12 +107,17 @@ export async function createTestDb<E extends Extensions = {}>(
   options: TestDbOptions<E> = {},
 ): Promise<TestDb<E>> {
   const models = checkOptions(options)
-  const snapshot = await testDbSnapshot(options, models)
+  const snapshot = await snapshotFor(options, models)
   const db = await PGlite.create({ loadDataDir: snapshot, extensions: extensionsOf(options) })
-  // A restored backend has not loaded pg_infer's library yet (CREATE
-  // EXTENSION did, in a fresh one): its settings (infer.*) would be unknown
-  // to SHOW and current_setting() until the first pg_infer function call.
-  await db.query('select infer_version()')
+  try {
+    // A restored backend has not loaded pg_infer's library yet (CREATE
+    // EXTENSION did, in a fresh one): its settings (infer.*) would be unknown
+    // to SHOW and current_setting() until the first pg_infer function call.
+    await db.query('select infer_version()')
+  } catch (e) {
+    await db.close()
+    throw e
+  }
   stats.restored++
   return db as unknown as TestDb<E>
 }
@@ -121,10 +126,13 @@ export async function createTestDb<E extends Extensions = {}>(
  * The snapshot createTestDb restores for these options (a tar of the data
  * directory, for `PGlite.create({ loadDataDir })`), built on first use.
  */
-export function testDbSnapshot<E extends Extensions>(
+export async function testDbSnapshot<E extends Extensions>(
   options: TestDbOptions<E> = {},
-  models: TestModel[] = checkOptions(options),
 ): Promise<Blob> {
+  return snapshotFor(options, checkOptions(options))
+}
+
+function snapshotFor(options: AnyOptions, models: TestModel[]): Promise<Blob> {
   const key = memoryKey(options, models)
   let snapshot = snapshots.get(key)
   if (!snapshot) {
