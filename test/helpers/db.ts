@@ -1,6 +1,7 @@
-import { PGlite } from '@electric-sql/pglite'
+import { PGlite, type Extensions } from '@electric-sql/pglite'
 import { tmpdir } from 'node:os'
 import { createPgInfer, type PgInferOptions } from 'pglite-infer'
+import { createTestDb, type TestDb } from 'pglite-infer/testing'
 import { repoPath } from './paths.js'
 
 /**
@@ -18,11 +19,43 @@ export function testPgInfer(options: PgInferOptions = {}) {
 /** The extension object most tests share. */
 export const pgInfer = testPgInfer()
 
-/** A fresh in-memory PGlite with pg_infer created. */
-export async function openDb(options: PgInferOptions = {}): Promise<PGlite> {
-  const db = await PGlite.create({ extensions: { pgInfer: testPgInfer(options) } })
-  await db.exec('CREATE EXTENSION pg_infer')
-  return db
+/**
+ * Where the tests' database snapshots live (pglite-infer/testing's cacheDir):
+ * vitest runs each test file in its own process, and every one of them
+ * restores its databases from the same files instead of running initdb.
+ */
+export const SNAPSHOT_DIR = repoPath('test/.tmp/snapshots')
+
+/**
+ * A fresh in-memory PGlite with pg_infer created (db.infer), restored from
+ * the shared snapshot (createTestDb).
+ */
+export async function openDb(options: PgInferOptions = {}): Promise<TestDb> {
+  return createTestDb({
+    infer: { allowedHostDirectories: TEST_HOST_DIRECTORIES, ...options },
+    cacheDir: SNAPSHOT_DIR,
+  })
+}
+
+/**
+ * openDb with other PGlite extensions loaded and `sql` run once on the
+ * snapshot (their CREATE EXTENSION, say): each distinct `sql` is its own
+ * snapshot.
+ */
+export async function openDbWith<E extends Extensions>(
+  extensions: E,
+  sql: string,
+  options: PgInferOptions = {},
+): Promise<TestDb<E>> {
+  return createTestDb({
+    extensions,
+    infer: { allowedHostDirectories: TEST_HOST_DIRECTORIES, ...options },
+    setup: async (db) => {
+      await db.exec(sql)
+    },
+    cacheDir: SNAPSHOT_DIR,
+    cacheKey: sql,
+  })
 }
 
 /** The SQL error a query raises: its SQLSTATE and message. */

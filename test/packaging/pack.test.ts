@@ -122,6 +122,8 @@ describe('the packed packages installed into a fresh project', () => {
     expect(packed.get('pglite-infer')).toContain('bundle/pg_infer.tar.gz')
     expect(packed.get('pglite-infer')).toContain('bundle/vector.tar.gz')
     expect(packed.get('pglite-infer')).toContain('THIRD_PARTY_NOTICES.md')
+    expect(packed.get('pglite-infer')).toContain('dist/testing.js')
+    expect(packed.get('pglite-infer')).toContain('dist/testing.d.ts')
   })
 
   it('uses the one PGlite the app installed (a peer dependency)', () => {
@@ -150,6 +152,24 @@ describe('the packed packages installed into a fresh project', () => {
     expect(run(process.execPath, ['cjs.cjs'], app).trim()).toBe(PROGRAM_OUTPUT)
   })
 
+  it('ESM: createTestDb from "pglite-infer/testing" restores databases from one snapshot', () => {
+    writeFileSync(
+      join(app, 'testing.mjs'),
+      `import { createTestDb, testDbStats } from 'pglite-infer/testing'
+const a = await createTestDb()
+const b = await createTestDb()
+const { rows } = await b.query('select infer_version() as v')
+console.log(JSON.stringify([rows[0].v, testDbStats()]))
+await a.close()
+await b.close()
+`,
+    )
+    expect(JSON.parse(run(process.execPath, ['testing.mjs'], app))).toEqual([
+      VERSION,
+      { built: 1, loadedFromDisk: 0, restored: 2 },
+    ])
+  })
+
   it('npx pglite-infer --version and --help work with pglite-infer alone', () => {
     expect(run('npx', ['pglite-infer', '--version'], app).trim()).toBe(VERSION)
     expect(run('npx', ['pglite-infer', '--help'], app)).toContain('pglite-infer extract')
@@ -166,6 +186,7 @@ describe('the packed packages installed into a fresh project', () => {
       `import { PGlite } from '@electric-sql/pglite'
 import { createPgInfer, pgInfer } from 'pglite-infer'
 import { vector } from 'pglite-infer/vector'
+import { createTestDb, withRollback } from 'pglite-infer/testing'
 import type { Extension } from '@electric-sql/pglite'
 
 const ext: Extension = pgInfer
@@ -177,6 +198,11 @@ export async function open(): Promise<string> {
   await db.exec('CREATE EXTENSION pg_infer')
   const { rows } = await db.query<{ v: string }>('select infer_version() as v')
   return rows[0]!.v
+}
+export async function testDb(): Promise<number> {
+  const db = await createTestDb({ extensions: { vector }, model: { name: 'm', source: new Uint8Array() } })
+  const n = await withRollback(db, async (d) => (await d.infer.models()).length)
+  return n
 }
 `,
     )

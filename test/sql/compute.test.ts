@@ -3,13 +3,13 @@
 // rows, scores within 1e-4 relative, on the knowledge fixture (f16, f32) and
 // stories260K; index builds on 'onnx' order like sequential scans; a worker
 // that dies is reported and replaced.
-import { PGlite } from '@electric-sql/pglite'
+import type { PGlite } from '@electric-sql/pglite'
 import { extractVindexDir } from '@pglite-infer/vindex/node'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { InferNamespace } from 'pglite-infer'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { sqlError, testPgInfer } from '../helpers/db.js'
+import { openDb, sqlError } from '../helpers/db.js'
 import { QWEN_FIXTURE, STORIES_FIXTURE } from '../helpers/paths.js'
 import { fixtureVindex, scratchDir } from '../helpers/vindex.js'
 
@@ -66,8 +66,7 @@ const models: { name: string; words: string[] }[] = [
 ]
 
 beforeAll(async () => {
-  db = (await PGlite.create({ extensions: { infer: testPgInfer() } })) as typeof db
-  await db.exec('CREATE EXTENSION pg_infer')
+  db = await openDb()
   const stories = join(scratchDir('stories-browse'), 'model.vindex')
   await extractVindexDir(STORIES_FIXTURE, stories, {
     dtype: 'f32',

@@ -5,7 +5,6 @@ import { extractVindexDir } from '@pglite-infer/vindex/node'
 import { execFileSync } from 'node:child_process'
 import { cpSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createPgInfer } from 'pglite-infer'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openDb, pgInfer, sqlError } from '../helpers/db.js'
 import { fixtureVindex, scratchDir } from '../helpers/vindex.js'
@@ -58,8 +57,7 @@ describe('confinement: SQL reaches no host file the application did not allow', 
   })
 
   it('an application that allows no directory gets no host file at all', async () => {
-    const plain = await PGlite.create({ extensions: { infer: createPgInfer() } })
-    await plain.exec('CREATE EXTENSION pg_infer')
+    const plain = await openDb({ allowedHostDirectories: [] })
     const e = await sqlError(plain, 'select infer_create_model($1, $2)', ['h2', browse])
     expect(e.code).toBe('42501')
     expect(e.message).toContain('allows no host directory')
@@ -259,8 +257,7 @@ describe('transactions leave no ghosts', () => {
   })
 
   it('createModel over an existing name writes nothing; a refused vindex leaves no files', async () => {
-    const own = await PGlite.create({ extensions: { infer: pgInfer } })
-    await own.exec('CREATE EXTENSION pg_infer')
+    const own = await openDb()
     const files = (dir: string) =>
       new Map(readdirSync(dir).map((f) => [f, new Uint8Array(readFileSync(join(dir, f)))]))
     await own.infer.createModel('cm', files(browse))

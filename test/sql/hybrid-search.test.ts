@@ -1,10 +1,10 @@
 // The seed's combined query shape: <~> (model knowledge, via the infer index)
 // beside pg_trgm similarity and full-text ts_rank, in one ranked CTE, with
 // what PGlite ships today.
-import { PGlite } from '@electric-sql/pglite'
+import type { PGlite } from '@electric-sql/pglite'
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { readFileSync } from 'node:fs'
-import { testPgInfer as createPgInfer } from '../helpers/db.js'
+import { openDbWith } from '../helpers/db.js'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { QWEN_FIXTURE } from '../helpers/paths.js'
 import { fixtureVindex } from '../helpers/vindex.js'
@@ -12,8 +12,7 @@ import { fixtureVindex } from '../helpers/vindex.js'
 let db: PGlite
 
 beforeAll(async () => {
-  db = await PGlite.create({ extensions: { pgInfer: createPgInfer(), pg_trgm } })
-  await db.exec('CREATE EXTENSION pg_infer; CREATE EXTENSION pg_trgm')
+  db = await openDbWith({ pg_trgm }, 'CREATE EXTENSION pg_trgm')
   await db.query("select infer_create_model('q', $1)", [await fixtureVindex('f16')])
   await db.exec("set infer.default_model = 'q'")
   const lines = readFileSync(`${QWEN_FIXTURE}/corpus.txt`, 'utf8').split('\n').filter(Boolean)

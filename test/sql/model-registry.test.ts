@@ -1,11 +1,9 @@
 // The model registry: infer_create_model / infer_drop_model / infer_models(),
 // persistence across reopening a data directory, lazy loading, the memory
 // limit, and the TypeScript API db.infer.
-import { PGlite } from '@electric-sql/pglite'
 import { createTar, createTarGzip } from 'nanotar'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { pgInfer } from '../helpers/db.js'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { openDb, openPersistent, sqlError } from '../helpers/db.js'
 import { fixtureVindex, scratchDir } from '../helpers/vindex.js'
@@ -145,8 +143,7 @@ describe('persistence', () => {
   })
 
   it('db.infer.createModel takes a tar or tar.gz archive (what a browser user uploads)', async () => {
-    const db = await PGlite.create({ extensions: { infer: pgInfer } })
-    await db.exec('CREATE EXTENSION pg_infer')
+    const db = await openDb()
     const entries = [...vindexFiles(vindex)].map(([name, data]) => ({
       name: `model.vindex/${name}`,
       data,

@@ -1,10 +1,10 @@
 // pgvector (the `pglite-infer/vector` extension) loaded beside pg_infer in one
 // PGlite: its operators on literals, its casts, its errors, and its two index
 // access methods against the sequential-scan ordering they stand in for.
-import { PGlite } from '@electric-sql/pglite'
+import type { PGlite } from '@electric-sql/pglite'
 import { vector } from 'pglite-infer/vector'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { sqlError, testPgInfer } from '../helpers/db.js'
+import { openDbWith, sqlError } from '../helpers/db.js'
 
 /** Deterministic pseudo-random numbers (mulberry32). */
 function rng(seed: number): () => number {
@@ -28,8 +28,7 @@ const queries = Array.from({ length: 6 }, randomVector)
 let db: PGlite
 
 beforeAll(async () => {
-  db = await PGlite.create({ extensions: { infer: testPgInfer(), vector } })
-  await db.exec('CREATE EXTENSION pg_infer; CREATE EXTENSION vector')
+  db = await openDbWith({ vector }, 'CREATE EXTENSION vector')
   await db.exec(`create table items (id int primary key, embedding vector(${DIM}))`)
   await db.query(
     'insert into items select i, v::vector from unnest($1::text[]) with ordinality as u(v, i)',
