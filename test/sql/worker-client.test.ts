@@ -83,3 +83,26 @@ describe('db.infer on a PGliteWorker client', () => {
     expect(() => client.compute).toThrow(/in the worker/)
   })
 })
+
+describe('db.infer.createModel on a reopened database', () => {
+  it('works before any pg_infer function ran in the session (the library loads first)', async () => {
+    const { PGlite } = await import('@electric-sql/pglite')
+    const { mkdtempSync, rmSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const dataDir = mkdtempSync(join(tmpdir(), 'reopen-'))
+    try {
+      const first = await PGlite.create({ dataDir, extensions: { infer: testPgInfer() } })
+      await first.exec('create extension pg_infer')
+      await first.close()
+      const again = await PGlite.create({ dataDir, extensions: { infer: testPgInfer() } })
+      expect(await again.infer.createModel('later', tar)).toBe('later')
+      const n = await again.query<{ n: number }>(
+        "select count(*)::int as n from walk('France', 3, 'later')",
+      )
+      expect(n.rows).toEqual([{ n: 3 }])
+      await again.close()
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+})

@@ -287,6 +287,9 @@ async function writeIntoDatabase(
 ): Promise<{ dir: string; relative: string }> {
   if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/.test(name))
     throw new Error(`pglite-infer: invalid model name ${JSON.stringify(name)}`)
+  // a database reopened from its data directory has not loaded pg_infer's
+  // library yet, and knows no infer.* setting until it has
+  await pg.query('select infer_version()')
   const { rows } = await pg.query<{ pgdata: string; dir: string }>(
     "select current_setting('data_directory') as pgdata, current_setting('infer.data_directory') as dir",
   )
