@@ -282,13 +282,20 @@ export async function startModelServer(options: ModelServerOptions): Promise<Mod
       1,
       Math.min(requestTimeoutMs, opts.timeoutMs && opts.timeoutMs > 0 ? opts.timeoutMs : Infinity),
     )
+    const names = ['statement_timeout']
+    const values = [String(timeout)]
+    for (const [k, v] of Object.entries(opts.settings ?? {})) {
+      if (!FORWARDED_SETTINGS.has(k))
+        throw new HttpError(400, `setting "${k}" cannot be forwarded`, 'bad_setting')
+      names.push(k)
+      values.push(String(v))
+    }
     return db.transaction(async (tx) => {
-      await tx.query("SELECT set_config('statement_timeout', $1, true)", [String(timeout)])
-      for (const [k, v] of Object.entries(opts.settings ?? {})) {
-        if (!FORWARDED_SETTINGS.has(k))
-          throw new HttpError(400, `setting "${k}" cannot be forwarded`, 'bad_setting')
-        await tx.query('SELECT set_config($1, $2, true)', [k, String(v)])
-      }
+      // statement_timeout applies from the next statement: pg_infer stops there
+      await tx.query(
+        'SELECT set_config(k, v, true) FROM unnest($1::text[], $2::text[]) AS s(k, v)',
+        [names, values],
+      )
       return tx.query<unknown[]>(text, params, { rowMode: 'array', parsers: AS_TEXT })
     })
   }
