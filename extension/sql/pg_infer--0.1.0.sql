@@ -109,6 +109,28 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION infer._store_model_file(text, text, bytea, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION infer._remove_model_files(text) FROM PUBLIC;
 
+-- Remote models: served by a model server (`pglite-infer serve`,
+-- extension/src/remote.c, docs/remote-models.md). The row has backend
+-- 'remote', server_url, and the server's name for the model in source.
+CREATE FUNCTION infer_create_model_remote(model_name text, server_url text) RETURNS text
+AS 'MODULE_PATHNAME', 'infer_create_model_remote'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION infer_create_models_remote(model_names text[], server_url text) RETURNS int
+AS 'MODULE_PATHNAME', 'infer_create_models_remote'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The first model server that answers: infer.default_server_url, well-known
+-- Unix sockets, http://127.0.0.1:8080; NULL when none.
+CREATE FUNCTION infer_detect_server() RETURNS text
+AS 'MODULE_PATHNAME', 'infer_detect_server'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION infer_server_stats(model_name text)
+RETURNS TABLE (stat_name text, stat_value text)
+AS 'MODULE_PATHNAME', 'infer_server_stats'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 -- What this backend holds in memory.
 CREATE FUNCTION infer_loaded_models(OUT name text, OUT bytes bigint)
 RETURNS SETOF record
@@ -131,7 +153,8 @@ AS $$
     SELECT m.name,
            -- where the vindex is read from: a relative source lives in
            -- infer.data_directory under PGDATA
-           CASE WHEN m.source ~ '^(/|[a-z][a-z0-9+.-]*:)' THEN m.source
+           CASE WHEN m.backend = 'remote' THEN NULL
+                WHEN m.source ~ '^(/|[a-z][a-z0-9+.-]*:)' THEN m.source
                 ELSE current_setting('data_directory') || '/' ||
                      current_setting('infer.data_directory') || '/' || m.source END,
            m.source, m.extract_level, m.layers, m.hidden, m.vocab, m.created_at,

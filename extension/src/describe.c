@@ -43,6 +43,7 @@
 #include "knowledge.h"
 #include "predict.h"
 #include "stats.h"
+#include "remote.h"
 
 PG_FUNCTION_INFO_V1(infer_describe);
 PG_FUNCTION_INFO_V1(infer_implies);
@@ -232,6 +233,8 @@ infer_describe(PG_FUNCTION_ARGS)
 	int npredicted;
 	FeatureLabels *labels;
 
+	REMOTE_DISPATCH("describe", 1);
+
 	stats_begin("describe");
 	if (has_threshold && !(threshold >= 0))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -275,6 +278,8 @@ infer_implies(PG_FUNCTION_ARGS)
 	int npredicted;
 	bool found = false;
 
+	REMOTE_DISPATCH("implies", 2);
+
 	stats_begin(PG_NARGS() > 2 ? "implies" : "infer_implies_op");
 	if (want[0] == '\0')
 		ereport(ERROR,
@@ -301,7 +306,10 @@ Datum
 infer_layer_bands(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	InferModel *m = model_arg(fcinfo, 0);
+	InferModel *m;
+
+	REMOTE_DISPATCH("infer_layer_bands", 0);
+	m = model_arg(fcinfo, 0);
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int l = 0; l < m->layers; l++)

@@ -40,6 +40,7 @@
 #include "host.h"
 #include "knowledge.h"
 #include "stats.h"
+#include "remote.h"
 
 #define EXPLORE_TOP_MAX 10000
 
@@ -108,6 +109,8 @@ infer_describe_layers(PG_FUNCTION_ARGS)
 	int k;
 	int64 rows = 0;
 
+	REMOTE_DISPATCH("describe_layers", 1);
+
 	stats_begin("describe_layers");
 	if (has_threshold && !(thr >= 0))
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -163,6 +166,8 @@ infer_nearest_to(PG_FUNCTION_ARGS)
 	TopK best;
 	DecodedToken *tokens;
 
+	REMOTE_DISPATCH("nearest_to", 3);
+
 	stats_begin("nearest_to");
 	top = top_arg(fcinfo, 2, EXPLORE_TOP_MAX);
 	m = model_arg(fcinfo, 3);
@@ -202,6 +207,8 @@ infer_explain_walk(PG_FUNCTION_ARGS)
 	TopK best;
 	DecodedToken *tokens;
 	float *query;
+
+	REMOTE_DISPATCH("infer_explain_walk", 2);
 
 	stats_begin("infer_explain_walk");
 	top = top_arg(fcinfo, 1, EXPLORE_TOP_MAX);

@@ -33,6 +33,9 @@ int infer_walk_embed_mode = WALK_EMBED_LAST;
 bool infer_verify_checksums = true;
 int infer_max_input_bytes = 1024 * 1024;
 int infer_max_context = 8192;
+int infer_remote_timeout_ms = 30000;
+int infer_remote_retries = 2;
+char *infer_default_server_url = NULL;
 int infer_compute = COMPUTE_AUTO;
 
 static const struct config_enum_entry walk_embed_modes[] = {
@@ -155,6 +158,19 @@ infer_define_gucs(void)
 							"context.",
 							NULL, &infer_max_context, 8192, 1, 1 << 20, PGC_USERSET, 0, NULL, NULL,
 							NULL);
+	DefineCustomIntVariable("infer.remote_timeout_ms",
+							"Longest wait for one answer of a model server (remote models), per "
+							"attempt.",
+							NULL, &infer_remote_timeout_ms, 30000, 1, 3600 * 1000, PGC_USERSET,
+							GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("infer.remote_retries",
+							"Further attempts of a model server request that could not connect or "
+							"found the server busy.",
+							NULL, &infer_remote_retries, 2, 0, 10, PGC_USERSET, 0, NULL, NULL,
+							NULL);
+	DefineCustomStringVariable("infer.default_server_url",
+							   "Model server that infer_detect_server() tries first.", NULL,
+							   &infer_default_server_url, NULL, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable(
 		"infer.compute",
 		"Compute backend of the gate passes: 'auto' (today the built-in "

@@ -24,6 +24,9 @@ extern bool infer_verify_checksums;
 extern int infer_max_input_bytes;
 extern int infer_max_context;
 extern int infer_compute; /* ComputeBackendKind (compute.h) */
+extern int infer_remote_timeout_ms;
+extern int infer_remote_retries;
+extern char *infer_default_server_url;
 
 extern void infer_define_gucs(void);
 

@@ -9,6 +9,8 @@
  * headers, to keep them portable) there is no JavaScript host: the hooks
  * raise a clear error instead.
  */
+#include "pg_infer.h"
+
 #include "host.h"
 
 #include "utils/elog.h"
@@ -67,6 +69,7 @@ typedef enum HostHook
 	HOOK_COMPUTE_GATE_TOPK,
 	HOOK_COMPUTE_LOAD_GATE,
 	HOOK_COMPUTE_DROP,
+	HOOK_REMOTE_REQUEST,
 	HOOK_TAKE,
 	HOOK_ERROR_LEN,
 	HOOK_ERROR,
@@ -220,6 +223,17 @@ pgi_host_compute_drop(const char *key)
 	return CALL_HOOK(HOOK_COMPUTE_DROP, int (*)(const char *), key);
 }
 
+typedef int (*RemoteRequestHook)(const char *, int, const char *, const char *, int, int, int, int,
+								 int);
+
+static int
+pgi_host_remote_request(const char *url, int post, const char *path, const char *body, int body_len,
+						int timeout_ms, int retries, int deadline_ms, int mode)
+{
+	return CALL_HOOK(HOOK_REMOTE_REQUEST, RemoteRequestHook, url, post, path, body, body_len,
+					 timeout_ms, retries, deadline_ms, mode);
+}
+
 /* Copies the pending result (size given by the last call) into dst. */
 static void
 pgi_host_take(void *dst, int len)
@@ -270,6 +284,25 @@ raise_host_error(const char *hook, int rc)
 	pgi_host_error(buf, len);
 	ereport(ERROR, (errcode(MAKE_SQLSTATE(buf[0], buf[1], buf[2], buf[3], buf[4])),
 					errmsg("pg_infer host \"%s\" failed: %s", hook, buf + 5)));
+}
+
+/*
+ * Raises the host's last error of a model server request with the host's
+ * message as it is: it names the server and what to do.
+ */
+static void
+raise_remote_error(int rc)
+{
+	char *buf;
+	int len;
+
+	if (rc == -2)
+		raise_host_error("remote_request", rc);
+	len = pgi_host_error_len();
+	buf = palloc(len > 6 ? len : 6);
+	pgi_host_error(buf, len);
+	ereport(ERROR, (errcode(MAKE_SQLSTATE(buf[0], buf[1], buf[2], buf[3], buf[4])),
+					errmsg("%s", buf + 5)));
 }
 
 /* Allocates the pending result of a successful call and copies it in. */
@@ -432,6 +465,131 @@ host_compute_drop(const char *key)
 	(void) pgi_host_compute_drop(key);
 }
 
+static RemoteAnswer *
+remote_answer_parse(const char *url, const char *buf, int len)
+{
+	RemoteAnswer *a = palloc0(sizeof(RemoteAnswer));
+	int pos = 8;
+	size_t ncells;
+
+	if (len < 8)
+		goto bad;
+	memcpy(&a->ncols, buf, 4);
+	memcpy(&a->nrows, buf + 4, 4);
+	if (a->ncols < 0 || a->ncols > 1600 || a->nrows < 0)
+		goto bad;
+	ncells = (size_t) a->ncols * a->nrows;
+	if (ncells > (size_t) len)
+		goto bad;
+	a->columns = palloc0(sizeof(char *) * (a->ncols + 1));
+	a->cells = palloc0(sizeof(char *) * (ncells + 1));
+	for (int c = 0; c < a->ncols; c++)
+	{
+		size_t n = bounded_strlen(buf + pos, len - pos);
+
+		if (pos + (int) n >= len)
+			goto bad;
+		a->columns[c] = (char *) buf + pos;
+		pos += n + 1;
+	}
+	for (size_t i = 0; i < ncells; i++)
+	{
+		size_t n;
+
+		if (pos >= len)
+			goto bad;
+		if (buf[pos++] == 0)
+			continue;
+		n = bounded_strlen(buf + pos, len - pos);
+		if (pos + (int) n >= len)
+			goto bad;
+		a->cells[i] = (char *) buf + pos;
+		pos += n + 1;
+	}
+	if (pos != len)
+		goto bad;
+	return a;
+bad:
+	ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+					errmsg("the answer of the model server at %s arrived damaged", url)));
+	return NULL;
+}
+
+RemoteAnswer *
+host_remote_request(const char *url, const char *path, const char *body, int mode)
+{
+	int deadline = infer_deadline_left_ms();
+	int rc;
+	char *buf;
+
+	if (deadline == 0)
+		ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED),
+						errmsg("canceling statement due to statement timeout")));
+	rc = pgi_host_remote_request(url, body != NULL, path, body, body ? (int) strlen(body) : 0,
+								 infer_remote_timeout_ms, infer_remote_retries, deadline, mode);
+	if (rc < 0)
+		raise_remote_error(rc);
+	buf = take_result(rc);
+	if (mode == REMOTE_ANSWER_NONE)
+		return NULL;
+	return remote_answer_parse(url, buf, rc);
+}
+
+RemoteAnswer *
+host_remote_try(const char *url, const char *path, const char *body, int mode, int *sqlstate)
+{
+	int deadline = infer_deadline_left_ms();
+	int rc;
+	char *buf;
+
+	if (deadline == 0)
+		ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED),
+						errmsg("canceling statement due to statement timeout")));
+	rc = pgi_host_remote_request(url, body != NULL, path, body, body ? (int) strlen(body) : 0,
+								 infer_remote_timeout_ms, infer_remote_retries, deadline, mode);
+	*sqlstate = 0;
+	if (rc == -1)
+	{
+		int len = pgi_host_error_len();
+		char *err = palloc(len > 6 ? len : 6);
+
+		pgi_host_error(err, len);
+		*sqlstate = MAKE_SQLSTATE(err[0], err[1], err[2], err[3], err[4]);
+		pfree(err);
+		/* a statement timeout is not a failure to report later: it ends the statement */
+		if (*sqlstate == ERRCODE_QUERY_CANCELED)
+			ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED),
+							errmsg("canceling statement due to statement timeout")));
+		return NULL;
+	}
+	if (rc < 0)
+		raise_remote_error(rc);
+	buf = take_result(rc);
+	return mode == REMOTE_ANSWER_NONE ? NULL : remote_answer_parse(url, buf, rc);
+}
+
+bool
+host_remote_probe(const char *url, const char *path, int timeout_ms)
+{
+	int rc = pgi_host_remote_request(url, 0, path, NULL, 0, timeout_ms, 0, -1, REMOTE_ANSWER_NONE);
+
+	if (rc < 0)
+	{
+		/* drop the host's error: a probe that fails is an answer, not an error */
+		if (rc == -1)
+		{
+			int len = pgi_host_error_len();
+			char *buf = palloc(len > 6 ? len : 6);
+
+			pgi_host_error(buf, len);
+			pfree(buf);
+		}
+		return false;
+	}
+	pfree(take_result(rc));
+	return true;
+}
+
 #else /* native build: no JavaScript host */
 
 static void
@@ -527,6 +685,26 @@ host_compute_load_gate(const char *key, int layer, int layers, const GateMatrix 
 void
 host_compute_drop(const char *key)
 {
+}
+
+RemoteAnswer *
+host_remote_request(const char *url, const char *path, const char *body, int mode)
+{
+	no_host("remote_request");
+	return NULL;
+}
+
+RemoteAnswer *
+host_remote_try(const char *url, const char *path, const char *body, int mode, int *sqlstate)
+{
+	no_host("remote_request");
+	return NULL;
+}
+
+bool
+host_remote_probe(const char *url, const char *path, int timeout_ms)
+{
+	return false;
 }
 
 #endif

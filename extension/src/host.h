@@ -98,4 +98,45 @@ extern void host_compute_load_gate(const char *key, int layer, int layers,
 /* The backend forgets model `key` (if it held it). Never raises. */
 extern void host_compute_drop(const char *key);
 
+/* ---- model servers (remote models, remote.c) ---- */
+
+/* host_remote_request's modes: how the answer is read */
+#define REMOTE_ANSWER_NONE 0   /* success is all that matters (a probe) */
+#define REMOTE_ANSWER_TABLE 1  /* {columns, rows}: POST /v1/pglite/call */
+#define REMOTE_ANSWER_OBJECT 2 /* a JSON object, as rows (key, value) */
+
+/*
+ * An answer as the host lays it out: int32 ncols, int32 nrows, ncols
+ * NUL-ended column names, then per cell a flag byte (1 value, 0 NULL) and a
+ * present value's NUL-ended text. remote_answer_parse() checks and indexes it.
+ */
+typedef struct RemoteAnswer
+{
+	int ncols;
+	int nrows;
+	char **columns;
+	char **cells; /* nrows x ncols; NULL for SQL NULL */
+} RemoteAnswer;
+
+/*
+ * One synchronous request to the model server at `url` (http(s)://, unix://,
+ * uds://): GET `path`, or POST `body` to it. Waits at most
+ * infer.remote_timeout_ms per attempt, infer.remote_retries more attempts,
+ * and never past the statement's deadline (then 57014). A failure raises its
+ * SQLSTATE (08001 cannot connect, 08006 connection lost / timed out / server
+ * error, XX001 an answer that cannot be read, or the server's own).
+ */
+extern RemoteAnswer *host_remote_request(const char *url, const char *path, const char *body,
+										 int mode);
+
+/*
+ * host_remote_request that returns NULL on failure instead of raising, with
+ * the failure's SQLSTATE (MAKE_SQLSTATE form) in *sqlstate.
+ */
+extern RemoteAnswer *host_remote_try(const char *url, const char *path, const char *body, int mode,
+									 int *sqlstate);
+
+/* Whether the server at url answers GET path with 2xx within timeout_ms; never raises. */
+extern bool host_remote_probe(const char *url, const char *path, int timeout_ms);
+
 #endif /* PG_INFER_HOST_H */

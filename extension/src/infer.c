@@ -20,6 +20,7 @@
 #include "infer.h"
 #include "knowledge.h"
 #include "stats.h"
+#include "remote.h"
 
 PG_FUNCTION_INFO_V1(infer_next_tokens);
 
@@ -74,6 +75,8 @@ infer_next_tokens(PG_FUNCTION_ARGS)
 	double z, max;
 	int32 *ids;
 	DecodedToken *tokens;
+
+	REMOTE_DISPATCH("infer", 2);
 
 	stats_begin("infer");
 	if (PG_ARGISNULL(1))

@@ -37,6 +37,7 @@
 #include "model.h"
 #include "similar.h"
 #include "stats.h"
+#include "remote.h"
 
 PG_FUNCTION_INFO_V1(infer_create_model);
 PG_FUNCTION_INFO_V1(infer_drop_model);
@@ -519,19 +520,22 @@ typedef struct RegistryRow
 	bool found;
 	char *source;
 	char *level;
+	bool remote;      /* backend = 'remote' */
+	char *server_url; /* of a remote model */
 } RegistryRow;
 
 static RegistryRow
 registry_lookup(const char *name)
 {
-	RegistryRow row = {false, NULL, NULL};
+	RegistryRow row = {false, NULL, NULL, false, NULL};
 	Oid argtypes[1] = {TEXTOID};
 	Datum args[1] = {CStringGetTextDatum(name)};
 	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
-	if (SPI_execute_with_args("SELECT source, extract_level FROM infer.models WHERE name = $1", 1,
-							  argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT source, extract_level, backend, server_url FROM infer.models "
+							  "WHERE name = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "pg_infer: reading infer.models failed");
 	if (SPI_processed == 1)
 	{
@@ -540,6 +544,13 @@ registry_lookup(const char *name)
 		row.found = true;
 		row.source = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 		row.level = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+		{
+			char *backend = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+			char *url = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+
+			row.remote = backend != NULL && strcmp(backend, "remote") == 0;
+			row.server_url = url ? pstrdup(url) : NULL;
+		}
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
@@ -604,6 +615,51 @@ model_exists(const char *name)
 	return registry_lookup(name).found;
 }
 
+bool
+model_remote_lookup(const char *name, char **server_url, char **server_model)
+{
+	RegistryRow row = registry_lookup(name);
+
+	if (!row.found || !row.remote)
+		return false;
+	if (row.server_url == NULL || row.server_url[0] == '\0')
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("remote model \"%s\" has no server_url in infer.models", name),
+						errhint("Register it again with infer_create_model_remote().")));
+	*server_url = row.server_url;
+	*server_model = row.source;
+	return true;
+}
+
+void
+model_register_remote(const char *name, const char *server_model, const char *level,
+					  const char *architecture, int layers, int hidden, int features, int vocab,
+					  const char *dtype, const char *server_url)
+{
+	Oid argtypes[10] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID,
+						INT4OID, INT4OID, INT4OID, TEXTOID, TEXTOID};
+	Datum args[10];
+
+	args[0] = CStringGetTextDatum(name);
+	args[1] = CStringGetTextDatum(server_model);
+	args[2] = CStringGetTextDatum(level);
+	args[3] = CStringGetTextDatum(architecture);
+	args[4] = Int32GetDatum(layers);
+	args[5] = Int32GetDatum(hidden);
+	args[6] = Int32GetDatum(features);
+	args[7] = Int32GetDatum(vocab);
+	args[8] = CStringGetTextDatum(dtype);
+	args[9] = CStringGetTextDatum(server_url);
+	SPI_connect();
+	if (SPI_execute_with_args(
+			"INSERT INTO infer.models (name, source, extract_level, "
+			"architecture, layers, hidden, features, vocab, dtype, backend, "
+			"server_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'remote', $10)",
+			10, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "pg_infer: inserting into infer.models failed");
+	SPI_finish();
+}
+
 /* ---- lookups for the SQL functions ---- */
 
 InferModel *
@@ -638,6 +694,15 @@ model_get(text *name_arg)
 						from_default ? " (it is infer.default_model)" : ""),
 				 errhint("infer_models() lists the models; infer_create_model() adds one.")));
 	}
+	if (row.remote)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("model \"%s\" is remote (served by %s): this needs a local model", name,
+						row.server_url ? row.server_url : "a model server"),
+				 errhint("walk(), describe(), infer(), similar_to(), implies(), <~> and the other "
+						 "query functions answer from the server; for the column index (CREATE "
+						 "INDEX ... USING infer), infer_diff() or the stored-model index, register "
+						 "the vindex locally with infer_create_model().")));
 	m = model_find_loaded(name);
 	/* a model kept in an index is gone with its index (DROP INDEX) */
 	if (m != NULL &&
@@ -733,6 +798,8 @@ infer_warmup(PG_FUNCTION_ARGS)
 	bool was_loaded;
 	InferModel *m;
 	int n = 0;
+
+	REMOTE_DISPATCH("infer_warmup", 0);
 
 	model_check_name(name);
 	was_loaded = model_find_loaded(name) != NULL;

@@ -119,6 +119,17 @@ extern InferModel *load_parts(const char *name, const char *source, const char *
 /* Whether infer.models has a row for this name. */
 extern bool model_exists(const char *name);
 
+/*
+ * Whether `name` is a remote model (backend 'remote'); then its server's URL
+ * and the server's name for it (the row's source), palloc'd.
+ */
+extern bool model_remote_lookup(const char *name, char **server_url, char **server_model);
+
+/* Adds a remote model's row to infer.models (remote.c). */
+extern void model_register_remote(const char *name, const char *server_model, const char *level,
+								  const char *architecture, int layers, int hidden, int features,
+								  int vocab, const char *dtype, const char *server_url);
+
 /* Adds a row to infer.models. */
 extern void model_register(const InferModel *m, const char *source, const char *level);
 

@@ -42,6 +42,7 @@
 #include "knowledge.h"
 #include "predict.h"
 #include "stats.h"
+#include "remote.h"
 
 #define SHOW_TOP_MAX 1000000
 #define RELATIONS_SHOWN 30
@@ -57,6 +58,8 @@ infer_show_layers(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	InferModel *m;
+
+	REMOTE_DISPATCH("infer_show_layers", 0);
 
 	stats_begin("infer_show_layers");
 	m = model_arg(fcinfo, 0);
@@ -127,6 +130,8 @@ infer_show_features(PG_FUNCTION_ARGS)
 	int nkept = 0;
 	DecodedToken *kept_tokens;
 	FeatureLabels *labels;
+
+	REMOTE_DISPATCH("infer_show_features", 4);
 
 	stats_begin("infer_show_features");
 	top = top_arg(fcinfo, 3, SHOW_TOP_MAX);
@@ -214,6 +219,8 @@ infer_show_relations(PG_FUNCTION_ARGS)
 	int naggs = 0;
 	int cap = 0;
 	int shown;
+
+	REMOTE_DISPATCH("infer_show_relations", 0);
 
 	stats_begin("infer_show_relations");
 	m = model_arg(fcinfo, 0);

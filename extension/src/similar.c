@@ -26,6 +26,7 @@
 #include "knowledge.h"
 #include "similar.h"
 #include "stats.h"
+#include "remote.h"
 
 PG_FUNCTION_INFO_V1(infer_similar_to);
 PG_FUNCTION_INFO_V1(infer_distance);
@@ -173,6 +174,7 @@ similar_texts(FunctionCallInfo fcinfo, int model_argno, const char *function)
 Datum
 infer_similar_to(PG_FUNCTION_ARGS)
 {
+	REMOTE_DISPATCH("similar_to", 2);
 	PG_RETURN_FLOAT8(similar_texts(fcinfo, 2, PG_NARGS() > 2 ? "similar_to" : "infer_similarity"));
 }
 
@@ -189,6 +191,7 @@ infer_distance(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	if (!PG_ARGISNULL(1) && !text_has_signature(PG_GETARG_TEXT_PP(1)))
 		PG_RETURN_NULL();
+	REMOTE_DISPATCH("infer_distance", 2);
 	PG_RETURN_FLOAT8(1.0 / (1.0 + similar_texts(fcinfo, 2, "infer_distance")));
 }
 
@@ -212,6 +215,8 @@ infer_signatures(PG_FUNCTION_ARGS)
 	GateHit(*sigs)[SIGNATURE_SIZE];
 	int *counts;
 	int64 rows = 0;
+
+	REMOTE_DISPATCH("infer_signatures", 1);
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -274,6 +279,8 @@ infer_similar_to_many(PG_FUNCTION_ARGS)
 	int query_n;
 	Datum *scores;
 	ArrayType *result;
+
+	REMOTE_DISPATCH("similar_to_many", 2);
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
@@ -346,6 +353,8 @@ infer_embedding(PG_FUNCTION_ARGS)
 	float *q;
 	Datum *values;
 	ArrayType *result;
+
+	REMOTE_DISPATCH("infer_embedding", 1);
 
 	stats_begin("infer_embedding");
 	m = model_arg(fcinfo, 1);

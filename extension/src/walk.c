@@ -37,6 +37,7 @@
 #include "compute.h"
 #include "knowledge.h"
 #include "stats.h"
+#include "remote.h"
 
 #define WALK_TOP_MAX 10000
 
@@ -135,6 +136,8 @@ infer_walk(PG_FUNCTION_ARGS)
 	DecodedToken *concepts;
 	bool per_layer = PG_NARGS() > 5 && !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
 	int k;
+
+	REMOTE_DISPATCH("walk", 2);
 
 	stats_begin("walk");
 	/* as documented: a NULL top is an error, not the default (which SQL's DEFAULT gives) */

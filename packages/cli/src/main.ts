@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * pglite-infer command line. Hand-rolled on node:util parseArgs to stay
- * dependency-light. Commands: extract, inspect.
+ * dependency-light. Commands: extract, inspect, serve (the model server,
+ * which lives in the pglite-infer package: it needs PGlite and pg_infer).
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -19,6 +20,12 @@ const USAGE = `usage:
       on ONNX Runtime when it loads (--compute auto, the default), else in JS workers
   pglite-infer inspect <vindex> [--verify] [--json]
       validate a vindex and print its dimensions and files (--verify: checksums too)
+  pglite-infer serve <vindex>|<name>=<vindex>... [--port N | --socket PATH] [--host H]
+                     [--level browse|inference|all] [--queue-limit N] [--max-body BYTES]
+                     [--max-prompt BYTES] [--log]
+      serve models over HTTP (larql-server's JSON API and /v1/pglite/*) for
+      infer_create_model_remote(); one copy of each model for every client
+      (needs the pglite-infer package; see docs/remote-models.md)
   pglite-infer --help | -h | help      this text
   pglite-infer --version | -v          the version of the command line`
 
@@ -42,6 +49,8 @@ async function main(argv: string[]): Promise<void> {
       return runExtract(rest)
     case 'inspect':
       return runInspect(rest)
+    case 'serve':
+      return runServe(rest)
     case 'help':
     case '--help':
     case '-h':
@@ -111,6 +120,29 @@ async function runInspect(args: string[]): Promise<void> {
     verify: values.verify as boolean,
     json: values.json as boolean,
   })
+}
+
+/**
+ * The model server is part of the pglite-infer package (which depends on this
+ * one, so this one cannot depend on it): loaded by name at run time.
+ */
+async function runServe(args: string[]): Promise<void> {
+  const spec = 'pglite-infer/server'
+  let mod: { serveCommand(argv: string[]): Promise<void> }
+  try {
+    mod = (await import(spec)) as typeof mod
+  } catch (e) {
+    throw new Error(
+      `serve needs the pglite-infer package (npm install pglite-infer): ${(e as Error).message}`,
+    )
+  }
+  try {
+    await mod.serveCommand(args)
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION')
+      throw new UsageError((e as Error).message)
+    throw e
+  }
 }
 
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options']

@@ -1,5 +1,6 @@
 import { ComputeClient, ComputeError, type GateLayer } from '@pglite-infer/compute'
 import { ModelHost } from './models.js'
+import { encodeAnswer, RemoteCaller } from './remote-call.js'
 import { TokenizerCache } from './tokenizers.js'
 import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
 
@@ -25,6 +26,7 @@ export class HostBridge {
   /** Gate layers of a load in progress, by model key. */
   private readonly gateLoads = new Map<string, GateLayer[]>()
   private readonly computeOptions: HostOptions['compute']
+  private remoteCaller: RemoteCaller | undefined
   /** Models by name, with their tokenizers (host/models.ts). */
   readonly models: ModelHost
 
@@ -266,6 +268,40 @@ export class HostBridge {
       // nothing to report at transaction end
     }
     return 0
+  }
+
+  /**
+   * One request to a model server (remote models, extension/src/remote.c),
+   * synchronous. mode 0: only success matters (a probe); 1: the answer is a
+   * table {columns, rows}; 2: a JSON object, as (key, value) rows. The answer
+   * travels to C in remote-call.ts's flat layout.
+   */
+  remoteRequest(
+    mod: WasmModule,
+    url: number,
+    method: number,
+    path: number,
+    body: number,
+    bodyLen: number,
+    timeoutMs: number,
+    retries: number,
+    deadlineMs: number,
+    mode: number,
+  ): number {
+    return this.run(() => {
+      const server = readCString(mod, url)
+      this.remoteCaller ??= new RemoteCaller()
+      const r = this.remoteCaller.request({
+        url: server,
+        method: method === 1 ? 'POST' : 'GET',
+        path: readCString(mod, path),
+        body: method === 1 ? readUtf8(mod, body, bodyLen) : undefined,
+        timeoutMs,
+        retries,
+        deadlineMs,
+      })
+      return mode === 0 ? new Uint8Array(0) : encodeAnswer(server, r.body, mode)
+    })
   }
 
   /** Copies the pending result into C's buffer at dst. */

@@ -32,6 +32,7 @@ export const HOST_HOOKS = [
   ['computeGateTopK', 'iiiiiiiiiiiii'],
   ['computeLoadGate', 'iiiiiiiiiii'],
   ['computeDrop', 'ii'],
+  ['remoteRequest', 'iiiiiiiiii'],
   ['take', 'vii'],
   ['errorLength', 'i'],
   ['takeError', 'vii'],

@@ -1,0 +1,371 @@
+/**
+ * Remote models (docs/remote-models.md): `pglite-infer serve` as a child
+ * process (a server in this process could not answer while a SQL call blocks
+ * it), registered with infer_create_model_remote over TCP and a Unix socket;
+ * every query function answers exactly as a local registration of the same
+ * vindex. Then the failures: server down, wrong scheme, garbage, slow
+ * (infer.remote_timeout_ms and statement_timeout), server limits, shutdown.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openDb, sqlError } from '../helpers/db.js'
+import { repoPath } from '../helpers/paths.js'
+import { fixtureVindex, scratchDir } from '../helpers/vindex.js'
+
+interface Child {
+  url: string
+  child: ChildProcess
+  stop(signal?: NodeJS.Signals): Promise<number | null>
+}
+
+const children: Child[] = []
+
+/** Starts a child process that prints {"listening": url} when ready. */
+function startChild(args: string[]): Promise<Child> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  let err = ''
+  child.stderr!.on('data', (d) => (err += String(d)))
+  return new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout!.on('data', (d) => {
+      out += String(d)
+      // a complete line only: a long one arrives in several chunks
+      const line = out
+        .split('\n')
+        .slice(0, -1)
+        .find((l) => l.startsWith('{'))
+      if (!line || children.some((c) => c.child === child)) return
+      const c: Child = {
+        url: JSON.parse(line).listening,
+        child,
+        stop: (signal = 'SIGTERM') =>
+          new Promise((done) => {
+            if (child.exitCode !== null || child.signalCode !== null) return done(child.exitCode)
+            child.once('exit', (code) => done(code))
+            child.kill(signal)
+          }),
+      }
+      children.push(c)
+      resolve(c)
+    })
+    child.once('exit', (code) => reject(new Error(`exited ${code}: ${err}`)))
+  })
+}
+
+const CLI = repoPath('packages/cli/dist/main.js')
+const serve = (...args: string[]) => startChild([CLI, 'serve', ...args])
+const fake = (mode: string) => startChild([repoPath('test/helpers/fake-model-server.mjs'), mode])
+
+let vindex: string
+let server: Child
+let socketServer: Child
+let socketPath: string
+let db: PGlite
+
+async function stillWorks(d = db): Promise<void> {
+  expect((await d.query<{ one: number }>('select 1 as one')).rows).toEqual([{ one: 1 }])
+}
+
+beforeAll(async () => {
+  vindex = await fixtureVindex('f16', 'inference')
+  socketPath = join(mkdtempSync(join(tmpdir(), 'pgi-sock-')), 'models.sock')
+  ;[server, socketServer] = await Promise.all([
+    serve(`qwen=${vindex}`, '--port', '0', '--level', 'inference'),
+    serve(`qwen=${vindex}`, '--socket', socketPath, '--level', 'inference'),
+  ])
+  db = await openDb()
+  await db.query("select infer_create_model('loc', $1, 'inference')", [vindex])
+  await db.query('select infer_create_model_remote($1, $2)', ['qwen', server.url])
+  await db.query('select infer_create_model_remote($1, $2)', ['sock', `unix://${socketPath}#qwen`])
+}, 120_000)
+
+afterAll(async () => {
+  await db?.close()
+  await Promise.all(children.map((c) => c.stop('SIGKILL')))
+})
+
+/** Each function, with %M for the model; local and remote rows must be equal. */
+const QUERIES = [
+  "select * from walk('The capital of France is', 8, %M)",
+  "select * from describe('France', %M)",
+  "select * from describe('France', %M, 0.3)",
+  "select * from infer('The capital of France is', 5, %M)",
+  "select similar_to('France', 'Germany', %M) as s",
+  "select implies('France', 'Paris', %M) as i",
+  "select infer_distance('France', 'Germany', %M) as d",
+  "select similar_to_many(array['Germany', 'Paris', 'cat'], 'France', %M) as s",
+  "select * from infer_signatures(array['France', 'Paris'], %M)",
+  "select * from describe_layers('France', %M)",
+  "select * from nearest_to('France', 3, 5, %M)",
+  "select * from infer_explain_walk('The capital of France is', 3, %M)",
+  'select * from infer_show_layers(%M)',
+  'select * from infer_show_features(2, NULL, NULL, 5, %M)',
+  'select * from infer_show_relations(%M)',
+  'select * from infer_layer_bands(%M)',
+  "select infer_embedding('France', %M) as e",
+]
+
+describe('remote models answer as local ones', () => {
+  it.each(QUERIES)('%s', async (q) => {
+    const local = (await db.query(q.replaceAll('%M', "'loc'"))).rows
+    const tcp = (await db.query(q.replaceAll('%M', "'qwen'"))).rows
+    const uds = (await db.query(q.replaceAll('%M', "'sock'"))).rows
+    expect(local.length).toBeGreaterThan(0)
+    expect(tcp).toEqual(local)
+    expect(uds).toEqual(local)
+  })
+
+  it('infer.default_model, the operators and forwarded settings', async () => {
+    const q =
+      "select 'France' <~> 'Germany' as d, infer_similarity('France', 'Germany') as s, " +
+      "'France' @> 'Paris' as i"
+    await db.exec("set infer.default_model = 'loc'")
+    const local = (await db.query(q)).rows
+    await db.exec("set infer.default_model = 'qwen'")
+    expect((await db.query(q)).rows).toEqual(local)
+    // a setting that changes describe() travels with the call
+    await db.exec('set infer.describe_top_k = 3')
+    const remote = (await db.query("select * from describe('France')")).rows
+    await db.exec("set infer.default_model = 'loc'")
+    expect((await db.query("select * from describe('France')")).rows).toEqual(remote)
+    await db.exec('reset infer.describe_top_k; reset infer.default_model')
+  })
+
+  it('registry, server stats, and what needs a local model', async () => {
+    const models = await db.query<{ name: string; backend: string; server_url: string }>(
+      "select name, backend, server_url, source, layers from infer_models() where name in ('qwen', 'sock') order by name",
+    )
+    expect(models.rows).toEqual([
+      { name: 'qwen', backend: 'remote', server_url: server.url, source: 'qwen', layers: 6 },
+      {
+        name: 'sock',
+        backend: 'remote',
+        server_url: `unix://${socketPath}#qwen`,
+        source: 'qwen',
+        layers: 6,
+      },
+    ])
+    const stats = await db.query<{ stat_name: string; stat_value: string }>(
+      "select * from infer_server_stats('qwen')",
+    )
+    const byName = Object.fromEntries(stats.rows.map((r) => [r.stat_name, r.stat_value]))
+    expect(byName.layers).toBe('6')
+    expect(byName.server).toBe('pglite-infer')
+    expect(Number(byName.requests)).toBeGreaterThan(0)
+    expect((await db.query("select * from infer_server_stats('loc')")).rows).toEqual([])
+    // nothing of a remote model is loaded here
+    expect(
+      (await db.query("select name from infer_loaded_models() where name in ('qwen','sock')")).rows,
+    ).toEqual([])
+    await db.exec('create table docs (body text)')
+    const e = await sqlError(db, "create index on docs using infer (body) with (model = 'qwen')")
+    expect(e.code).toBe('0A000')
+    expect(e.message).toContain('is remote')
+    await stillWorks()
+  })
+
+  it('a second database and a second process share the one server', async () => {
+    const other = await openDb()
+    try {
+      await other.query('select infer_create_model_remote($1, $2)', ['m', server.url + '#qwen'])
+      const q = "select * from walk('Paris', 5, %M)"
+      expect((await other.query(q.replaceAll('%M', "'m'"))).rows).toEqual(
+        (await db.query(q.replaceAll('%M', "'loc'"))).rows,
+      )
+    } finally {
+      await other.close()
+    }
+    const script = `
+      import { PGlite } from '@electric-sql/pglite'
+      import { pgInfer } from 'pglite-infer'
+      const db = await PGlite.create({ extensions: { pgInfer } })
+      await db.exec('CREATE EXTENSION pg_infer')
+      await db.query('select infer_create_model_remote($1, $2)', ['m', ${JSON.stringify(server.url)}])
+      const r = await db.query("select * from walk('Paris', 5, 'm')")
+      process.stdout.write(JSON.stringify({ listening: r.rows }) + '\\n')
+      await db.close()`
+    // a file in the repository, so that 'pglite-infer' resolves (and not `node -e`,
+    // whose flags worker threads inherit)
+    const file = join(scratchDir('remote-child'), 'client.mjs')
+    writeFileSync(file, script)
+    const c = await startChild([file])
+    await c.stop()
+    expect(c.url).toEqual((await db.query("select * from walk('Paris', 5, 'loc')")).rows)
+  })
+
+  it('infer_create_models_remote and infer_detect_server', async () => {
+    expect(
+      (
+        await db.query("select infer_create_models_remote(array['a1', 'a2'], $1) as n", [
+          server.url,
+        ])
+      ).rows,
+    ).toEqual([{ n: 2 }])
+    await db.exec(`set infer.default_server_url = '${server.url}'`)
+    expect((await db.query('select infer_detect_server() as u')).rows).toEqual([{ u: server.url }])
+    await db.exec("select infer_drop_model('a1'); select infer_drop_model('a2')")
+    await db.exec('reset infer.default_server_url')
+  })
+})
+
+describe('failures give clear errors and the session keeps working', () => {
+  it('registration: bad scheme, unknown model, server down, duplicate', async () => {
+    let e = await sqlError(db, "select infer_create_model_remote('x', 'ftp://h/')")
+    expect(e.code).toBe('22023')
+    e = await sqlError(db, 'select infer_create_model_remote($1, $2)', ['x', server.url + '#nope'])
+    expect(e.code).toBe('42704')
+    expect(e.message).toContain('"nope" is not served here')
+    e = await sqlError(db, "select infer_create_model_remote('x', 'http://127.0.0.1:9')")
+    expect(e.code).toBe('08001')
+    expect(e.message).toContain('http://127.0.0.1:9')
+    e = await sqlError(db, "select infer_create_model_remote('x', 'uds:///nonexistent/x.sock')")
+    expect(e.code).toBe('08001')
+    e = await sqlError(db, 'select infer_create_model_remote($1, $2)', ['qwen', server.url])
+    expect(e.code).toBe('42710')
+    await stillWorks()
+  })
+
+  it('a server that went away: 08001, then fine again', async () => {
+    const s = await serve(`qwen=${vindex}`, '--port', '0')
+    await db.query('select infer_create_model_remote($1, $2)', ['gone', s.url])
+    expect((await db.query("select similar_to('a', 'b', 'gone') as s")).rows).toHaveLength(1)
+    expect(await s.stop()).toBe(0) // graceful: SIGTERM exits 0
+    const e = await sqlError(db, "select * from walk('Paris', 5, 'gone')")
+    expect(e.code).toBe('08001')
+    expect(e.message).toContain(s.url)
+    await stillWorks()
+    await db.query("select infer_drop_model('gone')")
+  })
+
+  it('garbage, a wrong shape and a server error: XX001 / 08006', async () => {
+    for (const [mode, code] of [
+      ['garbage', 'XX001'],
+      ['shape', 'XX001'],
+      ['error', '08006'],
+    ] as const) {
+      const f = await fake(mode)
+      await db.query('select infer_create_model_remote($1, $2)', [`f_${mode}`, f.url])
+      const e = await sqlError(db, `select * from walk('Paris', 5, 'f_${mode}')`)
+      expect(e.code, mode).toBe(code)
+      expect(e.message).toContain(f.url)
+      await stillWorks()
+    }
+  })
+
+  it('a slow server: infer.remote_timeout_ms (08006) and statement_timeout (57014) within 100 ms', async () => {
+    const f = await fake('slow')
+    await db.query('select infer_create_model_remote($1, $2)', ['slow', f.url])
+    await db.exec('set infer.remote_timeout_ms = 300; set infer.remote_retries = 0')
+    let t0 = performance.now()
+    let e = await sqlError(db, "select similar_to('a', 'b', 'slow')")
+    expect(e.code).toBe('08006')
+    expect(performance.now() - t0).toBeLessThan(2000)
+    await db.exec('reset infer.remote_timeout_ms; reset infer.remote_retries')
+    const late: number[] = []
+    for (let i = 0; i < 5; i++) {
+      await db.exec('set statement_timeout = 200')
+      t0 = performance.now()
+      e = await sqlError(db, "select similar_to('a', 'b', 'slow')")
+      late.push(performance.now() - t0 - 200)
+      await db.exec('reset statement_timeout')
+      expect(e.code).toBe('57014')
+    }
+    // measured from the statement's start, so the round trip of the query is included
+    expect(Math.max(...late)).toBeLessThan(100)
+    // the server saw the abandoned requests go
+    await new Promise((r) => setTimeout(r, 200))
+    const count = await (await fetch(`${f.url}/count`)).json()
+    expect(count.aborted).toBeGreaterThanOrEqual(5)
+    await stillWorks()
+  })
+})
+
+describe('the server itself', () => {
+  it('speaks the larql-server subset (crates/infer-client DTOs)', async () => {
+    const get = async (path: string) => {
+      const r = await fetch(server.url + path)
+      expect(r.status, path).toBe(200)
+      return r.json()
+    }
+    expect(await get('/v1/health')).toMatchObject({ status: 'ok' })
+    const stats = await get('/v1/stats')
+    expect(stats).toMatchObject({ model: 'qwen', layers: 6, hidden_size: 256, vocab_size: 2595 })
+    expect(stats.layer_bands.knowledge).toHaveLength(2)
+    const d = await get('/v1/describe?entity=France&limit=5')
+    expect(d.entity).toBe('France')
+    expect(d.edges.length).toBeLessThanOrEqual(5)
+    for (const e of d.edges) {
+      expect(typeof e.target).toBe('string')
+      expect(typeof e.gate_score).toBe('number')
+      expect(Number.isInteger(e.layer)).toBe(true)
+    }
+    const w = await get('/v1/walk?prompt=Paris&top=3')
+    expect(w.hits).toHaveLength(3)
+    expect(Object.keys(w.hits[0]).sort()).toEqual(['feature', 'gate_score', 'layer', 'target'])
+    const w12 = await get('/v1/walk?prompt=Paris&top=3&layers=3')
+    expect(w12.hits.every((h: { layer: number }) => h.layer === 3)).toBe(true)
+    const rel = await get('/v1/relations')
+    expect(rel.relations[0]).toMatchObject({ token: expect.any(String), count: expect.any(Number) })
+    const inf = await (
+      await fetch(server.url + '/v1/infer', {
+        method: 'POST',
+        body: JSON.stringify({ prompt: 'The capital of France is', top: 3, mode: 'dense' }),
+      })
+    ).json()
+    expect(inf.predictions).toHaveLength(3)
+    expect(typeof inf.predictions[0].probability).toBe('number')
+    const warm = await (
+      await fetch(server.url + '/v1/warmup', {
+        method: 'POST',
+        body: JSON.stringify({ entities: ['France'] }),
+      })
+    ).json()
+    expect(warm).toMatchObject({ warmed: 1 })
+    expect(await get('/v1/cache/stats')).toMatchObject({ entries: 1 })
+    expect((await fetch(server.url + '/v1/bogus')).status).toBe(404)
+  })
+
+  it('limits: 413 for a large body or prompt, 400 for bad input', async () => {
+    let r = await fetch(server.url + '/v1/infer', {
+      method: 'POST',
+      body: JSON.stringify({ prompt: 'x'.repeat(2 * 1024 * 1024) }),
+    })
+    expect(r.status).toBe(413)
+    expect((await r.json()).code).toBe('too_large')
+    r = await fetch(server.url + `/v1/walk?prompt=${'x'.repeat(70 * 1024)}`)
+    expect([413, 431]).toContain(r.status)
+    r = await fetch(server.url + '/v1/pglite/call', {
+      method: 'POST',
+      body: JSON.stringify({ function: 'pg_sleep', args: [] }),
+    })
+    expect(r.status).toBe(400)
+    r = await fetch(server.url + '/v1/infer', { method: 'POST', body: '{not json' })
+    expect(r.status).toBe(400)
+    // from SQL: the server's limit is a clear error
+    const e = await sqlError(db, "select similar_to(repeat('x', 100000), 'b', 'qwen')")
+    expect(e.code).toBe('54000')
+    await stillWorks()
+  })
+
+  it('40 concurrent requests all get an answer; SIGTERM finishes in-flight work and exits 0', async () => {
+    // PGlite runs each request to its end before the server reads the next, so
+    // the queue (and its 503) only fills where the database yields; every
+    // concurrent request is answered in turn
+    const s = await serve(`qwen=${vindex}`, '--port', '0', '--queue-limit', '0')
+    const statuses = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        fetch(`${s.url}/v1/relations?i=${i}`).then((r) => r.status),
+      ),
+    )
+    expect(statuses.every((x) => x === 200 || x === 503)).toBe(true)
+    const inflight = fetch(`${s.url}/v1/relations`).then((r) => r.status)
+    await new Promise((r) => setTimeout(r, 20))
+    const code = await s.stop('SIGTERM')
+    expect(code).toBe(0)
+    expect([200, 503]).toContain(await inflight)
+  })
+})
