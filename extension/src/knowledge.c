@@ -55,6 +55,127 @@ add_embedding(const InferModel *m, int32 token, double weight, double *acc)
 	}
 }
 
+static void
+check_query_text(int len, const char *what)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must not be empty", what)));
+	if (len > QUERY_TEXT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too long (%d bytes; at most %d)", what, len, QUERY_TEXT_MAX),
+				 errhint("Knowledge queries look at words and short phrases, not documents.")));
+}
+
+/*
+ * Whether the tokenizer marks word starts with a space: " the" is one token
+ * that "the" is not (byte-level BPE: GPT-2, Qwen2, Llama 3). A SentencePiece
+ * tokenizer that prepends its own word mark splits " the" in two: no.
+ */
+static bool
+marks_word_starts(InferModel *m)
+{
+	if (m->word_start_space == 0)
+	{
+		int n1, n2;
+		int32 *a = host_model_tokenize(m->name, " the", 4, false, &n1);
+		int32 *b = host_model_tokenize(m->name, "the", 3, false, &n2);
+
+		m->word_start_space = (n1 == 1 && (n2 != 1 || a[0] != b[0])) ? 2 : 1;
+	}
+	return m->word_start_space == 2;
+}
+
+/* The tokens of `s` (len bytes) mid-sentence: after a space where words start with one. */
+static int32 *
+mid_sentence_tokens(InferModel *m, const char *s, int len, int *n)
+{
+	if (marks_word_starts(m))
+	{
+		char *spaced = palloc(len + 2);
+
+		spaced[0] = ' ';
+		memcpy(spaced + 1, s, len);
+		spaced[len + 1] = '\0';
+		return host_model_tokenize(m->name, spaced, len + 1, false, n);
+	}
+	return host_model_tokenize(m->name, s, len, false, n);
+}
+
+/* Lower case (title: upper at each word start) of ASCII letters; other bytes as they are. */
+static char *
+ascii_case(const char *s, int len, bool title)
+{
+	char *out = palloc(len + 1);
+	bool start = true;
+
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+		bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+
+		if (letter)
+			c = (title && start) ? (c & ~0x20) : (c | 0x20);
+		out[i] = (char) c;
+		/* a word starts after anything but a letter, a digit or a non-ASCII byte */
+		start = !(letter || (c >= '0' && c <= '9') || c >= 0x80);
+	}
+	out[len] = '\0';
+	return out;
+}
+
+/* The entity form and its mid-sentence tokens. */
+static char *
+entity_form(InferModel *m, text *input, const char *what, int32 **ids, int *n)
+{
+	int len = VARSIZE_ANY_EXHDR(input);
+	const char *s = VARDATA_ANY(input);
+	char *best;
+
+	check_query_text(len, what);
+	best = pnstrdup(s, len);
+	*ids = mid_sentence_tokens(m, best, len, n);
+	for (int v = 0; v < 2; v++)
+	{
+		char *alt = ascii_case(s, len, v == 1);
+		int na;
+		int32 *alt_ids;
+
+		if (strcmp(alt, best) == 0)
+			continue;
+		alt_ids = mid_sentence_tokens(m, alt, len, &na);
+		if (na > 0 && (*n == 0 || na < *n))
+		{
+			best = alt;
+			*ids = alt_ids;
+			*n = na;
+		}
+	}
+	if (*n == 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("%s has no tokens under model \"%s\"", what, m->name)));
+	return best;
+}
+
+char *
+entity_text(InferModel *m, text *input, const char *what)
+{
+	int32 *ids;
+	int n;
+
+	return entity_form(m, input, what, &ids, &n);
+}
+
+int32 *
+entity_tokens(InferModel *m, text *input, const char *what, int *n)
+{
+	int32 *ids;
+
+	entity_form(m, input, what, &ids, n);
+	return ids;
+}
+
 float *
 query_vector(InferModel *m, text *input, const char *what, bool special_tokens, QueryMode mode)
 {
@@ -64,16 +185,11 @@ query_vector(InferModel *m, text *input, const char *what, bool special_tokens, 
 	double *acc;
 	float *q;
 
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must not be empty", what)));
-	if (len > QUERY_TEXT_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s is too long (%d bytes; at most %d)", what, len, QUERY_TEXT_MAX),
-				 errhint("Knowledge queries look at words and short phrases, not documents.")));
-
-	ids = host_model_tokenize(m->name, VARDATA_ANY(input), len, special_tokens, &n);
+	check_query_text(len, what);
+	if (special_tokens)
+		ids = host_model_tokenize(m->name, VARDATA_ANY(input), len, special_tokens, &n);
+	else
+		ids = entity_tokens(m, input, what, &n);
 	if (n == 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("%s has no tokens under model \"%s\"", what, m->name)));
