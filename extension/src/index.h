@@ -141,8 +141,7 @@ extern void index_init_page(Page page, InferPageType type);
 extern void index_set_lower(Page page, int count, Size entry_size);
 extern void index_read_meta(Relation index, InferMetaData *meta);
 extern InferModel *index_model(Relation index, const InferMetaData *meta);
-extern char *index_make_row(ItemPointer tid, uint16 flags, const int32 *sig, int nsig,
-							Size *size);
+extern char *index_make_row(ItemPointer tid, uint16 flags, const int32 *sig, int nsig, Size *size);
 extern void index_append_row(Relation index, ItemPointer tid, uint16 flags, const int32 *sig,
 							 int nsig);
 

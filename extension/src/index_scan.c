@@ -122,8 +122,7 @@ rank_stored(IndexScanDesc scan, ScanState *s)
 					ids[i] = e[i].list;
 				}
 				rvec = signature_vectors(s->m, ids, n);
-				r->distance =
-					1.0 - signature_similarity_vectors(rvec, n, qvec, nq, s->m->hidden);
+				r->distance = 1.0 - signature_similarity_vectors(rvec, n, qvec, nq, s->m->hidden);
 				pfree(rvec);
 			}
 		}

@@ -175,8 +175,7 @@ index_model(Relation index, const InferMetaData *meta)
 		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
 						errmsg("index \"%s\" was built for a model \"%s\" with a vocabulary "
 							   "of %d tokens, which now has %d",
-							   RelationGetRelationName(index), meta->model, meta->nlists,
-							   m->vocab),
+							   RelationGetRelationName(index), meta->model, meta->nlists, m->vocab),
 						errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
 	return m;
 }

@@ -3,13 +3,19 @@
  * labels infer_label_relations() stored.
  *
  * A relation's template ('The capital of {} is', infer.relation_templates)
- * is filled with the entity and continued greedily until the end of the
- * word or phrase ('New Delhi', not 'New'): the continuation stops before
- * EOS, a token that is not letters (punctuation, digits, newline), a new
- * word that is a stopword, or after PREDICT_MAX_TOKENS. confidence = the
- * product of the chosen tokens' probabilities; layer = the first layer at
- * which the logit lens (final norm + lm_head over the residual stream at the
- * last prompt position) ranks the object's first token top-1.
+ * is filled with the entity's form (knowledge.h entity_text: the case rule)
+ * and continued greedily until the answer ends. The continuation stops
+ * before EOS, before a token with a line break, before a later token the
+ * model gives less than PREDICT_MIN_NEXT probability (the answer's end is
+ * where the model stops being sure it goes on), and after
+ * PREDICT_MAX_TOKENS; a sentence end ('.', '!' or '?' ending the text) is
+ * then cut unless its last word holds another period (an abbreviation:
+ * 'Washington D.C.' keeps its final period, 'Paris.' loses it). So
+ * 'Port-au-Prince', "N'Djamena" and 'City of San Marino' come out whole,
+ * with no word list. confidence = the product of the kept tokens'
+ * probabilities; layer = the first layer at which the logit lens (final
+ * norm + lm_head over the residual stream at the last prompt position)
+ * ranks the object's first token top-1.
  */
 #include "pg_infer.h"
 
@@ -26,7 +32,8 @@
 #include "knowledge.h"
 #include "predict.h"
 
-#define PREDICT_MAX_TOKENS 6
+#define PREDICT_MAX_TOKENS 10
+#define PREDICT_MIN_NEXT 0.5
 
 typedef struct Template
 {
@@ -101,16 +108,40 @@ lens_layer(ForwardRun *run, float *logits, int32 token)
 	return m->layers - 1;
 }
 
-/* Whether a chosen token (decoded alone) continues the word or phrase. */
+/* Whether a chosen token (decoded alone) may extend the answer. */
 static bool
-continues_phrase(const DecodedToken *t, int32 id, int eos, bool first)
+continues_answer(const DecodedToken *t, int32 id, int eos, bool first, double p)
 {
-	if (id == eos || !t->letters_only)
+	if (id == eos || strchr(t->raw, '\n') != NULL || strchr(t->raw, '\r') != NULL)
 		return false;
 	if (first)
-		return true;
-	/* a new word that is a function word ends the phrase */
-	return !(t->raw[0] == ' ' && is_stopword(t->lower));
+		return t->text[0] != '\0';
+	return p >= PREDICT_MIN_NEXT;
+}
+
+/* Cuts a sentence end off the answer, unless its last word is an abbreviation. */
+static void
+cut_sentence_end(StringInfo s, double *confidence, double last_p)
+{
+	int len = s->len;
+	int word;
+	bool abbreviation = false;
+
+	while (len > 0 && s->data[len - 1] == ' ')
+		len--;
+	if (len == 0 || strchr(".!?", s->data[len - 1]) == NULL)
+		return;
+	for (word = len - 1; word > 0 && s->data[word - 1] != ' '; word--)
+		;
+	for (int i = word; i < len - 1; i++)
+		abbreviation |= s->data[i] == '.';
+	if (s->data[len - 1] == '.' && abbreviation)
+		return;
+	s->data[len - 1] = '\0';
+	s->len = len - 1;
+	/* the period was a token of its own: its probability is not the answer's */
+	if (last_p > 0)
+		*confidence /= last_p;
 }
 
 /* Greedy continuation of one filled template. */
@@ -122,6 +153,8 @@ predict_one(InferModel *m, text *prompt, Prediction *p)
 	StringInfoData object;
 	int budget = PREDICT_MAX_TOKENS;
 	size_t act_bytes = sizeof(float) * m->layers * run->fm->intermediate;
+	double last_p = 0;
+	bool last_alone = false;
 
 	/* the prompt's activations, before the continuation overwrites them */
 	p->act = memcpy(palloc(act_bytes), run->capture.act, act_bytes);
@@ -129,7 +162,7 @@ predict_one(InferModel *m, text *prompt, Prediction *p)
 	p->confidence = 1;
 	for (int i = 0; i < budget; i++)
 	{
-		double z, max;
+		double z, max, prob;
 		TopK best;
 		int32 id;
 		DecodedToken *t;
@@ -137,16 +170,22 @@ predict_one(InferModel *m, text *prompt, Prediction *p)
 		forward_logits(run, run->last, logits);
 		best = top_tokens(logits, m->vocab, 1, &z, &max);
 		id = best.hits[0].feature;
+		prob = exp(best.hits[0].score - max) / z;
 		t = decode_tokens(m, &id, 1);
-		if (!continues_phrase(t, id, run->fm->eos, i == 0))
+		if (!continues_answer(t, id, run->fm->eos, i == 0, prob))
 			break;
 		if (i == 0)
 			p->layer = lens_layer(run, logits, id);
 		appendStringInfoString(&object, t->raw);
-		p->confidence *= exp(best.hits[0].score - max) / z;
+		p->confidence *= prob;
+		last_p = prob;
+		/* a sentence end the model is sure of: the answer is done */
+		last_alone =
+			strcmp(t->text, ".") == 0 || strcmp(t->text, "!") == 0 || strcmp(t->text, "?") == 0;
 		if (i + 1 < budget)
 			forward_step(run, &id, 1);
 	}
+	cut_sentence_end(&object, &p->confidence, last_alone ? last_p : 0);
 	p->object = pstrdup(object.data);
 	while (*p->object == ' ')
 		p->object++;
@@ -184,6 +223,7 @@ predict_relations(InferModel *m, text *entity, int *n)
 	int ntemplates;
 	Prediction *out;
 	int kept = 0;
+	char *form;
 
 	*n = 0;
 	if (m->fwd == NULL || VARSIZE_ANY_EXHDR(entity) == 0)
@@ -194,9 +234,10 @@ predict_relations(InferModel *m, text *entity, int *n)
 	if (ntemplates == 0)
 		notice_no_templates(m);
 	out = palloc0(sizeof(Prediction) * (ntemplates > 0 ? ntemplates : 1));
+	form = ntemplates > 0 ? entity_text(m, entity, "entity") : NULL;
 	for (int i = 0; i < ntemplates; i++)
 	{
-		text *prompt = fill_template(cols[1][i], VARDATA_ANY(entity), VARSIZE_ANY_EXHDR(entity));
+		text *prompt = fill_template(cols[1][i], form, strlen(form));
 
 		out[kept].relation = cols[0][i];
 		if (predict_one(m, prompt, &out[kept]))
