@@ -74,6 +74,7 @@ typedef struct InferMetaData
 	BlockNumber pending_head;
 	BlockNumber pending_tail;
 	int64 nrows;
+	int32 signature_layer; /* version 2: similar.h signature_layer() at build time */
 } InferMetaData;
 
 #define InferPageGetMeta(page) ((InferMetaData *) PageGetContents(page))

@@ -191,6 +191,7 @@ write_meta(Relation index, Buffer meta_buf, const InferModel *m, BlockNumber row
 	meta->version = INFER_INDEX_VERSION;
 	snprintf(meta->model, sizeof(meta->model), "%s", m->name);
 	meta->nlists = m->vocab;
+	meta->signature_layer = signature_layer(m);
 	meta->dir_head = InvalidBlockNumber;
 	meta->rows_head = rows_head;
 	meta->rows_tail = rows_tail;

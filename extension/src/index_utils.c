@@ -177,6 +177,16 @@ index_model(Relation index, const InferMetaData *meta)
 							   "of %d tokens, which now has %d",
 							   RelationGetRelationName(index), meta->model, meta->nlists, m->vocab),
 						errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
+	if (signature_layer(m) != meta->signature_layer)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"%s\" holds signatures of model \"%s\" compared by %s, but the "
+						"model now compares %s",
+						RelationGetRelationName(index), meta->model,
+						meta->signature_layer < 0 ? "input embeddings" : "knowledge states",
+						signature_layer(m) < 0 ? "input embeddings" : "knowledge states"),
+				 errdetail("The model was registered again at another extract level."),
+				 errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
 	return m;
 }
 

@@ -23,6 +23,8 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "funcapi.h"
+#include "access/htup_details.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "varatt.h"
@@ -219,32 +221,103 @@ notice_no_templates(const InferModel *m)
 Prediction *
 predict_relations(InferModel *m, text *entity, int *n)
 {
-	char **cols[2];
+	char **cols[3];
 	int ntemplates;
 	Prediction *out;
+	Prediction *answers;
+	double *weights;
 	int kept = 0;
 	char *form;
 
 	*n = 0;
 	if (m->fwd == NULL || VARSIZE_ANY_EXHDR(entity) == 0)
 		return NULL; /* the feature edges' checks report an empty entity */
-	ntemplates = query_rows("SELECT relation, template FROM infer.relation_templates "
-							"WHERE model = $1 ORDER BY relation",
-							m->name, 2, cols);
+	ntemplates = query_rows("SELECT relation, template, weight FROM infer.relation_templates "
+							"WHERE model = $1 ORDER BY relation, weight DESC, template",
+							m->name, 3, cols);
 	if (ntemplates == 0)
 		notice_no_templates(m);
 	out = palloc0(sizeof(Prediction) * (ntemplates > 0 ? ntemplates : 1));
+	answers = palloc0(sizeof(Prediction) * (ntemplates > 0 ? ntemplates : 1));
+	weights = palloc0(sizeof(double) * (ntemplates > 0 ? ntemplates : 1));
 	form = ntemplates > 0 ? entity_text(m, entity, "entity") : NULL;
 	for (int i = 0; i < ntemplates; i++)
 	{
 		text *prompt = fill_template(cols[1][i], form, strlen(form));
 
-		out[kept].relation = cols[0][i];
-		if (predict_one(m, prompt, &out[kept]))
+		answers[i].relation = cols[0][i];
+		weights[i] = strtod(cols[2][i], NULL);
+		if (!predict_one(m, prompt, &answers[i]))
+			answers[i].object = NULL;
+	}
+	/*
+	 * Per relation, its templates' answers combined by weight: an answer's
+	 * score is the sum of weight x probability over the templates that gave
+	 * it, divided by the relation's total weight. The best scoring answer
+	 * is the prediction and its score the confidence: templates that agree
+	 * make it high, templates that disagree (as they do for a subject the
+	 * model does not know) make it low.
+	 */
+	for (int first = 0; first < ntemplates;)
+	{
+		int end = first;
+		double total = 0;
+		int best = -1;
+		double best_score = 0;
+
+		while (end < ntemplates && strcmp(cols[0][end], cols[0][first]) == 0)
+			total += weights[end++];
+		for (int i = first; i < end; i++)
+		{
+			double score = 0;
+
+			if (answers[i].object == NULL)
+				continue;
+			for (int j = first; j < end; j++)
+				if (answers[j].object != NULL && strcmp(answers[j].lower, answers[i].lower) == 0)
+					score += weights[j] * answers[j].confidence;
+			if (best < 0 || score > best_score)
+			{
+				best = i;
+				best_score = score;
+			}
+		}
+		if (best >= 0 && total > 0)
+		{
+			out[kept] = answers[best];
+			out[kept].confidence = best_score / total;
 			kept++;
+		}
+		first = end;
 	}
 	*n = kept;
 	return out;
+}
+
+PG_FUNCTION_INFO_V1(infer_answer);
+
+/* infer_answer(prompt, model) -> (answer text, probability float8) */
+Datum
+infer_answer(PG_FUNCTION_ARGS)
+{
+	text *prompt = required_text(fcinfo, 0, "prompt");
+	InferModel *m = model_arg(fcinfo, 1);
+	TupleDesc desc;
+	Datum values[2];
+	bool nulls[2] = {false, false};
+	Prediction p = {0};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "pg_infer: infer_answer must return a record");
+	forward_require(m, "infer_answer()");
+	if (predict_one(m, prompt, &p))
+	{
+		values[0] = CStringGetTextDatum(p.object);
+		values[1] = Float8GetDatum(p.confidence);
+	}
+	else
+		nulls[0] = nulls[1] = true;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
 /* ---- feature labels ---- */

@@ -26,9 +26,11 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "varatt.h"
 
 #include "compute.h"
+#include "forward.h"
 #include "knowledge.h"
 #include "similar.h"
 #include "stats.h"
@@ -69,12 +71,103 @@ embed_mean(InferModel *m)
 	return m->embed_mean;
 }
 
+int
+signature_layer(const InferModel *m)
+{
+	if (m->fwd == NULL)
+		return -1;
+	for (int l = 0; l < m->layers; l++)
+		if (m->band[l] == BAND_KNOWLEDGE)
+			return l;
+	return m->layers / 2;
+}
+
+/* The residual stream after `layer` of one token run alone (no special tokens). */
+static void
+run_token(InferModel *m, int32 id, int layer, float *out)
+{
+	MemoryContext cxt =
+		AllocSetContextCreate(CurrentMemoryContext, "pg_infer token state", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ForwardRun *run = forward_begin(m, 1, 1, false, true);
+
+	forward_step(run, &id, 1);
+	memcpy(out, run->capture.resid + (size_t) layer * m->hidden, sizeof(float) * m->hidden);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/* Tokens of the vocabulary sample the knowledge states are centered on. */
+#define STATE_SAMPLE 512
+
+/*
+ * A token's knowledge vector: its residual stream after the first layer of
+ * the knowledge band when the model reads it alone, minus the mean of the
+ * same over a sample of the vocabulary (every vocab/512-th token), unit
+ * length. A function of the token id only, so a column index can store
+ * token ids; cached per loaded model.
+ */
+static const float *
+token_state(InferModel *m, int32 id)
+{
+	int layer = signature_layer(m);
+
+	if (m->token_state == NULL)
+		m->token_state = MemoryContextAllocZero(m->cxt, sizeof(float *) * m->vocab);
+	if (m->state_mean == NULL)
+	{
+		int stride = Max(1, m->vocab / STATE_SAMPLE);
+		double *acc = palloc0(sizeof(double) * m->hidden);
+		float *v = palloc(sizeof(float) * m->hidden);
+		float *mean = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
+		int count = 0;
+
+		for (int t = 0; t < m->vocab; t += stride, count++)
+		{
+			run_token(m, t, layer, v);
+			for (int h = 0; h < m->hidden; h++)
+				acc[h] += v[h];
+			INFER_CHECK_INTERRUPTS();
+		}
+		for (int h = 0; h < m->hidden; h++)
+			mean[h] = (float) (acc[h] / count);
+		pfree(acc);
+		pfree(v);
+		m->state_mean = mean;
+	}
+	if (m->token_state[id] == NULL)
+	{
+		float *v = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
+		double norm = 0;
+
+		run_token(m, id, layer, v);
+		for (int h = 0; h < m->hidden; h++)
+		{
+			v[h] -= m->state_mean[h];
+			norm += (double) v[h] * v[h];
+		}
+		norm = norm > 0 ? 1.0 / sqrt(norm) : 0;
+		for (int h = 0; h < m->hidden; h++)
+			v[h] = (float) (v[h] * norm);
+		m->token_state[id] = v;
+	}
+	return m->token_state[id];
+}
+
 float *
 signature_vectors(InferModel *m, const int32 *ids, int n)
 {
-	const float *mean = embed_mean(m);
+	const float *mean;
 	float *out = palloc(sizeof(float) * (size_t) (n > 0 ? n : 1) * m->hidden);
 
+	if (signature_layer(m) >= 0)
+	{
+		for (int i = 0; i < n; i++)
+			memcpy(out + (size_t) i * m->hidden, token_state(m, ids[i]),
+				   sizeof(float) * m->hidden);
+		return out;
+	}
+	mean = embed_mean(m);
 	for (int i = 0; i < n; i++)
 	{
 		float *v = out + (size_t) i * m->hidden;

@@ -23,8 +23,11 @@ text_has_signature(const text *t)
 /*
  * A text's signature (definition version 2): the distinct token ids of its
  * entity form mid-sentence (knowledge.h entity_tokens), in order of first
- * occurrence, at most SIGNATURE_SIZE. Each token stands for its input
- * embedding minus the vocabulary's mean embedding, normalized to length 1.
+ * occurrence, at most SIGNATURE_SIZE. Each token stands for a unit vector:
+ * for a model with inference weights, its knowledge state (the residual
+ * stream after the first knowledge-band layer when the model reads the
+ * token alone, centered on a vocabulary sample's mean); for a browse-level
+ * model, its input embedding minus the vocabulary's mean embedding.
  */
 #define SIGNATURE_SIZE 256
 #define SIGNATURE_VERSION 2
@@ -35,6 +38,9 @@ extern int feature_signature(InferModel *m, text *input, const char *what, int32
 /* The signatures of n texts (one tokenizer round per text). */
 extern void feature_signatures_batch(InferModel *m, text **inputs, int n,
 									 int32 (*out)[SIGNATURE_SIZE], int *counts);
+
+/* The layer whose states the token vectors are (-1: input embeddings, browse level). */
+extern int signature_layer(const InferModel *m);
 
 /* The unit vectors of n signature tokens: n x m->hidden, palloc'd. */
 extern float *signature_vectors(InferModel *m, const int32 *ids, int n);
