@@ -36,6 +36,8 @@
 
 #define PREDICT_MAX_TOKENS 10
 #define PREDICT_MIN_NEXT 0.5
+/* the subject fit at which an answer's weight halves */
+#define FIT_HALF 0.01
 
 typedef struct Template
 {
@@ -146,11 +148,10 @@ cut_sentence_end(StringInfo s, double *confidence, double last_p)
 		*confidence /= last_p;
 }
 
-/* Greedy continuation of one filled template. */
+/* Greedy continuation of a run that has read its prompt. */
 static bool
-predict_one(InferModel *m, text *prompt, Prediction *p)
+continue_answer(InferModel *m, ForwardRun *run, Prediction *p)
 {
-	ForwardRun *run = infer_prompt(m, prompt, PREDICT_MAX_TOKENS, true, true, NULL, NULL);
 	float *logits = palloc(sizeof(float) * m->vocab);
 	StringInfoData object;
 	int budget = PREDICT_MAX_TOKENS;
@@ -195,6 +196,85 @@ predict_one(InferModel *m, text *prompt, Prediction *p)
 		return false;
 	p->lower = host_normalize(p->object, strlen(p->object));
 	return true;
+}
+
+/* Greedy continuation of one prompt. */
+static bool
+predict_one(InferModel *m, text *prompt, Prediction *p)
+{
+	ForwardRun *run = infer_prompt(m, prompt, PREDICT_MAX_TOKENS, true, true, NULL, NULL);
+
+	p->fit = 1;
+	return continue_answer(m, run, p);
+}
+
+/* Whether b[0..nb) is a prefix of a[0..na). */
+static bool
+ids_prefix(const int32 *a, int na, const int32 *b, int nb)
+{
+	if (nb > na)
+		return false;
+	for (int i = 0; i < nb; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
+/*
+ * One template filled with the entity's form, read so that the subject's
+ * fit is measured on the way: for each of the subject's tokens that has
+ * context before it, its probability divided by the probability of the
+ * token the model expected most there; the fit is the smallest of these (1
+ * when no token has context, or when the template's text around the slot
+ * does not tokenize apart). A subject the model knows in this slot fits
+ * (0.3 to 1 on the fixture's countries); a made-up or out-of-place one does
+ * not (1e-3 and below). Then the greedy answer, as predict_one.
+ */
+static bool
+predict_template(InferModel *m, const char *pattern, const char *form, Prediction *p)
+{
+	const char *slot = strstr(pattern, "{}");
+	int slot_at = slot ? (int) (slot - pattern) : (int) strlen(pattern);
+	int pre_len = slot_at;
+	text *prompt = fill_template(pattern, form, strlen(form));
+	char *subject = psprintf("%.*s%s", slot_at, pattern, form);
+	int n, n_pre, n_sub, start;
+	int32 *ids, *pre_ids, *sub_ids;
+	ForwardRun *run;
+
+	forward_require(m, "describe()");
+	/* the text before the slot without its space: the space belongs to the subject's token */
+	while (pre_len > 0 && pattern[pre_len - 1] == ' ')
+		pre_len--;
+	ids = forward_tokens(m, prompt, &n);
+	pre_ids = host_model_tokenize(m->name, pattern, pre_len, true, &n_pre);
+	sub_ids = host_model_tokenize(m->name, subject, strlen(subject), true, &n_sub);
+	run = forward_begin(m, n + PREDICT_MAX_TOKENS, n, true, true);
+	p->fit = 1;
+	if (n_pre < n_sub && ids_prefix(ids, n, sub_ids, n_sub) && ids_prefix(ids, n, pre_ids, n_pre))
+	{
+		float *logits = palloc(sizeof(float) * m->vocab);
+
+		start = Max(n_pre, 1);
+		forward_step(run, ids, start);
+		for (int i = start; i < n_sub; i++)
+		{
+			double z, max;
+			TopK best;
+
+			forward_logits(run, run->last, logits);
+			best = top_tokens(logits, m->vocab, 1, &z, &max);
+			p->fit = Min(p->fit, exp(logits[ids[i]] - best.hits[0].score));
+			pfree(best.hits);
+			forward_step(run, &ids[i], 1);
+		}
+		if (n_sub < n)
+			forward_step(run, ids + n_sub, n - n_sub);
+		pfree(logits);
+	}
+	else
+		forward_step(run, ids, n);
+	return continue_answer(m, run, p);
 }
 
 /*
@@ -243,20 +323,19 @@ predict_relations(InferModel *m, text *entity, int *n)
 	form = ntemplates > 0 ? entity_text(m, entity, "entity") : NULL;
 	for (int i = 0; i < ntemplates; i++)
 	{
-		text *prompt = fill_template(cols[1][i], form, strlen(form));
-
 		answers[i].relation = cols[0][i];
 		weights[i] = strtod(cols[2][i], NULL);
-		if (!predict_one(m, prompt, &answers[i]))
+		if (!predict_template(m, cols[1][i], form, &answers[i]))
 			answers[i].object = NULL;
 	}
 	/*
 	 * Per relation, its templates' answers combined by weight: an answer's
-	 * score is the sum of weight x probability over the templates that gave
-	 * it, divided by the relation's total weight. The best scoring answer
-	 * is the prediction and its score the confidence: templates that agree
-	 * make it high, templates that disagree (as they do for a subject the
-	 * model does not know) make it low.
+	 * score is the sum of weight x probability x fit / (fit + FIT_HALF) over
+	 * the templates that gave it, divided by the relation's total weight.
+	 * The best scoring answer is the prediction and its score the
+	 * confidence: templates that agree about a subject that fits their slot
+	 * make it high; templates that disagree, or a subject the model does not
+	 * recognise there (a made-up country, a fruit), make it low.
 	 */
 	for (int first = 0; first < ntemplates;)
 	{
@@ -275,7 +354,8 @@ predict_relations(InferModel *m, text *entity, int *n)
 				continue;
 			for (int j = first; j < end; j++)
 				if (answers[j].object != NULL && strcmp(answers[j].lower, answers[i].lower) == 0)
-					score += weights[j] * answers[j].confidence;
+					score += weights[j] * answers[j].confidence * answers[j].fit /
+							 (answers[j].fit + FIT_HALF);
 			if (best < 0 || score > best_score)
 			{
 				best = i;

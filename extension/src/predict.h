@@ -15,7 +15,8 @@ typedef struct Prediction
 	char *relation;
 	char *object;      /* the word or phrase, trimmed */
 	char *lower;       /* normalized like describe()'s targets */
-	double confidence; /* product of its tokens' probabilities */
+	double confidence; /* product of its tokens' probabilities; combined: see predict.c */
+	double fit;        /* how well the subject fits the template's slot (predict.c), 1 unknown */
 	int layer;         /* first layer whose logit lens ranks its first token top-1 */
 	const float *act;  /* [layers x intermediate]: FFN activations at the prompt's last position */
 } Prediction;

@@ -163,8 +163,7 @@ signature_vectors(InferModel *m, const int32 *ids, int n)
 	if (signature_layer(m) >= 0)
 	{
 		for (int i = 0; i < n; i++)
-			memcpy(out + (size_t) i * m->hidden, token_state(m, ids[i]),
-				   sizeof(float) * m->hidden);
+			memcpy(out + (size_t) i * m->hidden, token_state(m, ids[i]), sizeof(float) * m->hidden);
 		return out;
 	}
 	mean = embed_mean(m);

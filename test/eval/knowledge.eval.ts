@@ -316,8 +316,10 @@ try {
   )
 
   // ---- 6. held-out templates, learned on one half, scored on the other ----
-  const learn = facts.filter((_, i) => i % 2 === 0)
-  const score = facts.filter((_, i) => i % 2 === 1)
+  // split by subject: every other country's facts are learned from, the rest scored
+  const learnSubjects = new Set(subjects.filter((_, i) => i % 2 === 0))
+  const learn = facts.filter((f) => learnSubjects.has(f.subject))
+  const score = facts.filter((f) => !learnSubjects.has(f.subject))
   await db.exec('delete from infer.relation_templates')
   await db.exec(
     'create table learn_facts (subject text, relation text, object text, template text)',
