@@ -73,18 +73,30 @@ next_slot(ScanState *s, int *cap)
 	return &s->ranked[s->nranked++];
 }
 
-/* Every live row of the index, scored from its stored signature. */
+/*
+ * Every live row of the index, scored from its stored signature. A row's
+ * score needs only the dots of its tokens with the query's, so each
+ * distinct token's dots are computed once per scan (dense slot per token
+ * id) and rows are scored from those: the arithmetic infer_distance does
+ * (signature_dot, signature_similarity_dots), without a dot product per row.
+ */
 static void
 rank_stored(IndexScanDesc scan, ScanState *s)
 {
 	Relation index = scan->indexRelation;
+	InferModel *m = s->m;
 	int32 qsig[SIGNATURE_SIZE];
-	int nq = s->query_null ? 0 : feature_signature(s->m, s->query, "query", qsig);
-	float *qvec = signature_vectors(s->m, qsig, nq);
-	int32 *ids = palloc(sizeof(int32) * SIGNATURE_SIZE);
+	int nq = s->query_null ? 0 : feature_signature(m, s->query, "query", qsig);
+	float *qvec = signature_vectors(m, qsig, nq);
+	int32 *slot = palloc(sizeof(int32) * m->vocab);
+	float *table;
+	int ntable = 0, table_cap = 256;
+	float *dots = palloc(sizeof(float) * (size_t) SIGNATURE_SIZE * Max(nq, 1));
 	int cap = 1024;
 	BlockNumber blk = s->meta.rows_head;
 
+	memset(slot, 0xff, sizeof(int32) * m->vocab); /* -1: not seen */
+	table = palloc(sizeof(float) * (size_t) table_cap * Max(nq, 1));
 	s->ranked = palloc(sizeof(Ranked) * cap);
 	while (BlockNumberIsValid(blk))
 	{
@@ -109,21 +121,37 @@ rank_stored(IndexScanDesc scan, ScanState *s)
 			if (!r->isnull)
 			{
 				int n = Min(h->nsig, SIGNATURE_SIZE);
-				float *rvec;
 
 				for (int i = 0; i < n; i++)
 				{
-					if (e[i].list < 0 || e[i].list >= s->m->vocab)
+					int32 t = e[i].list;
+
+					if (t < 0 || t >= m->vocab)
 						ereport(ERROR,
 								(errcode(ERRCODE_INDEX_CORRUPTED),
 								 errmsg("index \"%s\" holds token %d outside model \"%s\"",
-										RelationGetRelationName(index), e[i].list, s->m->name),
+										RelationGetRelationName(index), t, m->name),
 								 errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
-					ids[i] = e[i].list;
+					if (slot[t] < 0)
+					{
+						float *v = signature_vectors(m, &t, 1);
+
+						if (ntable == table_cap)
+						{
+							table_cap *= 2;
+							table =
+								repalloc(table, sizeof(float) * (size_t) table_cap * Max(nq, 1));
+						}
+						for (int j = 0; j < nq; j++)
+							table[(size_t) ntable * nq + j] =
+								signature_dot(v, qvec + (size_t) j * m->hidden, m->hidden);
+						pfree(v);
+						slot[t] = ntable++;
+					}
+					memcpy(dots + (size_t) i * nq, table + (size_t) slot[t] * nq,
+						   sizeof(float) * nq);
 				}
-				rvec = signature_vectors(s->m, ids, n);
-				r->distance = 1.0 - signature_similarity_vectors(rvec, n, qvec, nq, s->m->hidden);
-				pfree(rvec);
+				r->distance = 1.0 - signature_similarity_dots(dots, n, nq);
 			}
 		}
 		blk = InferPageGetOpaque(page)->next;

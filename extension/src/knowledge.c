@@ -125,37 +125,84 @@ ascii_case(const char *s, int len, bool title)
 	return out;
 }
 
-/* The entity form and its mid-sentence tokens. */
+/*
+ * The cost of one word mid-sentence: its number of tokens, then (for ties)
+ * the sum of their ids (BPE ids follow merge order: lower = more frequent).
+ */
+static int64
+word_cost(InferModel *m, const char *w, int len)
+{
+	int n;
+	int32 *ids = mid_sentence_tokens(m, w, len, &n);
+	int64 sum = 0;
+
+	for (int i = 0; i < n; i++)
+		sum += ids[i];
+	pfree(ids);
+	return n == 0 ? PG_INT64_MAX : (int64) n * ((int64) 1 << 40) + sum;
+}
+
+/*
+ * The entity form: a text with both ASCII cases is taken as written; a text
+ * all in lower case or all in upper case is re-cased word by word (words
+ * split at spaces): each word takes, of its lower case, its title case and
+ * as written, the one the tokenizer splits into the fewest tokens
+ * mid-sentence (ties: the smaller sum of token ids, as BPE ids follow merge
+ * order, more frequent first; then as written, lower, title). So 'france' and
+ * 'FRANCE' read as 'France', 'bosnia and herzegovina' as 'Bosnia and
+ * Herzegovina', 'euro' stays 'euro'. Returns it with its mid-sentence tokens.
+ */
 static char *
 entity_form(InferModel *m, text *input, const char *what, int32 **ids, int *n)
 {
 	int len = VARSIZE_ANY_EXHDR(input);
 	const char *s = VARDATA_ANY(input);
-	char *best;
+	bool has_lower = false, has_upper = false;
+	char *form;
 
 	check_query_text(len, what);
-	best = pnstrdup(s, len);
-	*ids = mid_sentence_tokens(m, best, len, n);
-	for (int v = 0; v < 2; v++)
+	for (int i = 0; i < len; i++)
 	{
-		char *alt = ascii_case(s, len, v == 1);
-		int na;
-		int32 *alt_ids;
-
-		if (strcmp(alt, best) == 0)
-			continue;
-		alt_ids = mid_sentence_tokens(m, alt, len, &na);
-		if (na > 0 && (*n == 0 || na < *n))
+		has_lower |= s[i] >= 'a' && s[i] <= 'z';
+		has_upper |= s[i] >= 'A' && s[i] <= 'Z';
+	}
+	form = pnstrdup(s, len);
+	if (has_lower != has_upper)
+	{
+		for (int start = 0; start < len;)
 		{
-			best = alt;
-			*ids = alt_ids;
-			*n = na;
+			int end = start;
+
+			while (end < len && s[end] != ' ')
+				end++;
+			if (end > start)
+			{
+				int wl = end - start;
+				int64 best = word_cost(m, s + start, wl);
+
+				for (int v = 0; v < 2; v++)
+				{
+					char *alt = ascii_case(s + start, wl, v == 1);
+					int64 na;
+
+					if (memcmp(alt, form + start, wl) == 0)
+						continue;
+					na = word_cost(m, alt, wl);
+					if (na < best)
+					{
+						memcpy(form + start, alt, wl);
+						best = na;
+					}
+				}
+			}
+			start = end + 1;
 		}
 	}
+	*ids = mid_sentence_tokens(m, form, len, n);
 	if (*n == 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("%s has no tokens under model \"%s\"", what, m->name)));
-	return best;
+	return form;
 }
 
 char *

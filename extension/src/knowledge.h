@@ -21,11 +21,11 @@ typedef enum QueryMode
 } QueryMode;
 
 /*
- * The entity form of a text (knowledge.c): the text as given, its lower case
- * or its title case (ASCII letters), whichever the model's tokenizer splits
- * into the fewest tokens in mid-sentence form (ties: that order), so
- * 'france', 'FRANCE' and 'France' are one entity. palloc'd, NUL-terminated.
- * Errors (22023, 54000) for empty or over-long text.
+ * The entity form of a text (knowledge.c): as written when it has both
+ * ASCII cases; all lower or all upper case, re-cased word by word to the
+ * casing (lower, title, as written) the tokenizer splits into the fewest
+ * tokens mid-sentence, so 'france', 'FRANCE' and 'France' are one entity.
+ * palloc'd, NUL-terminated. Errors (22023, 54000) for empty or over-long text.
  */
 extern char *entity_text(InferModel *m, text *input, const char *what);
 

@@ -94,7 +94,7 @@ fill_template(const char *pattern, const char *entity, int entity_len)
 
 /* argmax of the logit lens at each layer's residual: the first layer that picks `token` */
 static int
-lens_layer(ForwardRun *run, float *logits, int32 token)
+lens_layer(ForwardRun *run, const float *resid, float *logits, int32 token)
 {
 	InferModel *m = run->m;
 
@@ -102,7 +102,7 @@ lens_layer(ForwardRun *run, float *logits, int32 token)
 	{
 		int best = 0;
 
-		forward_logits(run, run->capture.resid + (size_t) l * m->hidden, logits);
+		forward_logits(run, resid + (size_t) l * m->hidden, logits);
 		for (int v = 1; v < m->vocab; v++)
 			if (logits[v] > logits[best])
 				best = v;
@@ -178,7 +178,14 @@ continue_answer(InferModel *m, ForwardRun *run, Prediction *p)
 		if (!continues_answer(t, id, run->fm->eos, i == 0, prob))
 			break;
 		if (i == 0)
-			p->layer = lens_layer(run, logits, id);
+		{
+			/* the lens layer is computed for the answer describe() shows only (predict_layer) */
+			size_t bytes = sizeof(float) * m->layers * m->hidden;
+
+			p->run = run;
+			p->first = id;
+			p->resid = memcpy(palloc(bytes), run->capture.resid, bytes);
+		}
 		appendStringInfoString(&object, t->raw);
 		p->confidence *= prob;
 		last_p = prob;
@@ -256,6 +263,7 @@ predict_template(InferModel *m, const char *pattern, const char *form, Predictio
 		float *logits = palloc(sizeof(float) * m->vocab);
 
 		start = Max(n_pre, 1);
+		p->fit_measured = start < n_sub;
 		forward_step(run, ids, start);
 		for (int i = start; i < n_sub; i++)
 		{
@@ -298,6 +306,16 @@ notice_no_templates(const InferModel *m)
 					 m->name, m->name)));
 }
 
+/* The first layer whose logit lens ranks the prediction's first token top-1. */
+static void
+predict_layer(Prediction *p)
+{
+	float *logits = palloc(sizeof(float) * p->run->m->vocab);
+
+	p->layer = lens_layer(p->run, p->resid, logits, p->first);
+	pfree(logits);
+}
+
 Prediction *
 predict_relations(InferModel *m, text *entity, int *n)
 {
@@ -308,6 +326,7 @@ predict_relations(InferModel *m, text *entity, int *n)
 	double *weights;
 	int kept = 0;
 	char *form;
+	double subject_fit = 1;
 
 	*n = 0;
 	if (m->fwd == NULL || VARSIZE_ANY_EXHDR(entity) == 0)
@@ -329,13 +348,21 @@ predict_relations(InferModel *m, text *entity, int *n)
 			answers[i].object = NULL;
 	}
 	/*
+	 * The subject's fit: the best over every template of every relation (a
+	 * subject is known when some template's slot takes it, and a paraphrase
+	 * the model was not trained on may expect something else in its slot).
+	 */
+	for (int i = 0, measured = 0; i < ntemplates; i++)
+		if (answers[i].fit_measured)
+			subject_fit = measured++ ? Max(subject_fit, answers[i].fit) : answers[i].fit;
+	/*
 	 * Per relation, its templates' answers combined by weight: an answer's
-	 * score is the sum of weight x probability x fit / (fit + FIT_HALF) over
-	 * the templates that gave it, divided by the relation's total weight.
-	 * The best scoring answer is the prediction and its score the
-	 * confidence: templates that agree about a subject that fits their slot
-	 * make it high; templates that disagree, or a subject the model does not
-	 * recognise there (a made-up country, a fruit), make it low.
+	 * score is the sum of weight x probability over the templates that gave
+	 * it, divided by the relation's total weight, times fit / (fit +
+	 * FIT_HALF). The best scoring answer is the prediction and its score the
+	 * confidence: templates that agree about a subject the model recognises
+	 * make it high; templates that disagree, or a subject no template's slot
+	 * takes (a made-up country, a fruit), make it low.
 	 */
 	for (int first = 0; first < ntemplates;)
 	{
@@ -354,8 +381,7 @@ predict_relations(InferModel *m, text *entity, int *n)
 				continue;
 			for (int j = first; j < end; j++)
 				if (answers[j].object != NULL && strcmp(answers[j].lower, answers[i].lower) == 0)
-					score += weights[j] * answers[j].confidence * answers[j].fit /
-							 (answers[j].fit + FIT_HALF);
+					score += weights[j] * answers[j].confidence;
 			if (best < 0 || score > best_score)
 			{
 				best = i;
@@ -365,7 +391,9 @@ predict_relations(InferModel *m, text *entity, int *n)
 		if (best >= 0 && total > 0)
 		{
 			out[kept] = answers[best];
-			out[kept].confidence = best_score / total;
+			out[kept].confidence = best_score / total * subject_fit / (subject_fit + FIT_HALF);
+			out[kept].fit = subject_fit;
+			predict_layer(&out[kept]);
 			kept++;
 		}
 		first = end;

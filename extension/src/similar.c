@@ -189,8 +189,19 @@ signature_vectors(InferModel *m, const int32 *ids, int n)
 	return out;
 }
 
+/* The dot product of two token vectors: one function, so every caller gets the same bits. */
+float
+signature_dot(const float *x, const float *y, int hidden)
+{
+	float dot = 0;
+
+	for (int h = 0; h < hidden; h++)
+		dot += x[h] * y[h];
+	return dot;
+}
+
 double
-signature_similarity_vectors(const float *a, int na, const float *b, int nb, int hidden)
+signature_similarity_dots(const float *dots, int na, int nb)
 {
 	double *best_b;
 	double sum_a = 0, sum_b = 0;
@@ -202,16 +213,12 @@ signature_similarity_vectors(const float *a, int na, const float *b, int nb, int
 		best_b[j] = -INFINITY;
 	for (int i = 0; i < na; i++)
 	{
-		const float *x = a + (size_t) i * hidden;
 		double best = -INFINITY;
 
 		for (int j = 0; j < nb; j++)
 		{
-			const float *y = b + (size_t) j * hidden;
-			float dot = 0;
+			double dot = dots[(size_t) i * nb + j];
 
-			for (int h = 0; h < hidden; h++)
-				dot += x[h] * y[h];
 			best = Max(best, dot);
 			best_b[j] = Max(best_b[j], dot);
 		}
@@ -221,6 +228,24 @@ signature_similarity_vectors(const float *a, int na, const float *b, int nb, int
 		sum_b += best_b[j];
 	pfree(best_b);
 	return (sum_a / na + sum_b / nb) / 2;
+}
+
+double
+signature_similarity_vectors(const float *a, int na, const float *b, int nb, int hidden)
+{
+	float *dots;
+	double s;
+
+	if (na == 0 || nb == 0)
+		return 0;
+	dots = palloc(sizeof(float) * (size_t) na * nb);
+	for (int i = 0; i < na; i++)
+		for (int j = 0; j < nb; j++)
+			dots[(size_t) i * nb + j] =
+				signature_dot(a + (size_t) i * hidden, b + (size_t) j * hidden, hidden);
+	s = signature_similarity_dots(dots, na, nb);
+	pfree(dots);
+	return s;
 }
 
 double

@@ -53,6 +53,12 @@ extern float *signature_vectors(InferModel *m, const int32 *ids, int n);
 extern double signature_similarity_vectors(const float *a, int na, const float *b, int nb,
 										   int hidden);
 
+/* The dot product of two token vectors (every caller: the same bits). */
+extern float signature_dot(const float *x, const float *y, int hidden);
+
+/* The similarity from the dots of a's tokens (rows) with b's (columns), na x nb. */
+extern double signature_similarity_dots(const float *dots, int na, int nb);
+
 /* The same from token ids. */
 extern double signature_similarity(InferModel *m, const int32 *a, int na, const int32 *b, int nb);
 

@@ -104,7 +104,11 @@ try {
   type Method = 'infer <~>' | 'pg_trgm' | 'full text' | 'mean embedding' | 'RRF(<~>, trgm, fts)'
   const scores = new Map<Method, { p5: number[]; ndcg: number[]; kind: Map<string, number[]> }>()
   const record = (m: Method, q: Query, ranked: number[]) => {
-    const s = scores.get(m) ?? { p5: [], ndcg: [], kind: new Map() }
+    const s = scores.get(m) ?? {
+      p5: [] as number[],
+      ndcg: [] as number[],
+      kind: new Map<string, number[]>(),
+    }
     s.p5.push(precisionAt5(ranked, q))
     const n = ndcgAt10(ranked, q)
     s.ndcg.push(n)
@@ -256,8 +260,22 @@ try {
     `punctuated capitals: ${punct.map((s) => `${s} -> ${JSON.stringify(described.get(s)!.find((r) => r.relation === 'capital')?.target ?? null)}`).join(', ')}\n`,
   )
   times.sort((a, b) => a - b)
+  // the same with one template per relation (the first of each)
+  await setTemplates(Object.fromEntries(RELATIONS.map((r) => [r, [TRAINING_TEMPLATES[r]![0]!]])))
+  const times1: number[] = []
+  for (const s of subjects) {
+    t0 = performance.now()
+    await describeAll(s, floor)
+    times1.push(performance.now() - t0)
+  }
+  times1.sort((a, b) => a - b)
+  await setTemplates(TRAINING_TEMPLATES)
+  const med = (xs: number[]) => xs[xs.length >> 1]!.toFixed(1)
+  const p90 = (xs: number[]) => xs[Math.floor(xs.length * 0.9)]!.toFixed(1)
   console.log(
-    `### Speed: describe() with ${RELATIONS.length} relations (${Object.values(TRAINING_TEMPLATES).flat().length} templates): median ${times[times.length >> 1]!.toFixed(1)} ms, p90 ${times[Math.floor(times.length * 0.9)]!.toFixed(1)} ms over ${times.length} subjects\n`,
+    `### Speed: describe() with ${RELATIONS.length} relations over ${times.length} subjects: ` +
+      `one template each: median ${med(times1)} ms, p90 ${p90(times1)} ms; ` +
+      `all ${Object.values(TRAINING_TEMPLATES).flat().length} training templates: median ${med(times)} ms, p90 ${p90(times)} ms\n`,
   )
 
   // ---- 4. unknown subjects ----
