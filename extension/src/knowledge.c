@@ -125,21 +125,15 @@ ascii_case(const char *s, int len, bool title)
 	return out;
 }
 
-/*
- * The cost of one word mid-sentence: its number of tokens, then (for ties)
- * the sum of their ids (BPE ids follow merge order: lower = more frequent).
- */
-static int64
+/* The number of tokens of one word mid-sentence (none: as good as infinitely many). */
+static int
 word_cost(InferModel *m, const char *w, int len)
 {
 	int n;
 	int32 *ids = mid_sentence_tokens(m, w, len, &n);
-	int64 sum = 0;
 
-	for (int i = 0; i < n; i++)
-		sum += ids[i];
 	pfree(ids);
-	return n == 0 ? PG_INT64_MAX : (int64) n * ((int64) 1 << 40) + sum;
+	return n == 0 ? PG_INT32_MAX : n;
 }
 
 /*
@@ -147,8 +141,7 @@ word_cost(InferModel *m, const char *w, int len)
  * all in lower case or all in upper case is re-cased word by word (words
  * split at spaces): each word takes, of its lower case, its title case and
  * as written, the one the tokenizer splits into the fewest tokens
- * mid-sentence (ties: the smaller sum of token ids, as BPE ids follow merge
- * order, more frequent first; then as written, lower, title). So 'france' and
+ * mid-sentence (ties: as written, then lower, then title). So 'france' and
  * 'FRANCE' read as 'France', 'bosnia and herzegovina' as 'Bosnia and
  * Herzegovina', 'euro' stays 'euro'. Returns it with its mid-sentence tokens.
  */
@@ -178,12 +171,12 @@ entity_form(InferModel *m, text *input, const char *what, int32 **ids, int *n)
 			if (end > start)
 			{
 				int wl = end - start;
-				int64 best = word_cost(m, s + start, wl);
+				int best = word_cost(m, s + start, wl);
 
 				for (int v = 0; v < 2; v++)
 				{
 					char *alt = ascii_case(s + start, wl, v == 1);
-					int64 na;
+					int na;
 
 					if (memcmp(alt, form + start, wl) == 0)
 						continue;

@@ -503,16 +503,15 @@ export class ReferenceModel {
    * as written; one all in lower or all in upper case re-cased word by word
    * (words split at spaces) to whichever of lower case, title case (upper at
    * a word start: after anything but an ASCII letter, a digit or a non-ASCII
-   * character) and as written has the fewest tokens mid-sentence (ties: the
-   * smaller sum of token ids; then as written, lower, title).
+   * character) and as written has the fewest tokens mid-sentence (ties: as
+   * written, lower, title).
    */
   entityForm(text: string): string {
     if (text.length === 0) throw new Error('empty text')
     const prefix = this.marksWordStarts() ? ' ' : ''
-    // tokens, then (ties) the sum of their ids: BPE ids follow merge order
     const count = (t: string) => {
-      const ids = this.tokenizer.encode(prefix + t, { add_special_tokens: false }).ids
-      return ids.length === 0 ? Infinity : ids.length * 2 ** 40 + ids.reduce((a, b) => a + b, 0)
+      const n = this.tokenizer.encode(prefix + t, { add_special_tokens: false }).ids.length
+      return n === 0 ? Infinity : n
     }
     const title = (w: string) => {
       let start = true
@@ -524,7 +523,7 @@ export class ReferenceModel {
       }
       return out
     }
-    if (/[a-z]/.test(text) === /[A-Z]/.test(text)) {
+    if (/[a-z]/.test(text) !== /[A-Z]/.test(text)) {
       const words = text.split(' ').map((w) => {
         if (!w) return w
         let best = w
