@@ -68,21 +68,39 @@ check_query_text(int len, const char *what)
 				 errhint("Knowledge queries look at words and short phrases, not documents.")));
 }
 
+/* Tokens decoded to find out whether the tokenizer marks word starts. */
+#define WORD_START_PROBE 2000
+
 /*
- * Whether the tokenizer marks word starts with a space: " the" is one token
- * that "the" is not (byte-level BPE: GPT-2, Qwen2, Llama 3). A SentencePiece
- * tokenizer that prepends its own word mark splits " the" in two: no.
+ * Whether the tokenizer marks word starts with a space: among its first
+ * WORD_START_PROBE tokens, some decode alone to a space and then a letter
+ * or digit (" the": byte-level BPE, GPT-2, Qwen2, Llama 3). A SentencePiece
+ * tokenizer's decoder strips the space of its word mark ("▁the" decodes to
+ * "the"), and WordPiece has none: no.
  */
 static bool
 marks_word_starts(InferModel *m)
 {
 	if (m->word_start_space == 0)
 	{
-		int n1, n2;
-		int32 *a = host_model_tokenize(m->name, " the", 4, false, &n1);
-		int32 *b = host_model_tokenize(m->name, "the", 3, false, &n2);
+		int n = Min(m->vocab, WORD_START_PROBE);
+		int32 *ids = palloc(sizeof(int32) * n);
+		DecodedToken *t;
+		int marked = 0;
 
-		m->word_start_space = (n1 == 1 && (n2 != 1 || a[0] != b[0])) ? 2 : 1;
+		for (int i = 0; i < n; i++)
+			ids[i] = i;
+		t = decode_tokens(m, ids, n);
+		for (int i = 0; i < n; i++)
+		{
+			unsigned char c = (unsigned char) t[i].raw[1];
+
+			if (t[i].raw[0] == ' ' &&
+				((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+				marked++;
+		}
+		m->word_start_space = marked >= 5 ? 2 : 1;
+		pfree(ids);
 	}
 	return m->word_start_space == 2;
 }

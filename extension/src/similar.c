@@ -319,6 +319,8 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 	{
 		float *v;
 
+		/* a sort by <~> computes one signature per row: a statement_timeout checkpoint */
+		INFER_CHECK_INTERRUPTS();
 		stats_cache(false);
 		cache->n = feature_signature(m, input, what, cache->ids);
 		v = signature_vectors(m, cache->ids, cache->n);

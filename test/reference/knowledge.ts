@@ -490,11 +490,19 @@ export class ReferenceModel {
 
   // ---- signature definition version 2 (similar.c) ---------------------------
 
-  /** Whether the tokenizer marks word starts with a space: " the" is one token that "the" is not. */
+  /**
+   * Whether the tokenizer marks word starts with a space: at least 5 of its
+   * first 2000 tokens decode alone to a space and then an ASCII letter or digit.
+   */
+  private wordStarts?: boolean
   marksWordStarts(): boolean {
-    const a = this.tokenizer.encode(' the', { add_special_tokens: false }).ids
-    const b = this.tokenizer.encode('the', { add_special_tokens: false }).ids
-    return a.length === 1 && (b.length !== 1 || a[0] !== b[0])
+    if (this.wordStarts === undefined) {
+      let marked = 0
+      for (let i = 0; i < Math.min(this.vocab, 2000); i++)
+        if (/^ [A-Za-z0-9]/.test(this.tokenizer.decode([i]))) marked++
+      this.wordStarts = marked >= 5
+    }
+    return this.wordStarts
   }
 
   /**
