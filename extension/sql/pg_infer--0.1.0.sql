@@ -209,11 +209,18 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- relation labels of features (describe()'s relation column)
 -- ---------------------------------------------------------------------------
 
+-- A relation may have several templates; describe() asks each and combines
+-- the answers by weight (extension/src/predict.c). infer_score_templates
+-- sets weight to a template's precision@1 on given facts (and `precision_at_1`,
+-- `facts` to what it measured); infer_add_relation gives weight 1.
 CREATE TABLE infer.relation_templates (
-    model    text NOT NULL REFERENCES infer.models (name) ON DELETE CASCADE,
-    relation text NOT NULL CHECK (relation <> ''),
-    template text NOT NULL CHECK (position('{}' in template) > 0),
-    PRIMARY KEY (model, relation)
+    model     text NOT NULL REFERENCES infer.models (name) ON DELETE CASCADE,
+    relation  text NOT NULL CHECK (relation <> ''),
+    template  text NOT NULL CHECK (position('{}' in template) > 0),
+    weight    float8 NOT NULL DEFAULT 1 CHECK (weight > 0),
+    precision_at_1 float8 CHECK (precision_at_1 BETWEEN 0 AND 1),
+    facts     int,
+    PRIMARY KEY (model, relation, template)
 );
 SELECT pg_catalog.pg_extension_config_dump('infer.relation_templates', '');
 
@@ -240,23 +247,133 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'infer_layer_bands'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
--- Registers (or replaces) the template describe() fills for a relation.
-CREATE FUNCTION infer_add_relation(model text, relation text, template text) RETURNS void
+-- Every template of every relation, one row each (infer.relation_templates).
+CREATE VIEW infer.templates AS
+    SELECT model, relation, template, weight, precision_at_1, facts
+    FROM infer.relation_templates ORDER BY model, relation, weight DESC, template;
+
+-- Registers the templates describe() fills for a relation, replacing the
+-- relation's earlier ones; each gets weight 1.
+CREATE FUNCTION infer_add_relation(model text, relation text, templates text[]) RETURNS void
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    t text;
 BEGIN
-    IF model IS NULL OR relation IS NULL OR template IS NULL THEN
+    IF model IS NULL OR relation IS NULL OR templates IS NULL THEN
         RAISE EXCEPTION 'model, relation and template must not be NULL' USING ERRCODE = '22004';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM infer.models m WHERE m.name = model) THEN
         RAISE EXCEPTION 'model "%" does not exist', model USING ERRCODE = '42704';
     END IF;
-    IF position('{}' in template) = 0 THEN
-        RAISE EXCEPTION 'template "%" has no {} for the subject', template
-            USING ERRCODE = '22023', HINT = 'For example: ''The capital of {} is''.';
+    IF cardinality(templates) = 0 THEN
+        RAISE EXCEPTION 'relation "%" needs at least one template', relation USING ERRCODE = '22023';
     END IF;
-    INSERT INTO infer.relation_templates AS t VALUES (model, relation, template)
-    ON CONFLICT ON CONSTRAINT relation_templates_pkey DO UPDATE SET template = excluded.template;
+    FOREACH t IN ARRAY templates LOOP
+        IF t IS NULL THEN
+            RAISE EXCEPTION 'a template of relation "%" is NULL', relation USING ERRCODE = '22004';
+        END IF;
+        IF position('{}' in t) = 0 THEN
+            RAISE EXCEPTION 'template "%" has no {} for the subject', t
+                USING ERRCODE = '22023', HINT = 'For example: ''The capital of {} is''.';
+        END IF;
+    END LOOP;
+    DELETE FROM infer.relation_templates r WHERE r.model = $1 AND r.relation = $2;
+    INSERT INTO infer.relation_templates (model, relation, template)
+    SELECT DISTINCT $1, $2, u FROM unnest(templates) u;
 END
+$$;
+
+-- One template: the relation's only one from now on.
+CREATE FUNCTION infer_add_relation(model text, relation text, template text) RETURNS void
+LANGUAGE sql VOLATILE AS $$
+    SELECT infer_add_relation(model, relation, ARRAY[template])
+$$;
+
+-- The greedy answer a prompt's continuation gives, as describe() reads it
+-- (extension/src/predict.c: the stop rule), and its probability.
+CREATE FUNCTION infer_answer(prompt text, model text DEFAULT NULL,
+                             OUT answer text, OUT probability float8)
+AS 'MODULE_PATHNAME', 'infer_answer'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Scores templates on facts (subject, relation, object, template): for each
+-- (relation, template), the share of its facts whose greedy answer
+-- (infer_answer of the filled template) is the object, case-insensitively
+-- (precision@1 of the whole answer). A relation's templates with precision@1
+-- >= min_precision replace its registered ones, with weight = precision@1;
+-- when none reaches it, its best one is kept (so describe() still answers).
+-- Returns every scored template, weight 0 for the ones left out.
+CREATE FUNCTION infer_score_templates(model text, facts text, min_precision float8 DEFAULT 0.5,
+                                      OUT relation text, OUT template text, OUT scored int,
+                                      OUT precision_at_1 float8, OUT weight float8)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+DECLARE
+    mdl text := model;
+    facts_sql text;
+    r record;
+BEGIN
+    IF mdl IS NULL OR $2 IS NULL OR min_precision IS NULL THEN
+        RAISE EXCEPTION 'model, facts and min_precision must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF NOT (min_precision BETWEEN 0 AND 1) THEN
+        RAISE EXCEPTION 'min_precision must be between 0 and 1, not %', min_precision
+            USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM infer.models m WHERE m.name = mdl) THEN
+        RAISE EXCEPTION 'model "%" does not exist', mdl USING ERRCODE = '42704';
+    END IF;
+    facts_sql := 'SELECT subject::text AS subject, relation::text AS relation, '
+                 'object::text AS object, template::text AS template FROM ('
+                 || coalesce('SELECT * FROM ' || to_regclass($2)::text, $2) || ') f';
+    CREATE TEMP TABLE IF NOT EXISTS pg_infer_template_hits
+        (relation text, template text, ok boolean) ON COMMIT DROP;
+    TRUNCATE pg_infer_template_hits;
+    FOR r IN EXECUTE facts_sql LOOP
+        IF r.subject IS NULL OR r.relation IS NULL OR r.object IS NULL OR r.template IS NULL THEN
+            RAISE EXCEPTION 'a fact has a NULL subject, relation, object or template: (%, %, %, %)',
+                coalesce(r.subject, 'NULL'), coalesce(r.relation, 'NULL'),
+                coalesce(r.object, 'NULL'), coalesce(r.template, 'NULL')
+                USING ERRCODE = '22004';
+        END IF;
+        IF position('{}' in r.template) = 0 THEN
+            RAISE EXCEPTION 'template "%" has no {} for the subject', r.template
+                USING ERRCODE = '22023';
+        END IF;
+        INSERT INTO pg_infer_template_hits
+        SELECT r.relation, r.template,
+               lower(coalesce(a.answer, '')) = lower(btrim(r.object))
+        FROM infer_answer(replace(r.template, '{}', r.subject), mdl) a;
+    END LOOP;
+    CREATE TEMP TABLE IF NOT EXISTS pg_infer_template_scores
+        (relation text, template text, facts int, precision_at_1 float8, weight float8) ON COMMIT DROP;
+    TRUNCATE pg_infer_template_scores;
+    INSERT INTO pg_infer_template_scores
+    SELECT h.relation, h.template, count(*)::int, avg(h.ok::int)::float8, 0
+    FROM pg_infer_template_hits h GROUP BY h.relation, h.template;
+    -- kept: at or above the floor, or a relation's best when none is
+    UPDATE pg_infer_template_scores s SET weight = s.precision_at_1
+    WHERE s.precision_at_1 > 0 AND (s.precision_at_1 >= min_precision OR NOT EXISTS (
+        SELECT 1 FROM pg_infer_template_scores o
+        WHERE o.relation = s.relation AND (o.precision_at_1 >= min_precision
+              OR o.precision_at_1 > s.precision_at_1 OR (o.precision_at_1 = s.precision_at_1 AND o.template < s.template))));
+    DELETE FROM infer.relation_templates t
+    WHERE t.model = mdl AND t.relation IN (SELECT s.relation FROM pg_infer_template_scores s);
+    INSERT INTO infer.relation_templates (model, relation, template, weight, precision_at_1, facts)
+    SELECT mdl, s.relation, s.template, s.weight, s.precision_at_1, s.facts
+    FROM pg_infer_template_scores s WHERE s.weight > 0;
+    RETURN QUERY SELECT s.relation, s.template, s.facts, s.precision_at_1, s.weight
+        FROM pg_infer_template_scores s ORDER BY s.relation, s.weight DESC, s.template;
+END
+$$;
+
+CREATE FUNCTION infer_score_templates(model text, facts regclass, min_precision float8 DEFAULT 0.5,
+                                      OUT relation text, OUT template text, OUT scored int,
+                                      OUT precision_at_1 float8, OUT weight float8)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE AS $$
+    SELECT * FROM infer_score_templates(model, 'SELECT * FROM ' || facts::text, min_precision)
 $$;
 
 -- Labels features with relations from facts: rows of (subject, relation,
@@ -318,7 +435,10 @@ BEGIN
             RAISE EXCEPTION 'a fact of relation "%" has an empty subject or object', r.relation
                 USING ERRCODE = '22023';
         END IF;
-        PERFORM infer_add_relation(mdl, r.relation, r.template);
+        IF position('{}' in r.template) = 0 THEN
+            RAISE EXCEPTION 'template "%" has no {} for the subject', r.template
+                USING ERRCODE = '22023', HINT = 'For example: ''The capital of {} is''.';
+        END IF;
         INSERT INTO pg_infer_label_relations VALUES (r.relation);
         INSERT INTO pg_infer_label_hits
         SELECT r.relation, r.subject, w.layer, w.feature, sign(w.activation)::int
@@ -332,6 +452,8 @@ BEGIN
     FROM pg_infer_label_hits h
     GROUP BY h.layer, h.feature, h.sign, h.relation
     HAVING count(DISTINCT h.subject) >= 2;
+    -- the facts' templates, scored on the facts: those that work are registered
+    PERFORM infer_score_templates(mdl, facts_sql);
     RETURN QUERY
         SELECT l.relation, count(d.feature)::int
         FROM (SELECT DISTINCT l.relation FROM pg_infer_label_relations l) l

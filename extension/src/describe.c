@@ -96,6 +96,22 @@ add_edge(Edge *edges, int *n, Edge e, const char *self)
 	edges[(*n)++] = e;
 }
 
+/*
+ * The predictions at or above infer.min_confidence, in place; returns how
+ * many. An answer below the floor is one the model does not know well
+ * enough to state (docs/sql-reference.md, describe()).
+ */
+static int
+confident_predictions(Prediction *p, int n)
+{
+	int kept = 0;
+
+	for (int i = 0; i < n; i++)
+		if (p[i].confidence >= infer_min_confidence)
+			p[kept++] = p[i];
+	return kept;
+}
+
 /* The gate-KNN edges of an entity; *n is set. */
 static Edge *
 describe_edges(InferModel *m, text *entity, bool has_threshold, double threshold, int *n)
@@ -242,6 +258,7 @@ infer_describe(PG_FUNCTION_ARGS)
 						errhint("0 means adaptive: 10%% of the entity's largest score.")));
 	m = model_arg(fcinfo, 1);
 	predictions = predict_relations(m, entity, &npredicted);
+	npredicted = confident_predictions(predictions, npredicted);
 	labels = feature_labels_load(m);
 	labelled = labelled_edges(m, entity, predictions, npredicted, labels, &nlabelled);
 	edges = describe_edges(m, entity, has_threshold, threshold, &n);
@@ -288,8 +305,10 @@ infer_implies(PG_FUNCTION_ARGS)
 	predictions = predict_relations(m, subject, &npredicted);
 	if (npredicted > 0)
 	{
+		/* the object must be a relation's answer, stated at or above the floor */
 		for (int i = 0; i < npredicted && !found; i++)
-			found = strcmp(predictions[i].lower, want) == 0;
+			found = strcmp(predictions[i].lower, want) == 0 &&
+					predictions[i].confidence >= infer_min_confidence;
 	}
 	else
 	{

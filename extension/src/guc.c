@@ -28,6 +28,7 @@ char *infer_data_directory = NULL;
 int infer_max_memory_mb = 8192;
 bool infer_auto_download = true;
 double infer_gate_threshold = 0.0;
+double infer_min_confidence = 0.5;
 int infer_describe_top_k = 20;
 int infer_walk_embed_mode = WALK_EMBED_LAST;
 bool infer_verify_checksums = true;
@@ -136,6 +137,11 @@ infer_define_gucs(void)
 							 "Smallest gate score describe() keeps; 0 means adaptive (10% of the "
 							 "entity's largest score).",
 							 NULL, &infer_gate_threshold, 0.0, 0.0, 1e9, PGC_USERSET, 0, NULL, NULL,
+							 NULL);
+	DefineCustomRealVariable("infer.min_confidence",
+							 "Smallest confidence of a predicted answer that describe() shows and "
+							 "implies() accepts.",
+							 NULL, &infer_min_confidence, 0.5, 0.0, 1.0, PGC_USERSET, 0, NULL, NULL,
 							 NULL);
 	DefineCustomIntVariable("infer.describe_top_k", "Features per layer that describe() considers.",
 							NULL, &infer_describe_top_k, 20, 1, 1000, PGC_USERSET, 0, NULL, NULL,

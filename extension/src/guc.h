@@ -19,6 +19,7 @@ extern int infer_max_memory_mb;
 extern bool infer_auto_download;
 extern double infer_gate_threshold;
 extern int infer_describe_top_k;
+extern double infer_min_confidence;
 extern int infer_walk_embed_mode;
 extern bool infer_verify_checksums;
 extern int infer_max_input_bytes;

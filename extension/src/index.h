@@ -4,21 +4,17 @@
  *   CREATE INDEX ON docs USING infer (title) WITH (model = 'm');
  *   SELECT * FROM docs ORDER BY title <~> 'query' LIMIT 10;
  *
- * Each indexed value's feature signature (similar.h) is computed once, at
- * insert, and stored; a scan ranks rows by the same infer_distance the <~>
- * operator computes, reading only the posting lists of the query's features.
+ * Each indexed value's signature (similar.h: its tokens) is computed once, at
+ * insert, and stored; a scan ranks every row by the same infer_distance the
+ * <~> operator computes, from the stored tokens.
  * One file per phase, as pgvector does: index_utils.c (handler, options,
  * pages), index_build.c, index_insert.c, index_scan.c, index_vacuum.c.
  *
  * Pages (all WAL-logged with GenericXLog, like contrib/bloom):
  *   block 0      META      InferMetaData
- *   ROWS pages   one item per heap row: its TID, flags and signature
- *   POSTINGS     the posting lists built by CREATE INDEX / REINDEX: for each
- *                (layer, feature) list, entries (TID, score) sorted by score
- *                descending then TID, packed list after list across pages
- *   DIR pages    contiguous; entry i locates list i's sorted postings
- *   PENDING      postings of rows inserted after the build, unsorted
- *                (list, TID, score); scans read them all, REINDEX sorts them
+ *   ROWS pages   one item per heap row: its TID, flags and signature (token ids)
+ * (Version 1 indexes also had POSTINGS, DIR and PENDING pages of feature
+ * posting lists; a version 1 index is refused with a REINDEX hint.)
  */
 #ifndef PG_INFER_INDEX_H
 #define PG_INFER_INDEX_H
@@ -34,7 +30,8 @@
 #include "similar.h"
 
 #define INFER_INDEX_MAGIC 0x49584e49 /* "INXI" */
-#define INFER_INDEX_VERSION 1
+/* = SIGNATURE_VERSION: an index of another signature definition is refused (REINDEX) */
+#define INFER_INDEX_VERSION SIGNATURE_VERSION
 #define INFER_META_BLKNO 0
 
 typedef enum InferPageType
@@ -70,13 +67,14 @@ typedef struct InferMetaData
 	uint32 magic;
 	uint32 version;
 	char model[MODEL_NAME_MAX + 1];
-	int32 nlists; /* (layer, feature) lists: the model's total features */
+	int32 nlists; /* version 2: the model's vocabulary size (signature tokens are below it) */
 	BlockNumber dir_head;
 	BlockNumber rows_head;
 	BlockNumber rows_tail;
 	BlockNumber pending_head;
 	BlockNumber pending_tail;
 	int64 nrows;
+	int32 signature_layer; /* version 2: similar.h signature_layer() at build time */
 } InferMetaData;
 
 #define InferPageGetMeta(page) ((InferMetaData *) PageGetContents(page))
@@ -143,14 +141,10 @@ extern Buffer index_new_buffer(Relation index);
 extern void index_init_page(Page page, InferPageType type);
 extern void index_set_lower(Page page, int count, Size entry_size);
 extern void index_read_meta(Relation index, InferMetaData *meta);
-extern int32 model_list_id(const InferModel *m, int layer, int feature);
-extern int32 model_total_features(const InferModel *m);
 extern InferModel *index_model(Relation index, const InferMetaData *meta);
-extern void index_append_pending(Relation index, const PendingPosting *entries, int n);
-extern char *index_make_row(ItemPointer tid, uint16 flags, const GateHit *sig, int nsig,
-							InferModel *m, Size *size);
-extern void index_append_row(Relation index, ItemPointer tid, uint16 flags, const GateHit *sig,
-							 int nsig, InferModel *m);
+extern char *index_make_row(ItemPointer tid, uint16 flags, const int32 *sig, int nsig, Size *size);
+extern void index_append_row(Relation index, ItemPointer tid, uint16 flags, const int32 *sig,
+							 int nsig);
 
 /* the phases */
 extern IndexBuildResult *infer_ambuild(Relation heap, Relation index, struct IndexInfo *info);

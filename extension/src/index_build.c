@@ -1,12 +1,9 @@
 /*
  * index_build.c: CREATE INDEX / REINDEX for the `infer` access method.
  *
- * The heap is scanned once; rows are batched through the batched gate
- * kernel (feature_signatures_batch) and each row's item goes to the ROWS
- * chain while its postings go to a tuplesort keyed (list, -score, TID),
- * which keeps to maintenance_work_mem and spills to disk beyond it. The
- * sorted postings are then packed list after list, and the directory
- * records where each list starts. An error anywhere aborts the transaction,
+ * The heap is scanned once; rows are batched (feature_signatures_batch) and
+ * each row's item, its signature's token ids (similar.h, definition version
+ * 2), goes to the ROWS chain. An error anywhere aborts the transaction,
  * which removes the whole index: there is never a half-built one.
  */
 #include "pg_infer.h"
@@ -91,26 +88,6 @@ writer_next_page(EntryWriter *w)
 
 /* Makes room for one entry (moving to a new page when full); returns its slot. */
 static void
-writer_reserve(EntryWriter *w, BlockNumber *blk, int *index)
-{
-	if (InferPageGetOpaque(w->page)->count >= w->cap)
-		writer_next_page(w);
-	*blk = BufferGetBlockNumber(w->buf);
-	*index = InferPageGetOpaque(w->page)->count;
-}
-
-static void
-writer_add(EntryWriter *w, const void *entry)
-{
-	BlockNumber blk;
-	int i;
-
-	writer_reserve(w, &blk, &i);
-	memcpy(InferPageEntries(w->page) + i * w->size, entry, w->size);
-	index_set_lower(w->page, i + 1, w->size);
-}
-
-static void
 writer_end(EntryWriter *w)
 {
 	GenericXLogFinish(w->state);
@@ -123,10 +100,6 @@ typedef struct BuildState
 	InferModel *m;
 	EntryWriter rows; /* the ROWS chain */
 	int64 nrows;
-	/* postings */
-	TupleDesc sort_desc;
-	Tuplesortstate *sort;
-	TupleTableSlot *slot;
 	/* the current batch */
 	int nbatch;
 	ItemPointerData tids[BUILD_BATCH];
@@ -135,10 +108,10 @@ typedef struct BuildState
 } BuildState;
 
 static void
-rows_add(BuildState *bs, ItemPointer tid, uint16 flags, const GateHit *sig, int nsig)
+rows_add(BuildState *bs, ItemPointer tid, uint16 flags, const int32 *sig, int nsig)
 {
 	Size size;
-	char *item = index_make_row(tid, flags, sig, nsig, bs->m, &size);
+	char *item = index_make_row(tid, flags, sig, nsig, &size);
 	EntryWriter *w = &bs->rows;
 
 	if (PageAddItem(w->page, item, size, InvalidOffsetNumber, false, false) == InvalidOffsetNumber)
@@ -153,25 +126,10 @@ rows_add(BuildState *bs, ItemPointer tid, uint16 flags, const GateHit *sig, int 
 }
 
 static void
-sort_add(BuildState *bs, int32 list, float4 score, ItemPointer tid)
-{
-	ItemPointer copy = palloc(sizeof(ItemPointerData));
-
-	*copy = *tid;
-	ExecClearTuple(bs->slot);
-	bs->slot->tts_values[0] = Int32GetDatum(list);
-	bs->slot->tts_values[1] = Float4GetDatum(-score); /* descending by score */
-	bs->slot->tts_values[2] = ItemPointerGetDatum(copy);
-	memset(bs->slot->tts_isnull, 0, 3 * sizeof(bool));
-	ExecStoreVirtualTuple(bs->slot);
-	tuplesort_puttupleslot(bs->sort, bs->slot);
-}
-
-static void
 flush_batch(BuildState *bs)
 {
 	MemoryContext old;
-	GateHit(*sigs)[SIGNATURE_SIZE];
+	int32(*sigs)[SIGNATURE_SIZE];
 	int *counts;
 
 	if (bs->nbatch == 0)
@@ -183,9 +141,6 @@ flush_batch(BuildState *bs)
 	for (int i = 0; i < bs->nbatch; i++)
 	{
 		rows_add(bs, &bs->tids[i], 0, sigs[i], counts[i]);
-		for (int j = 0; j < counts[i]; j++)
-			sort_add(bs, model_list_id(bs->m, sigs[i][j].layer, sigs[i][j].feature),
-					 sigs[i][j].score, &bs->tids[i]);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(bs->batch_cxt);
@@ -222,85 +177,8 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull, boo
 }
 
 static void
-begin_sort(BuildState *bs)
-{
-	AttrNumber cols[3] = {1, 2, 3};
-	Oid ops[3];
-	Oid colls[3] = {InvalidOid, InvalidOid, InvalidOid};
-	bool nulls_first[3] = {false, false, false};
-	Oid types[3] = {INT4OID, FLOAT4OID, TIDOID};
-
-	bs->sort_desc = CreateTemplateTupleDesc(3);
-	for (int i = 0; i < 3; i++)
-	{
-		TupleDescInitEntry(bs->sort_desc, i + 1, NULL, types[i], -1, 0);
-		ops[i] = lookup_type_cache(types[i], TYPECACHE_LT_OPR)->lt_opr;
-	}
-	bs->sort = tuplesort_begin_heap(bs->sort_desc, 3, cols, ops, colls, nulls_first,
-									maintenance_work_mem, NULL, TUPLESORT_NONE);
-	bs->slot = MakeSingleTupleTableSlot(bs->sort_desc, &TTSOpsVirtual);
-}
-
-/* Packs the sorted postings list after list; returns each list's DirEntry. */
-static DirEntry *
-write_postings(BuildState *bs, int32 nlists)
-{
-	DirEntry *dir = palloc0(sizeof(DirEntry) * (nlists > 0 ? nlists : 1));
-	TupleTableSlot *out = MakeSingleTupleTableSlot(bs->sort_desc, &TTSOpsMinimalTuple);
-	EntryWriter w;
-	bool opened = false;
-
-	for (int i = 0; i < nlists; i++)
-		dir[i].blk = InvalidBlockNumber;
-	tuplesort_performsort(bs->sort);
-	while (tuplesort_gettupleslot(bs->sort, true, false, out, NULL))
-	{
-		Posting p;
-		int32 list;
-		BlockNumber blk;
-		int at;
-
-		slot_getallattrs(out);
-		list = DatumGetInt32(out->tts_values[0]);
-		p.score = -DatumGetFloat4(out->tts_values[1]);
-		p.tid = *DatumGetItemPointer(out->tts_values[2]);
-		p.flags = 0;
-		if (!opened)
-		{
-			writer_begin(&w, bs->index, PAGE_POSTINGS, sizeof(Posting));
-			opened = true;
-		}
-		writer_reserve(&w, &blk, &at);
-		if (dir[list].count++ == 0)
-		{
-			dir[list].blk = blk;
-			dir[list].index = at;
-		}
-		writer_add(&w, &p);
-		INFER_CHECK_INTERRUPTS();
-	}
-	if (opened)
-		writer_end(&w);
-	ExecDropSingleTupleTableSlot(out);
-	return dir;
-}
-
-/* The directory: contiguous pages, entry i at dir_head + i / capacity. */
-static BlockNumber
-write_directory(Relation index, const DirEntry *dir, int32 nlists)
-{
-	EntryWriter w;
-
-	writer_begin(&w, index, PAGE_DIR, sizeof(DirEntry));
-	for (int i = 0; i < nlists; i++)
-		writer_add(&w, &dir[i]);
-	writer_end(&w);
-	return w.first;
-}
-
-static void
-write_meta(Relation index, Buffer meta_buf, const char *model, int32 nlists, BlockNumber dir_head,
-		   BlockNumber rows_head, BlockNumber rows_tail, int64 nrows)
+write_meta(Relation index, Buffer meta_buf, const InferModel *m, BlockNumber rows_head,
+		   BlockNumber rows_tail, int64 nrows)
 {
 	GenericXLogState *state = GenericXLogStart(index);
 	Page page = GenericXLogRegisterBuffer(state, meta_buf, GENERIC_XLOG_FULL_IMAGE);
@@ -311,9 +189,10 @@ write_meta(Relation index, Buffer meta_buf, const char *model, int32 nlists, Blo
 	memset(meta, 0, sizeof(InferMetaData));
 	meta->magic = INFER_INDEX_MAGIC;
 	meta->version = INFER_INDEX_VERSION;
-	snprintf(meta->model, sizeof(meta->model), "%s", model);
-	meta->nlists = nlists;
-	meta->dir_head = dir_head;
+	snprintf(meta->model, sizeof(meta->model), "%s", m->name);
+	meta->nlists = m->vocab;
+	meta->signature_layer = signature_layer(m);
+	meta->dir_head = InvalidBlockNumber;
 	meta->rows_head = rows_head;
 	meta->rows_tail = rows_tail;
 	meta->pending_head = InvalidBlockNumber;
@@ -341,9 +220,6 @@ infer_ambuild(Relation heap, Relation index, struct IndexInfo *info)
 	IndexBuildResult *result = palloc0(sizeof(IndexBuildResult));
 	BuildState bs = {0};
 	Buffer meta_buf;
-	DirEntry *dir;
-	BlockNumber dir_head;
-	int32 nlists;
 	double reltuples;
 
 	if (RelationGetNumberOfBlocksInFork(index, MAIN_FORKNUM) != 0)
@@ -358,13 +234,11 @@ infer_ambuild(Relation heap, Relation index, struct IndexInfo *info)
 	}
 	bs.index = index;
 	bs.m = build_model(index);
-	nlists = model_total_features(bs.m);
 	bs.batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "infer index build batch",
 										 ALLOCSET_DEFAULT_SIZES);
 
 	meta_buf = index_new_buffer(index); /* block 0, filled last */
 	writer_begin(&bs.rows, index, PAGE_ROWS, 0);
-	begin_sort(&bs);
 
 	reltuples = table_index_build_scan(heap, index, info, true, true, build_callback, &bs, NULL);
 	flush_batch(&bs);
@@ -372,16 +246,9 @@ infer_ambuild(Relation heap, Relation index, struct IndexInfo *info)
 		BlockNumber rows_tail = BufferGetBlockNumber(bs.rows.buf);
 
 		writer_end(&bs.rows);
-		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE,
-									 PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE + 1);
-		dir = write_postings(&bs, nlists);
-		dir_head = write_directory(index, dir, nlists);
-		write_meta(index, meta_buf, bs.m->name, nlists, dir_head, bs.rows.first, rows_tail,
-				   bs.nrows);
+		write_meta(index, meta_buf, bs.m, bs.rows.first, rows_tail, bs.nrows);
 	}
 	UnlockReleaseBuffer(meta_buf);
-	tuplesort_end(bs.sort);
-	ExecDropSingleTupleTableSlot(bs.slot);
 	MemoryContextDelete(bs.batch_cxt);
 
 	result->heap_tuples = reltuples;

@@ -45,7 +45,7 @@ infer_amcostestimate(struct PlannerInfo *root, struct IndexPath *path, double lo
 	}
 	memset(&costs, 0, sizeof(costs));
 	genericcostestimate(root, path, loop_count, &costs);
-	/* the query's signature: one gate scan, like one <~> evaluation */
+	/* the query's signature: its tokens and their vectors, like one <~> evaluation */
 	*startup = costs.indexStartupCost + 10000 * 0.0025;
 	*total = costs.indexTotalCost + *startup;
 	*selectivity = costs.indexSelectivity;

@@ -1,8 +1,6 @@
 /*
  * index_insert.c: rows added after CREATE INDEX. The row's signature is
- * computed once, here; its postings go to the unsorted PENDING chain (read
- * whole by every scan, sorted into the lists by REINDEX) and its item to
- * the ROWS chain.
+ * computed once, here, and its item appended to the ROWS chain.
  */
 #include "pg_infer.h"
 
@@ -16,8 +14,7 @@ infer_aminsert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Rel
 {
 	InferMetaData meta;
 	InferModel *m;
-	GateHit sig[SIGNATURE_SIZE];
-	PendingPosting pending[SIGNATURE_SIZE];
+	int32 sig[SIGNATURE_SIZE];
 	int n;
 
 	if (index_source_option(index) != NULL)
@@ -26,19 +23,10 @@ infer_aminsert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Rel
 	m = index_model(index, &meta);
 	if (isnull[0] || !text_has_signature(DatumGetTextPP(values[0])))
 	{
-		index_append_row(index, tid, ROW_NULL, NULL, 0, m);
+		index_append_row(index, tid, ROW_NULL, NULL, 0);
 		return false;
 	}
 	n = feature_signature(m, DatumGetTextPP(values[0]), "indexed value", sig);
-	for (int i = 0; i < n; i++)
-	{
-		pending[i].list = model_list_id(m, sig[i].layer, sig[i].feature);
-		pending[i].p.tid = *tid;
-		pending[i].p.flags = 0;
-		pending[i].p.score = sig[i].score;
-	}
-	/* postings first: a crash in between leaves a row findable, not a stray one */
-	index_append_pending(index, pending, n);
-	index_append_row(index, tid, 0, sig, n, m);
+	index_append_row(index, tid, 0, sig, n);
 	return false;
 }

@@ -151,31 +151,17 @@ index_read_meta(Relation index, InferMetaData *meta)
 	page = BufferGetPage(buf);
 	memcpy(meta, InferPageGetMeta(page), sizeof(InferMetaData));
 	UnlockReleaseBuffer(buf);
-	if (meta->magic != INFER_INDEX_MAGIC || meta->version != INFER_INDEX_VERSION)
+	if (meta->magic == INFER_INDEX_MAGIC && meta->version != INFER_INDEX_VERSION)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("index \"%s\" holds signatures of definition version %u; this "
+							   "pg_infer compares signatures of version %d",
+							   RelationGetRelationName(index), meta->version, INFER_INDEX_VERSION),
+						errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
+	if (meta->magic != INFER_INDEX_MAGIC)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index \"%s\" is not a valid infer index", RelationGetRelationName(index)),
 				 errhint("REINDEX it.")));
-}
-
-int32
-model_total_features(const InferModel *m)
-{
-	int32 n = 0;
-
-	for (int l = 0; l < m->layers; l++)
-		n += m->features[l];
-	return n;
-}
-
-int32
-model_list_id(const InferModel *m, int layer, int feature)
-{
-	int32 id = feature;
-
-	for (int l = 0; l < layer; l++)
-		id += m->features[l];
-	return id;
 }
 
 /* The model an index was built with, checked against its shape. */
@@ -185,13 +171,22 @@ index_model(Relation index, const InferMetaData *meta)
 	text *name = cstring_to_text(meta->model);
 	InferModel *m = model_get(name);
 
-	if (model_total_features(m) != meta->nlists)
+	if (m->vocab != meta->nlists)
 		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
-						errmsg("index \"%s\" was built for a model \"%s\" with %d features, "
-							   "which now has %d",
-							   RelationGetRelationName(index), meta->model, meta->nlists,
-							   model_total_features(m)),
+						errmsg("index \"%s\" was built for a model \"%s\" with a vocabulary "
+							   "of %d tokens, which now has %d",
+							   RelationGetRelationName(index), meta->model, meta->nlists, m->vocab),
 						errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
+	if (signature_layer(m) != meta->signature_layer)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"%s\" holds signatures of model \"%s\" compared by %s, but the "
+						"model now compares %s",
+						RelationGetRelationName(index), meta->model,
+						meta->signature_layer < 0 ? "input embeddings" : "knowledge states",
+						signature_layer(m) < 0 ? "input embeddings" : "knowledge states"),
+				 errdetail("The model was registered again at another extract level."),
+				 errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
 	return m;
 }
 
@@ -202,70 +197,9 @@ register_meta(GenericXLogState *state, Buffer meta_buf)
 	return InferPageGetMeta(GenericXLogRegisterBuffer(state, meta_buf, 0));
 }
 
-/*
- * Appends fixed-size PENDING entries after the build: to the chain's tail
- * page, then to new pages linked after it. One GenericXLog record per page.
- */
-void
-index_append_pending(Relation index, const PendingPosting *entries, int n)
-{
-	int cap = INFER_PAGE_CAPACITY(sizeof(PendingPosting));
-	Buffer meta_buf = ReadBuffer(index, INFER_META_BLKNO);
-	int done = 0;
-
-	LockBuffer(meta_buf, BUFFER_LOCK_EXCLUSIVE);
-	while (done < n)
-	{
-		InferMetaData *cur = InferPageGetMeta(BufferGetPage(meta_buf));
-		GenericXLogState *state = GenericXLogStart(index);
-		InferMetaData *meta = register_meta(state, meta_buf);
-		Buffer buf;
-		Page page;
-		int count;
-		int take;
-
-		if (cur->pending_tail == InvalidBlockNumber)
-		{
-			buf = index_new_buffer(index);
-			page = GenericXLogRegisterBuffer(state, buf, GENERIC_XLOG_FULL_IMAGE);
-			index_init_page(page, PAGE_PENDING);
-			meta->pending_head = meta->pending_tail = BufferGetBlockNumber(buf);
-		}
-		else
-		{
-			buf = ReadBuffer(index, cur->pending_tail);
-			LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-			page = GenericXLogRegisterBuffer(state, buf, 0);
-			if (InferPageGetOpaque(page)->count >= cap)
-			{
-				Buffer next = index_new_buffer(index);
-				Page np = GenericXLogRegisterBuffer(state, next, GENERIC_XLOG_FULL_IMAGE);
-
-				index_init_page(np, PAGE_PENDING);
-				InferPageGetOpaque(page)->next = BufferGetBlockNumber(next);
-				meta->pending_tail = BufferGetBlockNumber(next);
-				GenericXLogFinish(state);
-				UnlockReleaseBuffer(next);
-				UnlockReleaseBuffer(buf);
-				continue;
-			}
-		}
-		count = InferPageGetOpaque(page)->count;
-		take = Min(cap - count, n - done);
-		memcpy(InferPageEntries(page) + count * sizeof(PendingPosting), entries + done,
-			   take * sizeof(PendingPosting));
-		index_set_lower(page, count + take, sizeof(PendingPosting));
-		GenericXLogFinish(state);
-		UnlockReleaseBuffer(buf);
-		done += take;
-	}
-	UnlockReleaseBuffer(meta_buf);
-}
-
 /* Builds a ROWS item in palloc'd memory; *size is set. */
 char *
-index_make_row(ItemPointer tid, uint16 flags, const GateHit *sig, int nsig, InferModel *m,
-			   Size *size)
+index_make_row(ItemPointer tid, uint16 flags, const int32 *sig, int nsig, Size *size)
 {
 	RowHeader *h;
 	SignatureEntry *e;
@@ -278,19 +212,18 @@ index_make_row(ItemPointer tid, uint16 flags, const GateHit *sig, int nsig, Infe
 	e = (SignatureEntry *) ((char *) h + MAXALIGN(sizeof(RowHeader)));
 	for (int i = 0; i < nsig; i++)
 	{
-		e[i].list = model_list_id(m, sig[i].layer, sig[i].feature);
-		e[i].score = sig[i].score;
+		e[i].list = sig[i]; /* a token id */
+		e[i].score = 1;
 	}
 	return (char *) h;
 }
 
 /* Appends one row's item to the ROWS chain (after the build). */
 void
-index_append_row(Relation index, ItemPointer tid, uint16 flags, const GateHit *sig, int nsig,
-				 InferModel *m)
+index_append_row(Relation index, ItemPointer tid, uint16 flags, const int32 *sig, int nsig)
 {
 	Size size;
-	char *item = index_make_row(tid, flags, sig, nsig, m, &size);
+	char *item = index_make_row(tid, flags, sig, nsig, &size);
 	Buffer meta_buf = ReadBuffer(index, INFER_META_BLKNO);
 	GenericXLogState *state;
 	InferMetaData *meta;

@@ -1,8 +1,8 @@
 /*
  * index_vacuum.c: VACUUM for `infer` indexes. Rows of dead heap tuples are
- * flagged dead in the ROWS chain and in every posting that names them
- * (sorted lists and PENDING), so scans skip them; the space comes back with
- * REINDEX, which also sorts pending postings into their lists.
+ * flagged dead in the ROWS chain (and, in an index of signature version 1,
+ * in every posting that names them), so scans skip them; the space comes
+ * back with REINDEX.
  */
 #include "pg_infer.h"
 

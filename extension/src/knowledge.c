@@ -55,6 +55,185 @@ add_embedding(const InferModel *m, int32 token, double weight, double *acc)
 	}
 }
 
+static void
+check_query_text(int len, const char *what)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must not be empty", what)));
+	if (len > QUERY_TEXT_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too long (%d bytes; at most %d)", what, len, QUERY_TEXT_MAX),
+				 errhint("Knowledge queries look at words and short phrases, not documents.")));
+}
+
+/* Tokens decoded to find out whether the tokenizer marks word starts. */
+#define WORD_START_PROBE 2000
+
+/*
+ * Whether the tokenizer marks word starts with a space: among its first
+ * WORD_START_PROBE tokens, some decode alone to a space and then a letter
+ * or digit (" the": byte-level BPE, GPT-2, Qwen2, Llama 3). A SentencePiece
+ * tokenizer's decoder strips the space of its word mark ("▁the" decodes to
+ * "the"), and WordPiece has none: no.
+ */
+static bool
+marks_word_starts(InferModel *m)
+{
+	if (m->word_start_space == 0)
+	{
+		int n = Min(m->vocab, WORD_START_PROBE);
+		int32 *ids = palloc(sizeof(int32) * n);
+		DecodedToken *t;
+		int marked = 0;
+
+		for (int i = 0; i < n; i++)
+			ids[i] = i;
+		t = decode_tokens(m, ids, n);
+		for (int i = 0; i < n; i++)
+		{
+			unsigned char c = (unsigned char) t[i].raw[1];
+
+			if (t[i].raw[0] == ' ' &&
+				((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+				marked++;
+		}
+		m->word_start_space = marked >= 5 ? 2 : 1;
+		pfree(ids);
+	}
+	return m->word_start_space == 2;
+}
+
+/* The tokens of `s` (len bytes) mid-sentence: after a space where words start with one. */
+static int32 *
+mid_sentence_tokens(InferModel *m, const char *s, int len, int *n)
+{
+	if (marks_word_starts(m))
+	{
+		char *spaced = palloc(len + 2);
+
+		spaced[0] = ' ';
+		memcpy(spaced + 1, s, len);
+		spaced[len + 1] = '\0';
+		return host_model_tokenize(m->name, spaced, len + 1, false, n);
+	}
+	return host_model_tokenize(m->name, s, len, false, n);
+}
+
+/* Lower case (title: upper at each word start) of ASCII letters; other bytes as they are. */
+static char *
+ascii_case(const char *s, int len, bool title)
+{
+	char *out = palloc(len + 1);
+	bool start = true;
+
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+		bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+
+		if (letter)
+			c = (title && start) ? (c & ~0x20) : (c | 0x20);
+		out[i] = (char) c;
+		/* a word starts after anything but a letter, a digit or a non-ASCII byte */
+		start = !(letter || (c >= '0' && c <= '9') || c >= 0x80);
+	}
+	out[len] = '\0';
+	return out;
+}
+
+/* The number of tokens of one word mid-sentence (none: as good as infinitely many). */
+static int
+word_cost(InferModel *m, const char *w, int len)
+{
+	int n;
+	int32 *ids = mid_sentence_tokens(m, w, len, &n);
+
+	pfree(ids);
+	return n == 0 ? PG_INT32_MAX : n;
+}
+
+/*
+ * The entity form: a text with both ASCII cases is taken as written; a text
+ * all in lower case or all in upper case is re-cased word by word (words
+ * split at spaces): each word takes, of its lower case, its title case and
+ * as written, the one the tokenizer splits into the fewest tokens
+ * mid-sentence (ties: as written, then lower, then title). So 'france' and
+ * 'FRANCE' read as 'France', 'bosnia and herzegovina' as 'Bosnia and
+ * Herzegovina', 'euro' stays 'euro'. Returns it with its mid-sentence tokens.
+ */
+static char *
+entity_form(InferModel *m, text *input, const char *what, int32 **ids, int *n)
+{
+	int len = VARSIZE_ANY_EXHDR(input);
+	const char *s = VARDATA_ANY(input);
+	bool has_lower = false, has_upper = false;
+	char *form;
+
+	check_query_text(len, what);
+	for (int i = 0; i < len; i++)
+	{
+		has_lower |= s[i] >= 'a' && s[i] <= 'z';
+		has_upper |= s[i] >= 'A' && s[i] <= 'Z';
+	}
+	form = pnstrdup(s, len);
+	if (has_lower != has_upper)
+	{
+		for (int start = 0; start < len;)
+		{
+			int end = start;
+
+			while (end < len && s[end] != ' ')
+				end++;
+			if (end > start)
+			{
+				int wl = end - start;
+				int best = word_cost(m, s + start, wl);
+
+				for (int v = 0; v < 2; v++)
+				{
+					char *alt = ascii_case(s + start, wl, v == 1);
+					int na;
+
+					if (memcmp(alt, form + start, wl) == 0)
+						continue;
+					na = word_cost(m, alt, wl);
+					if (na < best)
+					{
+						memcpy(form + start, alt, wl);
+						best = na;
+					}
+				}
+			}
+			start = end + 1;
+		}
+	}
+	*ids = mid_sentence_tokens(m, form, len, n);
+	if (*n == 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("%s has no tokens under model \"%s\"", what, m->name)));
+	return form;
+}
+
+char *
+entity_text(InferModel *m, text *input, const char *what)
+{
+	int32 *ids;
+	int n;
+
+	return entity_form(m, input, what, &ids, &n);
+}
+
+int32 *
+entity_tokens(InferModel *m, text *input, const char *what, int *n)
+{
+	int32 *ids;
+
+	entity_form(m, input, what, &ids, n);
+	return ids;
+}
+
 float *
 query_vector(InferModel *m, text *input, const char *what, bool special_tokens, QueryMode mode)
 {
@@ -64,16 +243,11 @@ query_vector(InferModel *m, text *input, const char *what, bool special_tokens, 
 	double *acc;
 	float *q;
 
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must not be empty", what)));
-	if (len > QUERY_TEXT_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("%s is too long (%d bytes; at most %d)", what, len, QUERY_TEXT_MAX),
-				 errhint("Knowledge queries look at words and short phrases, not documents.")));
-
-	ids = host_model_tokenize(m->name, VARDATA_ANY(input), len, special_tokens, &n);
+	check_query_text(len, what);
+	if (special_tokens)
+		ids = host_model_tokenize(m->name, VARDATA_ANY(input), len, special_tokens, &n);
+	else
+		ids = entity_tokens(m, input, what, &n);
 	if (n == 0)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("%s has no tokens under model \"%s\"", what, m->name)));

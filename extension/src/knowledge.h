@@ -21,9 +21,26 @@ typedef enum QueryMode
 } QueryMode;
 
 /*
+ * The entity form of a text (knowledge.c): as written when it has both
+ * ASCII cases; all lower or all upper case, re-cased word by word to the
+ * casing (lower, title, as written) the tokenizer splits into the fewest
+ * tokens mid-sentence, so 'france', 'FRANCE' and 'France' are one entity.
+ * palloc'd, NUL-terminated. Errors (22023, 54000) for empty or over-long text.
+ */
+extern char *entity_text(InferModel *m, text *input, const char *what);
+
+/*
+ * The token ids of a text as it occurs mid-sentence: its entity form after a
+ * space when the tokenizer marks word starts with one (" Paris" is one token
+ * where "Paris" is two), no special tokens. Errors (22023) for none.
+ */
+extern int32 *entity_tokens(InferModel *m, text *input, const char *what, int *n);
+
+/*
  * The query vector of a text: its tokens' embeddings (last or averaged) x
  * embed_scale. `what` names the argument in errors. palloc'd, m->hidden long.
  */
+/* With special_tokens false the text is an entity: its tokens are entity_tokens(). */
 extern float *query_vector(InferModel *m, text *input, const char *what, bool special_tokens,
 						   QueryMode mode);
 

@@ -819,7 +819,7 @@ infer_warmup(PG_FUNCTION_ARGS)
 				inputs[n++] = DatumGetTextPP(elems[i]);
 		if (n > 0)
 		{
-			GateHit(*sigs)[SIGNATURE_SIZE] = palloc(sizeof(*sigs) * n);
+			int32(*sigs)[SIGNATURE_SIZE] = palloc(sizeof(*sigs) * n);
 			int *counts = palloc(sizeof(int) * n);
 
 			feature_signatures_batch(m, inputs, n, sigs, counts);

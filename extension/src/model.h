@@ -82,6 +82,11 @@ typedef struct InferModel
 	SubTransactionId subid;
 	/* unique per load in this backend: caches key on it, not on the pointer */
 	uint64 generation;
+	/* knowledge.c, similar.c: computed on first use */
+	int word_start_space; /* 0 unknown, 1 no, 2 yes: does the tokenizer mark word starts? */
+	float *embed_mean;    /* hidden: the mean input embedding over the vocabulary */
+	float *state_mean;    /* hidden: the mean knowledge state over a vocabulary sample */
+	float **token_state;  /* vocab: a token's unit knowledge vector, NULL until computed */
 } InferModel;
 
 /*

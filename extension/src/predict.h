@@ -15,9 +15,15 @@ typedef struct Prediction
 	char *relation;
 	char *object;      /* the word or phrase, trimmed */
 	char *lower;       /* normalized like describe()'s targets */
-	double confidence; /* product of its tokens' probabilities */
+	double confidence; /* product of its tokens' probabilities; combined: see predict.c */
+	double fit;        /* how well the subject fits the template's slot (predict.c) */
+	bool fit_measured; /* false: no subject token had context (fit 1) */
 	int layer;         /* first layer whose logit lens ranks its first token top-1 */
 	const float *act;  /* [layers x intermediate]: FFN activations at the prompt's last position */
+	/* for the layer, computed once the answer is chosen */
+	struct ForwardRun *run;
+	const float *resid; /* [layers x hidden]: the residual stream at the prompt's last position */
+	int32 first;        /* the answer's first token */
 } Prediction;
 
 /*

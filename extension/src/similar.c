@@ -1,16 +1,22 @@
 /*
  * similar.c: similar_to(a text, b text, model text) -> float8
  *            infer_distance(a text, b text) -> float8
+ *            infer_embedding(input text, model text) -> real[]
  *
- * Each text's query vector as in describe (mean token embedding, no special
- * tokens, x embed_scale) and its top-50 features with positive score over
- * all layers (ties: layer, feature). similar_to is the largest
- * min(score_a, score_b) over the features both share, 0 when none;
- * infer_distance = 1 / (1 + similar_to). The index access method uses the
- * same signature and distance, so index scans order rows exactly as
- * sequential scans sorted by <~> do.
+ * Signature definition version 2 (docs/index-am.md): a text's signature is
+ * the set of distinct tokens of its entity form mid-sentence (knowledge.h
+ * entity_tokens: the case rule, a leading space where the tokenizer marks
+ * word starts), each standing for its input embedding minus the
+ * vocabulary's mean embedding, normalized. similar_to is a symmetric late
+ * interaction over the two sets: for every token of a its best cosine with a
+ * token of b, averaged, and the same from b to a, the two means averaged
+ * (in [-1, 1]; 1 for the same set of tokens). infer_distance = 1 -
+ * similar_to. The column index stores each row's tokens and ranks rows with
+ * the same function, so index scans order rows exactly as sorts by <~> do.
  */
 #include "pg_infer.h"
+
+#include <math.h>
 
 #include "deadline.h"
 
@@ -20,9 +26,11 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "varatt.h"
 
 #include "compute.h"
+#include "forward.h"
 #include "knowledge.h"
 #include "similar.h"
 #include "stats.h"
@@ -34,75 +42,255 @@ PG_FUNCTION_INFO_V1(infer_signatures);
 PG_FUNCTION_INFO_V1(infer_similar_to_many);
 PG_FUNCTION_INFO_V1(infer_embedding);
 
-/*
- * The signatures of nq query vectors: the top SIGNATURE_SIZE features by
- * signed score, positive ones only, over all layers (one gate pass).
- */
-static void
-feature_signatures_of(InferModel *m, const float *queries, int nq, GateHit (*out)[SIGNATURE_SIZE],
-					  int *counts)
+/* The vocabulary's mean input embedding, computed once per loaded model. */
+static const float *
+embed_mean(InferModel *m)
 {
-	GatePass pass = {0};
-	TopK *best = palloc(sizeof(TopK) * (nq > 0 ? nq : 1));
-
-	pass.queries = queries;
-	pass.nq = nq;
-	pass.per_layer_k = SIGNATURE_SIZE;
-	pass.k = SIGNATURE_SIZE;
-	pass.rank = RANK_SIGNED;
-	pass.positive_only = true;
-	compute_gate_topk(m, &pass, best);
-	for (int i = 0; i < nq; i++)
+	if (m->embed_mean == NULL)
 	{
-		counts[i] = best[i].n;
-		memcpy(out[i], best[i].hits, sizeof(GateHit) * best[i].n);
-		pfree(best[i].hits);
+		double *acc = palloc0(sizeof(double) * m->hidden);
+		float *row = palloc(sizeof(float) * m->hidden);
+		float *mean = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
+
+		for (int v = 0; v < m->vocab; v++)
+		{
+			size_t off = (size_t) v * m->hidden;
+
+			if (m->embed_dtype == GATE_F32)
+				memcpy(row, (const float *) m->embed + off, sizeof(float) * m->hidden);
+			else
+				f16_to_f32((const uint16 *) m->embed + off, row, m->hidden);
+			for (int h = 0; h < m->hidden; h++)
+				acc[h] += row[h];
+		}
+		for (int h = 0; h < m->hidden; h++)
+			mean[h] = (float) (acc[h] / m->vocab);
+		pfree(acc);
+		pfree(row);
+		m->embed_mean = mean;
 	}
-	pfree(best);
+	return m->embed_mean;
 }
 
 int
-feature_signature(InferModel *m, text *input, const char *what, GateHit *out)
+signature_layer(const InferModel *m)
 {
-	float *q = query_vector(m, input, what, false, QUERY_AVERAGE);
-	int count;
+	if (m->fwd == NULL)
+		return -1;
+	for (int l = 0; l < m->layers; l++)
+		if (m->band[l] == BAND_KNOWLEDGE)
+			return l;
+	return m->layers / 2;
+}
 
-	feature_signatures_of(m, q, 1, (GateHit(*)[SIGNATURE_SIZE]) out, &count);
-	pfree(q);
+/* The residual stream after `layer` of one token run alone (no special tokens). */
+static void
+run_token(InferModel *m, int32 id, int layer, float *out)
+{
+	MemoryContext cxt =
+		AllocSetContextCreate(CurrentMemoryContext, "pg_infer token state", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ForwardRun *run = forward_begin(m, 1, 1, false, true);
+
+	forward_step(run, &id, 1);
+	memcpy(out, run->capture.resid + (size_t) layer * m->hidden, sizeof(float) * m->hidden);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/* Tokens of the vocabulary sample the knowledge states are centered on. */
+#define STATE_SAMPLE 512
+
+/*
+ * A token's knowledge vector: its residual stream after the first layer of
+ * the knowledge band when the model reads it alone, minus the mean of the
+ * same over a sample of the vocabulary (every vocab/512-th token), unit
+ * length. A function of the token id only, so a column index can store
+ * token ids; cached per loaded model.
+ */
+static const float *
+token_state(InferModel *m, int32 id)
+{
+	int layer = signature_layer(m);
+
+	if (m->token_state == NULL)
+		m->token_state = MemoryContextAllocZero(m->cxt, sizeof(float *) * m->vocab);
+	if (m->state_mean == NULL)
+	{
+		int stride = Max(1, m->vocab / STATE_SAMPLE);
+		double *acc = palloc0(sizeof(double) * m->hidden);
+		float *v = palloc(sizeof(float) * m->hidden);
+		float *mean = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
+		int count = 0;
+
+		for (int t = 0; t < m->vocab; t += stride, count++)
+		{
+			run_token(m, t, layer, v);
+			for (int h = 0; h < m->hidden; h++)
+				acc[h] += v[h];
+			INFER_CHECK_INTERRUPTS();
+		}
+		for (int h = 0; h < m->hidden; h++)
+			mean[h] = (float) (acc[h] / count);
+		pfree(acc);
+		pfree(v);
+		m->state_mean = mean;
+	}
+	if (m->token_state[id] == NULL)
+	{
+		float *v = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
+		double norm = 0;
+
+		run_token(m, id, layer, v);
+		for (int h = 0; h < m->hidden; h++)
+		{
+			v[h] -= m->state_mean[h];
+			norm += (double) v[h] * v[h];
+		}
+		norm = norm > 0 ? 1.0 / sqrt(norm) : 0;
+		for (int h = 0; h < m->hidden; h++)
+			v[h] = (float) (v[h] * norm);
+		m->token_state[id] = v;
+	}
+	return m->token_state[id];
+}
+
+float *
+signature_vectors(InferModel *m, const int32 *ids, int n)
+{
+	const float *mean;
+	float *out = palloc(sizeof(float) * (size_t) (n > 0 ? n : 1) * m->hidden);
+
+	if (signature_layer(m) >= 0)
+	{
+		for (int i = 0; i < n; i++)
+			memcpy(out + (size_t) i * m->hidden, token_state(m, ids[i]), sizeof(float) * m->hidden);
+		return out;
+	}
+	mean = embed_mean(m);
+	for (int i = 0; i < n; i++)
+	{
+		float *v = out + (size_t) i * m->hidden;
+		size_t off = (size_t) ids[i] * m->hidden;
+		double norm = 0;
+
+		if (m->embed_dtype == GATE_F32)
+			memcpy(v, (const float *) m->embed + off, sizeof(float) * m->hidden);
+		else
+			f16_to_f32((const uint16 *) m->embed + off, v, m->hidden);
+		for (int h = 0; h < m->hidden; h++)
+		{
+			v[h] -= mean[h];
+			norm += (double) v[h] * v[h];
+		}
+		norm = norm > 0 ? 1.0 / sqrt(norm) : 0;
+		for (int h = 0; h < m->hidden; h++)
+			v[h] = (float) (v[h] * norm);
+	}
+	return out;
+}
+
+/* The dot product of two token vectors: one function, so every caller gets the same bits. */
+float
+signature_dot(const float *x, const float *y, int hidden)
+{
+	float dot = 0;
+
+	for (int h = 0; h < hidden; h++)
+		dot += x[h] * y[h];
+	return dot;
+}
+
+double
+signature_similarity_dots(const float *dots, int na, int nb)
+{
+	double *best_b;
+	double sum_a = 0, sum_b = 0;
+
+	if (na == 0 || nb == 0)
+		return 0;
+	best_b = palloc(sizeof(double) * nb);
+	for (int j = 0; j < nb; j++)
+		best_b[j] = -INFINITY;
+	for (int i = 0; i < na; i++)
+	{
+		double best = -INFINITY;
+
+		for (int j = 0; j < nb; j++)
+		{
+			double dot = dots[(size_t) i * nb + j];
+
+			best = Max(best, dot);
+			best_b[j] = Max(best_b[j], dot);
+		}
+		sum_a += best;
+	}
+	for (int j = 0; j < nb; j++)
+		sum_b += best_b[j];
+	pfree(best_b);
+	return (sum_a / na + sum_b / nb) / 2;
+}
+
+double
+signature_similarity_vectors(const float *a, int na, const float *b, int nb, int hidden)
+{
+	float *dots;
+	double s;
+
+	if (na == 0 || nb == 0)
+		return 0;
+	dots = palloc(sizeof(float) * (size_t) na * nb);
+	for (int i = 0; i < na; i++)
+		for (int j = 0; j < nb; j++)
+			dots[(size_t) i * nb + j] =
+				signature_dot(a + (size_t) i * hidden, b + (size_t) j * hidden, hidden);
+	s = signature_similarity_dots(dots, na, nb);
+	pfree(dots);
+	return s;
+}
+
+double
+signature_similarity(InferModel *m, const int32 *a, int na, const int32 *b, int nb)
+{
+	float *va = signature_vectors(m, a, na);
+	float *vb = signature_vectors(m, b, nb);
+	double s = signature_similarity_vectors(va, na, vb, nb, m->hidden);
+
+	pfree(va);
+	pfree(vb);
+	return s;
+}
+
+int
+feature_signature(InferModel *m, text *input, const char *what, int32 *out)
+{
+	int n;
+	int32 *ids = entity_tokens(m, input, what, &n);
+	int count = 0;
+
+	for (int i = 0; i < n && count < SIGNATURE_SIZE; i++)
+	{
+		bool seen = false;
+
+		for (int j = 0; j < count && !seen; j++)
+			seen = out[j] == ids[i];
+		if (!seen)
+			out[count++] = ids[i];
+	}
+	pfree(ids);
 	return count;
 }
 
 void
-feature_signatures_batch(InferModel *m, text **inputs, int n, GateHit (*out)[SIGNATURE_SIZE],
+feature_signatures_batch(InferModel *m, text **inputs, int n, int32 (*out)[SIGNATURE_SIZE],
 						 int *counts)
 {
-	float *queries = palloc(sizeof(float) * (size_t) (n > 0 ? n : 1) * m->hidden);
-
 	for (int i = 0; i < n; i++)
 	{
-		float *q = query_vector(m, inputs[i], "text", false, QUERY_AVERAGE);
-
-		memcpy(queries + (size_t) i * m->hidden, q, sizeof(float) * m->hidden);
-		pfree(q);
-		/* tokenizing thousands of texts is long work too */
+		counts[i] = feature_signature(m, inputs[i], "text", out[i]);
+		/* tokenizing thousands of texts is long work */
 		INFER_CHECK_INTERRUPTS();
 	}
-	/* one pass for the whole batch: the backend blocks it as it likes */
-	feature_signatures_of(m, queries, n, out, counts);
-	pfree(queries);
-}
-
-double
-signature_similarity(const GateHit *a, int na, const GateHit *b, int nb)
-{
-	double best = 0;
-
-	/* 50 x 50 comparisons: cheaper than any hashing at this size */
-	for (int i = 0; i < na; i++)
-		for (int j = 0; j < nb; j++)
-			if (a[i].layer == b[j].layer && a[i].feature == b[j].feature)
-				best = Max(best, Min(a[i].score, b[j].score));
-	return best;
 }
 
 /*
@@ -116,12 +304,13 @@ typedef struct CachedSignature
 	uint64 generation; /* of the model: a re-created model has a new one */
 	text *input;
 	int n;
-	GateHit hits[SIGNATURE_SIZE];
+	int32 ids[SIGNATURE_SIZE];
+	float *vectors; /* n x hidden unit vectors, in fn_mcxt */
 } CachedSignature;
 
 static int
 cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m, text *input,
-				 const char *what, GateHit **out)
+				 const char *what, float **out)
 {
 	Size len = VARSIZE_ANY_EXHDR(input);
 
@@ -129,8 +318,19 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 		VARSIZE_ANY_EXHDR(cache->input) != len ||
 		memcmp(VARDATA_ANY(cache->input), VARDATA_ANY(input), len) != 0)
 	{
+		float *v;
+
+		/* a sort by <~> computes one signature per row: a statement_timeout checkpoint */
+		INFER_CHECK_INTERRUPTS();
 		stats_cache(false);
-		cache->n = feature_signature(m, input, what, cache->hits);
+		cache->n = feature_signature(m, input, what, cache->ids);
+		v = signature_vectors(m, cache->ids, cache->n);
+		if (cache->vectors)
+			pfree(cache->vectors);
+		cache->vectors = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
+											sizeof(float) * (size_t) Max(cache->n, 1) * m->hidden);
+		memcpy(cache->vectors, v, sizeof(float) * (size_t) cache->n * m->hidden);
+		pfree(v);
 		if (cache->input)
 			pfree(cache->input);
 		cache->input = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARHDRSZ + len);
@@ -140,7 +340,7 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 	}
 	else
 		stats_cache(true);
-	*out = cache->hits;
+	*out = cache->vectors;
 	return cache->n;
 }
 
@@ -151,8 +351,8 @@ similar_texts(FunctionCallInfo fcinfo, int model_argno, const char *function)
 	text *b = required_text(fcinfo, 1, "b");
 	InferModel *m;
 	CachedSignature *cache = fcinfo->flinfo->fn_extra;
-	GateHit *sa;
-	GateHit *sb;
+	float *sa;
+	float *sb;
 	int na;
 	int nb;
 	double score;
@@ -165,7 +365,7 @@ similar_texts(FunctionCallInfo fcinfo, int model_argno, const char *function)
 			MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, 2 * sizeof(CachedSignature));
 	na = cached_signature(fcinfo, &cache[0], m, a, "a", &sa);
 	nb = cached_signature(fcinfo, &cache[1], m, b, "b", &sb);
-	score = signature_similarity(sa, na, sb, nb);
+	score = signature_similarity_vectors(sa, na, sb, nb, m->hidden);
 	stats_end(m, 1);
 	return score;
 }
@@ -192,7 +392,7 @@ infer_distance(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1) && !text_has_signature(PG_GETARG_TEXT_PP(1)))
 		PG_RETURN_NULL();
 	REMOTE_DISPATCH("infer_distance", 2);
-	PG_RETURN_FLOAT8(1.0 / (1.0 + similar_texts(fcinfo, 2, "infer_distance")));
+	PG_RETURN_FLOAT8(1.0 - similar_texts(fcinfo, 2, "infer_distance"));
 }
 
 /*
@@ -212,7 +412,7 @@ infer_signatures(PG_FUNCTION_ARGS)
 	int n;
 	InferModel *m;
 	text **inputs;
-	GateHit(*sigs)[SIGNATURE_SIZE];
+	int32(*sigs)[SIGNATURE_SIZE];
 	int *counts;
 	int64 rows = 0;
 
@@ -245,9 +445,11 @@ infer_signatures(PG_FUNCTION_ARGS)
 			bool isnull[4] = {false, false, false, false};
 
 			values[0] = Int32GetDatum(i + 1);
-			values[1] = Int32GetDatum(sigs[i][j].layer);
-			values[2] = Int32GetDatum(sigs[i][j].feature);
-			values[3] = Float8GetDatum(sigs[i][j].score);
+			/* a token signature: no layer, the token id, weight 1 */
+			isnull[1] = true;
+			values[1] = (Datum) 0;
+			values[2] = Int32GetDatum(sigs[i][j]);
+			values[3] = Float8GetDatum(1.0);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
 			rows++;
 		}
@@ -275,8 +477,9 @@ infer_similar_to_many(PG_FUNCTION_ARGS)
 	bool *nulls;
 	int n;
 	InferModel *m;
-	GateHit query_sig[SIGNATURE_SIZE];
+	int32 query_sig[SIGNATURE_SIZE];
 	int query_n;
+	float *query_vec;
 	Datum *scores;
 	ArrayType *result;
 
@@ -299,13 +502,14 @@ infer_similar_to_many(PG_FUNCTION_ARGS)
 							errhint("Pass NULL for a candidate to skip: its score is NULL.")));
 	m = model_arg(fcinfo, 2);
 	query_n = feature_signature(m, query, "query", query_sig);
+	query_vec = signature_vectors(m, query_sig, query_n);
 	scores = palloc(sizeof(Datum) * (n > 0 ? n : 1));
 	for (int b0 = 0; b0 < n; b0 += SIMILAR_MANY_BATCH)
 	{
 		int nb = Min(SIMILAR_MANY_BATCH, n - b0);
 		text **inputs = palloc(sizeof(text *) * nb);
 		int *index = palloc(sizeof(int) * nb);
-		GateHit(*sigs)[SIGNATURE_SIZE] = palloc(sizeof(*sigs) * nb);
+		int32(*sigs)[SIGNATURE_SIZE] = palloc(sizeof(*sigs) * nb);
 		int *counts = palloc(sizeof(int) * nb);
 		int ni = 0;
 
@@ -317,8 +521,13 @@ infer_similar_to_many(PG_FUNCTION_ARGS)
 			}
 		feature_signatures_batch(m, inputs, ni, sigs, counts);
 		for (int j = 0; j < ni; j++)
-			scores[index[j]] =
-				Float8GetDatum(signature_similarity(sigs[j], counts[j], query_sig, query_n));
+		{
+			float *v = signature_vectors(m, sigs[j], counts[j]);
+
+			scores[index[j]] = Float8GetDatum(
+				signature_similarity_vectors(v, counts[j], query_vec, query_n, m->hidden));
+			pfree(v);
+		}
 		pfree(inputs);
 		pfree(index);
 		pfree(sigs);

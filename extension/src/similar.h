@@ -20,23 +20,46 @@ text_has_signature(const text *t)
 	return len > 0 && len <= QUERY_TEXT_MAX;
 }
 
-/* Features kept in a text's signature. */
-#define SIGNATURE_SIZE 50
-
 /*
- * A text's top SIGNATURE_SIZE features with positive score over all layers,
- * best first, into out; returns how many (fewer when fewer are positive).
+ * A text's signature (definition version 2): the distinct token ids of its
+ * entity form mid-sentence (knowledge.h entity_tokens), in order of first
+ * occurrence, at most SIGNATURE_SIZE. Each token stands for a unit vector:
+ * for a model with inference weights, its knowledge state (the residual
+ * stream after the first knowledge-band layer when the model reads the
+ * token alone, centered on a vocabulary sample's mean); for a browse-level
+ * model, its input embedding minus the vocabulary's mean embedding.
  */
-extern int feature_signature(InferModel *m, text *input, const char *what, GateHit *out);
+#define SIGNATURE_SIZE 256
+#define SIGNATURE_VERSION 2
 
-/*
- * The signatures of n texts at once: the batched gate kernel reads each
- * layer's gate matrix once per batch of texts instead of once per text.
- */
+/* A text's signature into out (SIGNATURE_SIZE room); returns its length. */
+extern int feature_signature(InferModel *m, text *input, const char *what, int32 *out);
+
+/* The signatures of n texts (one tokenizer round per text). */
 extern void feature_signatures_batch(InferModel *m, text **inputs, int n,
-									 GateHit (*out)[SIGNATURE_SIZE], int *counts);
+									 int32 (*out)[SIGNATURE_SIZE], int *counts);
 
-/* The largest min(score_a, score_b) over shared features; 0 when none. */
-extern double signature_similarity(const GateHit *a, int na, const GateHit *b, int nb);
+/* The layer whose states the token vectors are (-1: input embeddings, browse level). */
+extern int signature_layer(const InferModel *m);
+
+/* The unit vectors of n signature tokens: n x m->hidden, palloc'd. */
+extern float *signature_vectors(InferModel *m, const int32 *ids, int n);
+
+/*
+ * The similarity of two signatures given as unit vectors: the mean over a's
+ * tokens of the best cosine with one of b's, and the same from b to a,
+ * averaged (symmetric, in [-1, 1], 1 for equal token sets; 0 when a side is empty).
+ */
+extern double signature_similarity_vectors(const float *a, int na, const float *b, int nb,
+										   int hidden);
+
+/* The dot product of two token vectors (every caller: the same bits). */
+extern float signature_dot(const float *x, const float *y, int hidden);
+
+/* The similarity from the dots of a's tokens (rows) with b's (columns), na x nb. */
+extern double signature_similarity_dots(const float *dots, int na, int nb);
+
+/* The same from token ids. */
+extern double signature_similarity(InferModel *m, const int32 *a, int na, const int32 *b, int nb);
 
 #endif /* PG_INFER_SIMILAR_H */

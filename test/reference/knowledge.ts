@@ -488,6 +488,118 @@ export class ReferenceModel {
     return 1 / (1 + this.similarTo(a, b))
   }
 
+  // ---- signature definition version 2 (similar.c) ---------------------------
+
+  /**
+   * Whether the tokenizer marks word starts with a space: at least 5 of its
+   * first 2000 tokens decode alone to a space and then an ASCII letter or digit.
+   */
+  private wordStarts?: boolean
+  marksWordStarts(): boolean {
+    if (this.wordStarts === undefined) {
+      let marked = 0
+      for (let i = 0; i < Math.min(this.vocab, 2000); i++)
+        if (/^ [A-Za-z0-9]/.test(this.tokenizer.decode([i]))) marked++
+      this.wordStarts = marked >= 5
+    }
+    return this.wordStarts
+  }
+
+  /**
+   * The entity form of a text as it occurs mid-sentence, with the leading
+   * space when the tokenizer marks word starts: a text with both ASCII cases
+   * as written; one all in lower or all in upper case re-cased word by word
+   * (words split at spaces) to whichever of lower case, title case (upper at
+   * a word start: after anything but an ASCII letter, a digit or a non-ASCII
+   * character) and as written has the fewest tokens mid-sentence (ties: as
+   * written, lower, title).
+   */
+  entityForm(text: string): string {
+    if (text.length === 0) throw new Error('empty text')
+    const prefix = this.marksWordStarts() ? ' ' : ''
+    const count = (t: string) => {
+      const n = this.tokenizer.encode(prefix + t, { add_special_tokens: false }).ids.length
+      return n === 0 ? Infinity : n
+    }
+    const title = (w: string) => {
+      let start = true
+      let out = ''
+      for (const ch of w) {
+        const letter = /[A-Za-z]/.test(ch)
+        out += letter ? (start ? ch.toUpperCase() : ch.toLowerCase()) : ch
+        start = !(letter || /[0-9]/.test(ch) || ch.codePointAt(0)! >= 0x80)
+      }
+      return out
+    }
+    if (/[a-z]/.test(text) !== /[A-Z]/.test(text)) {
+      const words = text.split(' ').map((w) => {
+        if (!w) return w
+        let best = w
+        let n = count(w)
+        for (const alt of [w.replace(/[A-Z]/g, (c) => c.toLowerCase()), title(w)]) {
+          if (alt === best) continue
+          const na = count(alt)
+          if (na < n) {
+            best = alt
+            n = na
+          }
+        }
+        return best
+      })
+      text = words.join(' ')
+    }
+    return prefix + text
+  }
+
+  /** A text's signature: the distinct tokens of its entity form, in order of first occurrence (at most 256). */
+  signatureTokens(text: string): number[] {
+    const ids = this.tokenize(this.entityForm(text), false)
+    return [...new Set(ids)].slice(0, 256)
+  }
+
+  /** A browse-level model's token vector: input embedding minus the vocabulary mean, unit length. */
+  private meanEmbedding?: Float64Array
+  tokenVector(id: number): Float64Array {
+    if (!this.meanEmbedding) {
+      const m = new Float64Array(this.hidden)
+      for (let v = 0; v < this.vocab; v++)
+        for (let h = 0; h < this.hidden; h++) m[h]! += this.embed[v * this.hidden + h]!
+      for (let h = 0; h < this.hidden; h++) m[h]! /= this.vocab
+      this.meanEmbedding = m
+    }
+    const v = new Float64Array(this.hidden)
+    let norm = 0
+    for (let h = 0; h < this.hidden; h++) {
+      v[h] = this.embed[id * this.hidden + h]! - this.meanEmbedding[h]!
+      norm += v[h]! * v[h]!
+    }
+    for (let h = 0; h < this.hidden; h++) v[h]! /= Math.sqrt(norm)
+    return v
+  }
+
+  /**
+   * similar_to of signature definition version 2 for a browse-level model:
+   * for every token of a the best cosine with a token of b, averaged, and
+   * the same from b to a; the two means averaged.
+   */
+  similarToTokens(a: string, b: string): number {
+    const va = this.signatureTokens(a).map((t) => this.tokenVector(t))
+    const vb = this.signatureTokens(b).map((t) => this.tokenVector(t))
+    const bestB = vb.map(() => -Infinity)
+    let sumA = 0
+    for (const x of va) {
+      let best = -Infinity
+      vb.forEach((y, j) => {
+        let d = 0
+        for (let h = 0; h < this.hidden; h++) d += x[h]! * y[h]!
+        best = Math.max(best, d)
+        bestB[j] = Math.max(bestB[j]!, d)
+      })
+      sumA += best
+    }
+    return (sumA / va.length + bestB.reduce((s, x) => s + x, 0) / vb.length) / 2
+  }
+
   /** Whether describe(subject)'s targets include the object (trimmed, lower-cased). */
   implies(subject: string, object: string): boolean {
     const o = object.trim().toLowerCase()

@@ -213,7 +213,7 @@ describe("the rest of pg_infer's surface", () => {
               infer_similarity('banana', 'France') as sim, NULL::text <~ 'France' as n`,
     )
     expect(rows[0]!.op).toBe(rows[0]!.fn)
-    expect(rows[0]!.sim).toBeCloseTo(ref.similarTo('banana', 'France'), 5)
+    expect(rows[0]!.sim).toBeCloseTo(ref.similarToTokens('banana', 'France'), 5)
     expect(rows[0]!.n).toBeNull()
   })
 
@@ -297,9 +297,11 @@ describe("the rest of pg_infer's surface", () => {
     )
   })
 
-  it('infer_embedding is the mean input embedding similar_to uses', async () => {
-    const { rows } = await db.query<{ e: number[] }>("select infer_embedding('South Africa') as e")
-    const want = ref.entityQuery('South Africa')
+  it("infer_embedding is the mean input embedding of the entity's tokens similar_to compares", async () => {
+    const { rows } = await db.query<{ e: number[] }>("select infer_embedding('south africa') as e")
+    // the case rule and the mid-sentence space: ' South Africa'
+    expect(ref.entityForm('south africa')).toBe(' South Africa')
+    const want = ref.entityQuery(' South Africa')
     expect(rows[0]!.e).toHaveLength(ref.hidden)
     rows[0]!.e.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThan(1e-6))
     expect((await sqlError(db, 'select infer_embedding(NULL)')).code).toBe('22004')

@@ -189,7 +189,7 @@ describe('choosing and failing', () => {
   })
 
   it('a worker that dies mid-call is a clear error, and the next query works', async () => {
-    const sql = "select count(*)::int as n from infer_signatures(array['France'], 'qf32')"
+    const sql = "select count(*)::int as n from walk('France', 10, 'qf32')"
     const before = await on('onnx', () => rows<{ n: number }>(sql))
     db.infer.compute.crashNextCall()
     const err = await on('onnx', () => sqlError(db, sql))
@@ -199,7 +199,7 @@ describe('choosing and failing', () => {
   })
 
   it('statement_timeout ends a call in the worker with 57014; the next call works', async () => {
-    const sql = "select count(*)::int as n from infer_signatures(array['France'], 'qf16')"
+    const sql = "select count(*)::int as n from walk('France', 10, 'qf16')"
     const before = await on('onnx', () => rows<{ n: number }>(sql))
     // the worker is busy for 5 s: the statement must not wait for it
     db.infer.compute.stallNextCall(5000)

@@ -81,7 +81,7 @@ describe('nearest_to', () => {
       score: number
       also: string
     }>('select * from nearest_to($1, $2, $3)', [entity, layer, top])
-    const want = ref.gateKnn(layer, ref.entityQuery(entity), top)
+    const want = ref.gateKnn(layer, ref.entityQuery(ref.entityForm(entity)), top)
     expect(rows.map((r) => [r.feature, r.token, r.also])).toEqual(
       want.map((w) => [
         w.feature,
@@ -137,7 +137,7 @@ describe('describe_layers', () => {
         gate_score: number
         also: string
       }>('select * from describe_layers($1)', [entity])
-      const cands = ref.describeCandidates(entity, 20)
+      const cands = ref.describeCandidates(ref.entityForm(entity), 20)
       const thr = ref.describeThreshold(cands, 0)
       const self = entity.toLowerCase()
       const want = cands

@@ -407,9 +407,9 @@ describe('maintenance commands work on infer._models and its model indexes', () 
 
 describe('plans and defaults: an index scan answers what the sort answers', () => {
   it('under another infer.default_model, a cached generic plan and enable_seqscan = off', async () => {
-    const other = editedCopy(browse, (i) => (i.embed_scale = i.embed_scale * 0.25), 'other-model')
+    // another model: the same weights at level inference compare knowledge states, not embeddings
     await db.query("select infer_create_model('pa', $1)", [browse])
-    await db.query("select infer_create_model('pb', $1)", [other])
+    await db.query("select infer_create_model('pb', $1, 'inference')", [inference])
     await db.exec('create table plan_docs (id int, t text)')
     await db.query(
       'insert into plan_docs select i, w from unnest($1::text[]) with ordinality u(w, i)',
@@ -495,13 +495,13 @@ describe('no use after free', () => {
 
 describe('no stale signatures', () => {
   it("similar_to within a statement that re-creates its model: the statement's snapshot, then the new model", async () => {
-    const scaled = editedCopy(browse, (i) => (i.embed_scale = i.embed_scale * 3), 'restale')
+    // re-created at level inference: similar_to then compares knowledge states
     await db.query("select infer_create_model('sc', $1)", [browse])
     await db.query(
       `create function infer.swap_sc() returns int language plpgsql as $$
        begin
          perform infer_drop_model('sc');
-         perform infer_create_model('sc', '${scaled}');
+         perform infer_create_model('sc', '${inference}', 'inference');
          return 1;
        end $$`,
     )
@@ -519,9 +519,14 @@ describe('no stale signatures', () => {
     expect(rows[1]!.s).toBeCloseTo(rows[0]!.s, 10)
     // ... and the next statement scores the re-created one
     expect(fresh).not.toBeCloseTo(rows[0]!.s, 6)
-    expect(fresh).toBeCloseTo(rows[0]!.s * 3, 4)
+    await db.query("select infer_create_model('sc2', $1, 'inference')", [inference])
+    const want = (
+      await db.query<{ s: number }>("select similar_to('France', 'Germany', 'sc2') as s")
+    ).rows[0]!.s
+    expect(fresh).toBe(want)
     await db.exec('drop function infer.swap_sc()')
     await db.query("select infer_drop_model('sc')")
+    await db.query("select infer_drop_model('sc2')")
   })
 })
 

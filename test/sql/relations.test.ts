@@ -116,12 +116,23 @@ describe('relations on an inference-level model', () => {
       ['capital', 'New Delhi'],
       ['currency', 'rupee'],
     ])
-    // a one-token object: confidence = infer()'s probability of it
+    // a one-token object: confidence = infer()'s probability of it x fit / (fit + 0.01),
+    // the subject's fit being the best over the templates of its one token ' India'
+    // against the token the model expected most there
     const next = await db.query<{ token: string; probability: number }>(
       "select * from infer('The currency of India is the', 1, 'q')",
     )
     expect(next.rows[0]!.token).toBe(' rupee')
-    expect(rows[1]!.confidence).toBeCloseTo(next.rows[0]!.probability, 9)
+    let fit = 0
+    for (const prefix of ['The capital of', 'The currency of']) {
+      const { rows: d } = await db.query<{ token: string; probability: number }>(
+        'select token, probability from infer($1, 2595, $2)',
+        [prefix, 'q'],
+      )
+      fit = Math.max(fit, d.find((t) => t.token === ' India')!.probability / d[0]!.probability)
+    }
+    expect(fit).toBeGreaterThan(0.1)
+    expect(rows[1]!.confidence).toBeCloseTo((next.rows[0]!.probability * fit) / (fit + 0.01), 6)
     // two tokens: the product of both probabilities, below the first one
     expect(rows[0]!.confidence).toBeGreaterThan(0.5)
     expect(rows[0]!.confidence).toBeLessThanOrEqual(1)
