@@ -132,7 +132,8 @@ AS 'MODULE_PATHNAME', 'infer_server_stats'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- What this backend holds in memory.
-CREATE FUNCTION infer_loaded_models(OUT name text, OUT bytes bigint)
+-- bytes: in the WASM heap; compute_bytes: held by a host compute backend.
+CREATE FUNCTION infer_loaded_models(OUT name text, OUT bytes bigint, OUT compute_bytes bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'infer_loaded_models'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -147,7 +148,8 @@ RETURNS TABLE (
     num_layers int, hidden_size int, vocab_size int,
     registered_at timestamptz, backend text, server_url text,
     architecture text, features int, dtype text, bytes bigint,
-    loaded boolean, name text, layers int, hidden int, vocab int)
+    loaded boolean, name text, layers int, hidden int, vocab int,
+    compute text, compute_bytes bigint)
 LANGUAGE sql VOLATILE
 AS $$
     SELECT m.name,
@@ -159,7 +161,11 @@ AS $$
                      current_setting('infer.data_directory') || '/' || m.source END,
            m.source, m.extract_level, m.layers, m.hidden, m.vocab, m.created_at,
            m.backend, m.server_url, m.architecture, m.features, m.dtype,
-           coalesce(l.bytes, 0), l.name IS NOT NULL, m.name, m.layers, m.hidden, m.vocab
+           coalesce(l.bytes, 0), l.name IS NOT NULL, m.name, m.layers, m.hidden, m.vocab,
+           -- what computes its gate passes in this session ('auto' is 'wasm' today)
+           CASE WHEN m.backend = 'remote' THEN 'remote'
+                WHEN current_setting('infer.compute', true) = 'onnx' THEN 'onnx' ELSE 'wasm' END,
+           coalesce(l.compute_bytes, 0)
     FROM infer.models m LEFT JOIN infer_loaded_models() l ON l.name = m.name
     ORDER BY m.name
 $$;

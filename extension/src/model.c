@@ -863,7 +863,7 @@ infer_drop_model(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("model '%s' dropped", name)));
 }
 
-/* infer_loaded_models() -> setof (name text, bytes bigint) */
+/* infer_loaded_models() -> setof (name text, bytes bigint, compute_bytes bigint) */
 Datum
 infer_loaded_models(PG_FUNCTION_ARGS)
 {
@@ -872,11 +872,12 @@ infer_loaded_models(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < nloaded; i++)
 	{
-		Datum values[2];
-		bool nulls[2] = {false, false};
+		Datum values[3];
+		bool nulls[3] = {false, false, false};
 
 		values[0] = CStringGetTextDatum(loaded[i]->name);
 		values[1] = Int64GetDatum((int64) loaded[i]->bytes);
+		values[2] = Int64GetDatum(stats_compute_bytes_of(loaded[i]->name));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

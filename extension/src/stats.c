@@ -167,8 +167,8 @@ stats_compute_bytes(const char *model, int64 bytes)
 	compute[ncompute++].bytes = bytes;
 }
 
-static int64
-compute_bytes_of(const char *model)
+int64
+stats_compute_bytes_of(const char *model)
 {
 	for (int i = 0; i < ncompute; i++)
 		if (strcmp(compute[i].model, model) == 0)
@@ -215,7 +215,7 @@ infer_stats(PG_FUNCTION_ARGS)
 		values[5] = Int64GetDatum(e->hits);
 		values[6] = Int64GetDatum(e->misses);
 		values[7] = Int64GetDatum(m ? (int64) m->bytes : 0);
-		values[8] = Int64GetDatum(m ? compute_bytes_of(e->model) : 0);
+		values[8] = Int64GetDatum(m ? stats_compute_bytes_of(e->model) : 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

@@ -35,6 +35,7 @@ extern void stats_cache(bool hit);
 
 /* Bytes of a model a host compute backend holds now (compute.c: uploads and frees). */
 extern void stats_compute_bytes(const char *model, int64 bytes);
+extern int64 stats_compute_bytes_of(const char *model);
 
 /* An INFO line when infer.log_level is info or debug. */
 #define infer_log_info(...)                                                                        \

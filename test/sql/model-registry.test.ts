@@ -51,6 +51,8 @@ describe('infer_create_model / infer_models / infer_drop_model', () => {
         extract_level: 'browse',
         bytes,
         loaded: true,
+        compute: 'wasm',
+        compute_bytes: 0,
       },
     ])
     expect((await db.query("select infer_drop_model('q') as r")).rows).toEqual([

@@ -98,6 +98,15 @@ describe('infer_stats', () => {
     await db.exec('reset infer.compute')
     // 6 layers x 1024 features x 256 hidden as f32
     expect(s.get('b/walk')!.compute_bytes).toBe(6 * 1024 * 256 * 4)
+    // infer_models() says which backend computes a model, and what it holds there
+    await db.exec("set infer.compute = 'onnx'")
+    const onnx = await db.query(
+      "select compute, compute_bytes from infer_models() where model_name = 'b'",
+    )
+    await db.exec('reset infer.compute')
+    expect(onnx.rows).toEqual([{ compute: 'onnx', compute_bytes: 6 * 1024 * 256 * 4 }])
+    const wasm = await db.query("select compute from infer_models() where model_name = 'b'")
+    expect(wasm.rows).toEqual([{ compute: 'wasm' }])
   })
 })
 
