@@ -3,12 +3,12 @@
 // multi-signal CTE combining <~>, <=>, similarity() and ts_rank, with the
 // vector literal replaced by infer_embed(...) (pg_infer_vector) and N the
 // model's hidden size.
-import type { PGlite } from '@electric-sql/pglite'
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { vector } from 'pglite-infer/vector'
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { openDbWith } from '../helpers/db.js'
+import { PGlite } from '@electric-sql/pglite'
+import { testPgInfer } from '../helpers/db.js'
 import { QWEN_FIXTURE } from '../helpers/paths.js'
 import { fixtureVindex } from '../helpers/vindex.js'
 
@@ -52,13 +52,15 @@ ORDER BY combined_score DESC
 LIMIT 10`
 
 beforeAll(async () => {
-  db = await openDbWith(
-    { vector, pg_trgm },
-    `CREATE EXTENSION IF NOT EXISTS pg_infer;
-     CREATE EXTENSION IF NOT EXISTS vector;
-     CREATE EXTENSION IF NOT EXISTS pg_trgm;
-     CREATE EXTENSION pg_infer_vector;`,
-  )
+  // A fresh database, not a testing-helper snapshot: in two of three fresh
+  // clones the snapshot path left this file spinning at full CPU (a
+  // synchronous loop inside WASM, cause not yet found); a direct create
+  // has never done so.
+  db = await PGlite.create({ extensions: { infer: testPgInfer(), vector, pg_trgm } })
+  await db.exec(`CREATE EXTENSION IF NOT EXISTS pg_infer;
+                 CREATE EXTENSION IF NOT EXISTS vector;
+                 CREATE EXTENSION IF NOT EXISTS pg_trgm;
+                 CREATE EXTENSION pg_infer_vector;`)
   await db.query("select infer_create_model('q', $1)", [await fixtureVindex('f16')])
   await db.exec("set infer.default_model = 'q'")
   const facts: Fact[] = readFileSync(`${QWEN_FIXTURE}/facts.jsonl`, 'utf8')
