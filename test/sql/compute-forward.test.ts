@@ -248,6 +248,21 @@ describe('robustness', () => {
     })
   })
 
+  it("runs' KV caches leave the worker with their runs, also after an error", async () => {
+    await on('onnx', async () => {
+      await db.query("select * from infer('Once upon a time', 3, 's')")
+      await db.query("select * from infer_answer('Once upon a time there was a', 's')")
+      await db.query("select * from describe('France', 'q')")
+      expect(db.infer.compute.openRuns()).toBe(0)
+      await db.exec('begin')
+      await db.query("select * from infer('Once upon a time', 3, 's')")
+      const e = await sqlError(db, 'select 1/0')
+      expect(e.code).toBe('22012')
+      await db.exec('rollback')
+      expect(db.infer.compute.openRuns()).toBe(0)
+    })
+  })
+
   it('the worker holds the forward weights: infer_models().compute_bytes', async () => {
     await on('onnx', () => db.query("select * from infer('Once upon a time', 1, 's')"))
     const { rows } = await db.query<{ compute_bytes: string }>(

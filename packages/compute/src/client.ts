@@ -146,6 +146,15 @@ export class ComputeClient {
     }
   }
 
+  /**
+   * How many runs hold a KV cache in the worker (0 without a worker): each
+   * is freed when C frees its run, at the latest at transaction end.
+   */
+  openRuns(): number {
+    if (!this.worker || this.worker.threadId === -1) return 0
+    return this.call({ op: 'openRuns' }, [])
+  }
+
   /** Forgets a model in the worker; never throws, never waits. */
   dropModel(model: string): void {
     const had = this.loaded.delete(model)
@@ -209,7 +218,8 @@ export class ComputeClient {
     return { worker, control: new Int32Array(control, 0, 4) }
   }
 
-  private call(request: Request, transfer: ArrayBuffer[], statementLeftMs?: number): void {
+  /** Posts a request and blocks until the worker answers; returns the answer's length. */
+  private call(request: Request, transfer: ArrayBuffer[], statementLeftMs?: number): number {
     const { worker, control } = this.start()
     Atomics.store(control, 0, STATUS_PENDING)
     worker.postMessage(request, transfer)
@@ -237,8 +247,8 @@ export class ComputeClient {
       Atomics.wait(control, 0, STATUS_PENDING, Math.min(left, POLL_MS))
     }
     const status = Atomics.load(control, 0)
-    if (status === STATUS_OK) return
     const length = Atomics.load(control, 1)
+    if (status === STATUS_OK) return length
     const text = new TextDecoder().decode(new Uint8Array(this.control!, ERROR_AT, length).slice())
     if (status === STATUS_DEAD) {
       this.worker = undefined

@@ -240,6 +240,10 @@ export class OnnxBackend implements ComputeBackend {
     this.runs.delete(run)
   }
 
+  openRuns(): number {
+    return this.runs.size
+  }
+
   private sessionOptions(): Ort.InferenceSession.SessionOptions {
     return {
       executionProviders: ['cpu'],

@@ -47,3 +47,5 @@ export type Request =
       stallMs?: number
     })
   | { op: 'endRun'; run: number }
+  /** How many runs hold a KV cache in the worker (the answer's length field). */
+  | { op: 'openRuns' }

@@ -114,6 +114,8 @@ export interface ComputeBackend {
   forwardStep(request: ForwardStepRequest): Promise<ForwardStepResult>
   /** Frees a run's KV cache; unknown runs are ignored. */
   endRun(run: number): void
+  /** How many runs hold a KV cache now. */
+  openRuns(): number
   dispose(): Promise<void>
 }
 

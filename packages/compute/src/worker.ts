@@ -69,6 +69,9 @@ async function serve(req: Request): Promise<void> {
     case 'endRun':
       b.endRun(req.run)
       return
+    case 'openRuns':
+      report(STATUS_OK, b.openRuns())
+      return
     case 'loadForward':
       await b.loadForward(req.model, req.weights)
       report(STATUS_OK, 0)
