@@ -228,7 +228,7 @@ describe('robustness', () => {
     })
   })
 
-  it('statement_timeout ends a step that is past its deadline with 57014', async () => {
+  it('statement_timeout ends a step with 57014 within 100 ms of the deadline', async () => {
     await on('onnx', async () => {
       await db.query("select * from infer('The capital of France is', 3, 'q')")
       db.infer.compute.stallNextCall(5000)
@@ -237,7 +237,8 @@ describe('robustness', () => {
       try {
         const e = await sqlError(db, "select * from infer('The capital of France is', 3, 'q')")
         expect(e.code).toBe('57014')
-        expect(Date.now() - t).toBeLessThan(300 + 400)
+        // measured 318-334 ms: the client waits in 50 ms slices
+        expect(Date.now() - t).toBeLessThan(300 + 100)
       } finally {
         await db.exec('reset statement_timeout')
       }
