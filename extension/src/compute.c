@@ -103,7 +103,7 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 			host_compute_load_gate(key, l, m->layers, &m->gate[l]);
 			bytes += (int64) m->gate[l].rows * m->gate[l].hidden * sizeof(float);
 		}
-		stats_compute_bytes(m->name, bytes);
+		stats_compute_bytes(m->name, COMPUTE_PART_GATE, bytes);
 		infer_log_info("pg_infer: compute backend \"onnx\" now holds model \"%s\" (" INT64_FORMAT
 					   " bytes of gate rows)",
 					   m->name, bytes);
@@ -162,7 +162,7 @@ compute_model_freed(InferModel *m)
 
 	model_key(m, key, sizeof(key));
 	host_compute_drop(key);
-	stats_compute_bytes(m->name, 0);
+	stats_compute_bytes(m->name, COMPUTE_PART_ALL, 0);
 }
 
 /* ---- the forward step ---- */
@@ -321,7 +321,7 @@ host_forward_load(InferModel *m, const char *key)
 	host_compute_load_forward(key, spec, nwords);
 	pfree(spec);
 
-	stats_compute_bytes(m->name, stats_compute_bytes_of(m->name) + bytes);
+	stats_compute_bytes(m->name, COMPUTE_PART_FORWARD, bytes);
 	infer_log_info("pg_infer: compute backend \"onnx\" now holds the forward weights of model "
 				   "\"%s\" (" INT64_FORMAT " bytes of matrices)",
 				   m->name, bytes);

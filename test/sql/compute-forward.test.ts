@@ -264,11 +264,21 @@ describe('robustness', () => {
     })
   })
 
-  it('the worker holds the forward weights: infer_models().compute_bytes', async () => {
+  it('the worker holds the forward weights: infer_models().compute_bytes, counted once', async () => {
+    const bytes = async () =>
+      Number(
+        (
+          await db.query<{ compute_bytes: string }>(
+            "select compute_bytes from infer_models() where name = 's'",
+          )
+        ).rows[0]!.compute_bytes,
+      )
     await on('onnx', () => db.query("select * from infer('Once upon a time', 1, 's')"))
-    const { rows } = await db.query<{ compute_bytes: string }>(
-      "select compute_bytes from infer_models() where name = 's'",
-    )
-    expect(Number(rows[0]!.compute_bytes)).toBeGreaterThan(0)
+    const held = await bytes()
+    expect(held).toBeGreaterThan(0)
+    // a new worker gets the weights again: still counted once
+    await db.infer.compute.terminate()
+    await on('onnx', () => db.query("select * from infer('Once upon a time', 1, 's')"))
+    expect(await bytes()).toBe(held)
   })
 })
