@@ -239,10 +239,12 @@ pgi_host_compute_load_tensor(int backend, const char *key, const char *name, con
 }
 
 static int
-pgi_host_compute_load_forward(int backend, const char *key, const double *spec, int nwords)
+pgi_host_compute_load_forward(int backend, const char *key, const double *spec, int nwords,
+							  int deadline_ms)
 {
-	return CALL_HOOK(HOOK_COMPUTE_LOAD_FORWARD, int (*)(int, const char *, const double *, int),
-					 backend, key, spec, nwords);
+	return CALL_HOOK(HOOK_COMPUTE_LOAD_FORWARD,
+					 int (*)(int, const char *, const double *, int, int), backend, key, spec,
+					 nwords, deadline_ms);
 }
 
 typedef int (*ForwardStepHook)(int, const char *, int, int, const int32 *, int, int, int);
@@ -517,7 +519,10 @@ host_compute_load_tensor(const char *key, const char *name, const void *data, in
 void
 host_compute_load_forward(const char *key, const double *spec, int nwords)
 {
-	int rc = pgi_host_compute_load_forward(infer_compute, key, spec, nwords);
+	/* the worker builds its session now (seconds for a large model): under the statement's deadline
+	 */
+	int rc =
+		pgi_host_compute_load_forward(infer_compute, key, spec, nwords, infer_deadline_left_ms());
 
 	if (rc < 0)
 		raise_host_error("compute_load_forward", rc);

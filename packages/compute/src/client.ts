@@ -101,7 +101,8 @@ export class ComputeClient {
     return this.worker !== undefined && this.worker.threadId !== -1 && this.loadedForward.has(model)
   }
 
-  loadForward(model: string, weights: ForwardWeights): void {
+  /** `statementLeftMs`: the session build counts against statement_timeout (57014 past it). */
+  loadForward(model: string, weights: ForwardWeights, statementLeftMs?: number): void {
     const transfer = new Set<ArrayBuffer>([weights.spec.buffer as ArrayBuffer])
     for (const t of Object.values(weights.tensors)) {
       transfer.add(t.data.buffer as ArrayBuffer)
@@ -109,7 +110,7 @@ export class ComputeClient {
         for (const a of [t.fixups.rows, t.fixups.cols, t.fixups.values])
           transfer.add(a.buffer as ArrayBuffer)
     }
-    this.call({ op: 'loadForward', model, weights }, [...transfer])
+    this.call({ op: 'loadForward', model, weights }, [...transfer], statementLeftMs)
     this.loadedForward.add(model)
   }
 

@@ -289,6 +289,7 @@ export class HostBridge {
     key: number,
     spec: number,
     nwords: number,
+    deadlineMs: number,
   ): number {
     return this.run(() => {
       checkBackend(backend)
@@ -298,7 +299,11 @@ export class HostBridge {
       const words = new Float64Array(mod.HEAPU8.buffer, spec, nwords).slice()
       // compute.h ForwardSpecWord: FS_LAYERS 1, FS_HIDDEN 2, FS_VOCAB 3, FS_INTERMEDIATE 7
       this.forwardShapes.set(model, [words[2]!, words[3]!, words[1]!, words[7]!])
-      this.compute.loadForward(model, { spec: words, tensors })
+      this.compute.loadForward(
+        model,
+        { spec: words, tensors },
+        deadlineMs >= 0 ? deadlineMs : undefined,
+      )
       return new Uint8Array(0)
     })
   }

@@ -33,7 +33,7 @@ export const HOST_HOOKS = [
   ['computeLoadGate', 'iiiiiiiiiii'],
   ['computeDrop', 'ii'],
   ['computeLoadTensor', 'iiiiiiiiii'],
-  ['computeLoadForward', 'iiiii'],
+  ['computeLoadForward', 'iiiiii'],
   ['computeForwardStep', 'iiiiiiiii'],
   ['computeForwardEnd', 'ii'],
   ['remoteRequest', 'iiiiiiiiii'],
