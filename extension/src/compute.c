@@ -224,7 +224,8 @@ matrix_bytes(const Matrix *w)
 /*
  * Hands the backend every forward weight of the model, from C's heap, by
  * role name (packages/compute/src/forward.ts reads the same names), then the
- * architecture. GPT-2's fused c_attn goes as its q/k/v views.
+ * architecture. GPT-2's fused c_attn goes as its q/k/v views. "l0.q" goes
+ * first: the host starts a new load with it (bridge.ts).
  */
 static void
 host_forward_load(InferModel *m, const char *key)

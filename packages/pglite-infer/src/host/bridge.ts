@@ -268,7 +268,9 @@ export class HostBridge {
     return this.run(() => {
       checkBackend(backend)
       const model = readCString(mod, key)
-      let pending = this.forwardLoads.get(model)
+      const role = readCString(mod, name)
+      // compute.c sends l0.q first: a load cut short (an error, a timeout) leaves nothing behind
+      let pending = role === 'l0.q' ? undefined : this.forwardLoads.get(model)
       if (!pending) this.forwardLoads.set(model, (pending = {}))
       const n = rows * cols
       const heap = mod.HEAPU8.buffer
@@ -277,7 +279,7 @@ export class HostBridge {
           ? { rows, cols, dtype: 'f16', data: new Uint16Array(heap, data, n).slice() }
           : { rows, cols, dtype: 'f32', data: new Float32Array(heap, data, n).slice() }
       if (nfix > 0) t.fixups = readFixups(heap, fix, nfix)
-      pending[readCString(mod, name)] = t
+      pending[role] = t
       return new Uint8Array(0)
     })
   }
