@@ -14,6 +14,7 @@
 
 #include "postgres.h"
 
+#include "forward.h"
 #include "gate_knn.h"
 #include "model.h"
 
@@ -50,5 +51,65 @@ extern void compute_gate_topk(InferModel *m, const GatePass *pass, TopK *out);
  * retired model is freed (transaction end): never raises.
  */
 extern void compute_model_freed(InferModel *m);
+
+/* ---- the forward step (forward.c's ForwardRun) ---- */
+
+/*
+ * The backend a run that begins now steps on: infer.compute ('auto' is
+ * 'wasm' today). forward_begin records it in the run; forward_step and
+ * forward_logits dispatch on it, so callers (infer.c, predict.c, walk.c,
+ * similar.c, ...) never name a backend.
+ */
+extern ComputeBackendKind compute_forward_backend(void);
+
+/*
+ * A run on a host backend: gives it an id there and arranges for the
+ * backend to free its KV cache when the run's memory context goes (run end,
+ * transaction end, error).
+ */
+extern void compute_forward_begin(ForwardRun *run);
+
+/*
+ * One step of n tokens (prefill or decode) on the run's host backend: one
+ * host call, which keeps the KV cache in the backend and returns the last
+ * position's residual (run->last), logits (run->logits) and, when the run
+ * asked, the captured FFN activations and residuals of every layer. Loads
+ * the model's forward weights into the backend first when it lacks them.
+ */
+extern void compute_forward_step(ForwardRun *run, const int32 *ids, int n);
+
+/*
+ * What a host backend is told about a model's architecture with its forward
+ * weights: float64 words, FS_FIXED_WORDS of them, then one per layer (1:
+ * sliding-window attention). Keep in step with packages/compute/src/forward.ts
+ * (ForwardSpecWord).
+ */
+#define FORWARD_SPEC_VERSION 1
+typedef enum ForwardSpecWord
+{
+	FS_VERSION,
+	FS_LAYERS,
+	FS_HIDDEN,
+	FS_VOCAB,
+	FS_HEADS,
+	FS_KV_HEADS,
+	FS_HEAD_DIM,
+	FS_INTERMEDIATE,
+	FS_LAYERNORM,
+	FS_NORM_OFFSET,
+	FS_NORM_EPS,
+	FS_LEARNED_POSITIONS,
+	FS_ACTIVATION,
+	FS_PLAIN_FFN,
+	FS_TIED,
+	FS_QK_NORM,
+	FS_SANDWICH,
+	FS_SLIDING_WINDOW,
+	FS_ATTN_SCALE,
+	FS_ATTN_SOFTCAP,
+	FS_FINAL_SOFTCAP,
+	FS_EMBED_SCALE,
+	FS_FIXED_WORDS
+} ForwardSpecWord;
 
 #endif /* PG_INFER_COMPUTE_H */

@@ -32,6 +32,7 @@
 #include "utils/memutils.h"
 #include "varatt.h"
 
+#include "compute.h"
 #include "forward.h"
 #include "guc.h"
 #include "host.h"
@@ -573,10 +574,12 @@ step_bytes(const InferModel *m, const ForwardModel *fm, int n, int capacity)
 	return (n * per_token + capacity + m->vocab) * sizeof(float) + 64 * 1024;
 }
 
+/* kv_in_heap: false when a host backend keeps the KV cache (compute.c) */
 static void
-check_run_limits(InferModel *m, ForwardModel *fm, int capacity, int max_step)
+check_run_limits(InferModel *m, ForwardModel *fm, int capacity, int max_step, bool kv_in_heap)
 {
-	size_t need = kv_bytes(m, fm, capacity) + step_bytes(m, fm, max_step, capacity);
+	size_t need =
+		(kv_in_heap ? kv_bytes(m, fm, capacity) : 0) + step_bytes(m, fm, max_step, capacity);
 	size_t allowed = (size_t) infer_max_memory_mb * 1024 * 1024;
 	size_t used = model_loaded_bytes();
 	size_t left = allowed > used ? allowed - used : 0;
@@ -608,17 +611,23 @@ forward_begin(InferModel *m, int capacity, int max_step, bool capture_act, bool 
 	ForwardModel *fm = forward_require(m, "the forward pass");
 	ForwardRun *run = palloc0(sizeof(ForwardRun));
 
-	check_run_limits(m, fm, capacity, max_step);
+	run->backend = compute_forward_backend();
+	check_run_limits(m, fm, capacity, max_step, run->backend == COMPUTE_WASM);
 	run->m = m;
 	run->fm = fm;
 	run->capacity = capacity;
-	run->kcache = palloc_extended(kv_bytes(m, fm, capacity) / 2, MCXT_ALLOC_HUGE);
-	run->vcache = palloc_extended(kv_bytes(m, fm, capacity) / 2, MCXT_ALLOC_HUGE);
+	if (run->backend == COMPUTE_WASM)
+	{
+		run->kcache = palloc_extended(kv_bytes(m, fm, capacity) / 2, MCXT_ALLOC_HUGE);
+		run->vcache = palloc_extended(kv_bytes(m, fm, capacity) / 2, MCXT_ALLOC_HUGE);
+	}
 	run->last = palloc0(sizeof(float) * m->hidden);
 	if (capture_act)
 		run->capture.act = palloc0(sizeof(float) * m->layers * fm->intermediate);
 	if (capture_resid)
 		run->capture.resid = palloc0(sizeof(float) * m->layers * m->hidden);
+	if (run->backend != COMPUTE_WASM)
+		compute_forward_begin(run);
 	return run;
 }
 
@@ -815,6 +824,11 @@ forward_step(ForwardRun *run, const int32 *ids, int n)
 			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
 							errmsg("token id %d is outside model \"%s\"'s vocabulary (%d)", ids[t],
 								   m->name, m->vocab)));
+	if (run->backend != COMPUTE_WASM)
+	{
+		compute_forward_step(run, ids, n);
+		return;
+	}
 	x = palloc_extended(sizeof(float) * n * H, MCXT_ALLOC_HUGE);
 	embed_tokens(run, x, ids, n);
 	for (int l = 0; l < m->layers; l++)
@@ -836,8 +850,14 @@ forward_logits(ForwardRun *run, const float *resid, float *logits)
 {
 	ForwardModel *fm = run->fm;
 	int H = run->m->hidden;
-	float *h = palloc(sizeof(float) * H);
+	float *h;
 
+	if (run->have_logits && resid == run->last)
+	{
+		memcpy(logits, run->logits, sizeof(float) * run->m->vocab);
+		return;
+	}
+	h = palloc(sizeof(float) * H);
 	norm(fm, h, resid, H, fm->final_norm, fm->final_norm_bias);
 	matmul(logits, &fm->lm_head, h, 1, NULL);
 	if (fm->final_softcap > 0)

@@ -142,16 +142,26 @@ typedef struct ForwardCapture
 	float *resid; /* [layers x hidden]: the residual stream after each layer */
 } ForwardCapture;
 
-/* A sequence being run: its KV cache and the last position's state. */
+/*
+ * A sequence being run: its KV cache and the last position's state. The
+ * backend (compute.h: infer.compute when the run began) runs its steps:
+ * 'wasm' here, with the KV cache in kcache/vcache; a host backend in its
+ * worker, which keeps the KV cache under host_run and answers each step
+ * with the last position's residual, logits and captures (compute.c).
+ */
 typedef struct ForwardRun
 {
 	struct InferModel *m;
 	ForwardModel *fm;
 	int capacity;           /* positions the cache holds */
 	int n;                  /* positions done */
-	float *kcache, *vcache; /* [layers][capacity][kv_heads * head_dim] */
+	float *kcache, *vcache; /* [layers][capacity][kv_heads * head_dim]; wasm only */
 	float *last;            /* hidden: residual stream at the last position */
 	ForwardCapture capture;
+	int backend;   /* ComputeBackendKind serving the steps */
+	int host_run;  /* host backend: the run's id there */
+	float *logits; /* host backend: vocab logits of `last`, from the last step */
+	bool have_logits;
 } ForwardRun;
 
 /*
@@ -166,7 +176,10 @@ extern ForwardRun *forward_begin(struct InferModel *m, int capacity, int max_ste
 /* Runs `n` more tokens through the model. */
 extern void forward_step(ForwardRun *run, const int32 *ids, int n);
 
-/* Logits (vocab) of a residual vector: final norm, lm_head, soft-capping. */
+/*
+ * Logits (vocab) of a residual vector: final norm, lm_head, soft-capping. For
+ * run->last on a host backend, the logits its last step returned.
+ */
 extern void forward_logits(ForwardRun *run, const float *resid, float *logits);
 
 /*

@@ -69,6 +69,10 @@ typedef enum HostHook
 	HOOK_COMPUTE_GATE_TOPK,
 	HOOK_COMPUTE_LOAD_GATE,
 	HOOK_COMPUTE_DROP,
+	HOOK_COMPUTE_LOAD_TENSOR,
+	HOOK_COMPUTE_LOAD_FORWARD,
+	HOOK_COMPUTE_FORWARD_STEP,
+	HOOK_COMPUTE_FORWARD_END,
 	HOOK_REMOTE_REQUEST,
 	HOOK_TAKE,
 	HOOK_ERROR_LEN,
@@ -221,6 +225,42 @@ static int
 pgi_host_compute_drop(const char *key)
 {
 	return CALL_HOOK(HOOK_COMPUTE_DROP, int (*)(const char *), key);
+}
+
+typedef int (*LoadTensorHook)(int, const char *, const char *, const void *, int, int, int,
+							  const void *, int);
+
+static int
+pgi_host_compute_load_tensor(int backend, const char *key, const char *name, const void *data,
+							 int rows, int cols, int dtype, const void *fix, int nfix)
+{
+	return CALL_HOOK(HOOK_COMPUTE_LOAD_TENSOR, LoadTensorHook, backend, key, name, data, rows, cols,
+					 dtype, fix, nfix);
+}
+
+static int
+pgi_host_compute_load_forward(int backend, const char *key, const double *spec, int nwords,
+							  int deadline_ms)
+{
+	return CALL_HOOK(HOOK_COMPUTE_LOAD_FORWARD,
+					 int (*)(int, const char *, const double *, int, int), backend, key, spec,
+					 nwords, deadline_ms);
+}
+
+typedef int (*ForwardStepHook)(int, const char *, int, int, const int32 *, int, int, int);
+
+static int
+pgi_host_compute_forward_step(int backend, const char *key, int run, int pos, const int32 *ids,
+							  int n, int want, int deadline_ms)
+{
+	return CALL_HOOK(HOOK_COMPUTE_FORWARD_STEP, ForwardStepHook, backend, key, run, pos, ids, n,
+					 want, deadline_ms);
+}
+
+static int
+pgi_host_compute_forward_end(int run)
+{
+	return CALL_HOOK(HOOK_COMPUTE_FORWARD_END, int (*)(int), run);
 }
 
 typedef int (*RemoteRequestHook)(const char *, int, const char *, const char *, int, int, int, int,
@@ -465,6 +505,55 @@ host_compute_drop(const char *key)
 	(void) pgi_host_compute_drop(key);
 }
 
+void
+host_compute_load_tensor(const char *key, const char *name, const void *data, int rows, int cols,
+						 bool is_f16, const void *fix, int nfix)
+{
+	int rc = pgi_host_compute_load_tensor(infer_compute, key, name, data, rows, cols,
+										  is_f16 ? 1 : 0, fix, nfix);
+
+	if (rc < 0)
+		raise_host_error("compute_load_tensor", rc);
+}
+
+void
+host_compute_load_forward(const char *key, const double *spec, int nwords)
+{
+	/* the worker builds its session now (seconds for a large model): under the statement's deadline
+	 */
+	int rc =
+		pgi_host_compute_load_forward(infer_compute, key, spec, nwords, infer_deadline_left_ms());
+
+	if (rc < 0)
+		raise_host_error("compute_load_forward", rc);
+}
+
+char *
+host_compute_forward_step(const char *key, int run, int pos, const int32 *ids, int n, int want,
+						  size_t expect)
+{
+	int rc = pgi_host_compute_forward_step(infer_compute, key, run, pos, ids, n, want,
+										   infer_deadline_left_ms());
+
+	if (rc == HOST_COMPUTE_NOT_LOADED)
+		return NULL;
+	if (rc < 0)
+		raise_host_error("compute_forward_step", rc);
+	if ((size_t) rc != expect)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the compute backend answered %d bytes for a forward step, "
+							   "expected %zu",
+							   rc, expect)));
+	return take_result(rc);
+}
+
+void
+host_compute_forward_end(int run)
+{
+	/* called from a memory context reset callback: must not raise */
+	(void) pgi_host_compute_forward_end(run);
+}
+
 static RemoteAnswer *
 remote_answer_parse(const char *url, const char *buf, int len)
 {
@@ -684,6 +773,32 @@ host_compute_load_gate(const char *key, int layer, int layers, const GateMatrix 
 
 void
 host_compute_drop(const char *key)
+{
+}
+
+void
+host_compute_load_tensor(const char *key, const char *name, const void *data, int rows, int cols,
+						 bool is_f16, const void *fix, int nfix)
+{
+	no_host("compute_load_tensor");
+}
+
+void
+host_compute_load_forward(const char *key, const double *spec, int nwords)
+{
+	no_host("compute_load_forward");
+}
+
+char *
+host_compute_forward_step(const char *key, int run, int pos, const int32 *ids, int n, int want,
+						  size_t expect)
+{
+	no_host("compute_forward_step");
+	return NULL;
+}
+
+void
+host_compute_forward_end(int run)
 {
 }
 

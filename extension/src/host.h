@@ -98,6 +98,29 @@ extern void host_compute_load_gate(const char *key, int layer, int layers,
 /* The backend forgets model `key` (if it held it). Never raises. */
 extern void host_compute_drop(const char *key);
 
+/*
+ * One tensor of model `key`'s forward weights, by role name ("l3.q",
+ * "embed", "inv_freq", ...: compute.c), straight from C's heap: rows x cols
+ * values of f16 (is_f16) or f32, with an f16 matrix's subnormal fix-ups.
+ * The backend copies what it keeps; host_compute_load_forward completes the
+ * load with the architecture (compute.h ForwardSpecWord).
+ */
+extern void host_compute_load_tensor(const char *key, const char *name, const void *data, int rows,
+									 int cols, bool is_f16, const void *fix, int nfix);
+extern void host_compute_load_forward(const char *key, const double *spec, int nwords);
+
+/*
+ * One forward step of run `run` (positions pos..pos+n-1) on the host
+ * backend. want: bit 0 the FFN activations, bit 1 the residuals. Returns
+ * the answer (palloc'd, exactly `expect` bytes: compute.c reads it), or NULL
+ * when the backend does not hold model `key`'s forward weights.
+ */
+extern char *host_compute_forward_step(const char *key, int run, int pos, const int32 *ids, int n,
+									   int want, size_t expect);
+
+/* The backend frees run `run`'s KV cache. Never raises, never waits. */
+extern void host_compute_forward_end(int run);
+
 /* ---- model servers (remote models, remote.c) ---- */
 
 /* host_remote_request's modes: how the answer is read */

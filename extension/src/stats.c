@@ -37,7 +37,7 @@ typedef struct StatsEntry
 typedef struct ComputeBytes
 {
 	char model[MODEL_NAME_MAX + 1];
-	int64 bytes;
+	int64 bytes[2]; /* ComputePart: gate rows, forward weights */
 } ComputeBytes;
 
 static StatsEntry *entries;
@@ -153,18 +153,26 @@ stats_load(const InferModel *m, double ms)
 }
 
 void
-stats_compute_bytes(const char *model, int64 bytes)
+stats_compute_bytes(const char *model, ComputePart part, int64 bytes)
 {
 	for (int i = 0; i < ncompute; i++)
 		if (strcmp(compute[i].model, model) == 0)
 		{
-			compute[i].bytes = bytes;
+			if (part == COMPUTE_PART_ALL)
+				compute[i].bytes[0] = compute[i].bytes[1] = bytes;
+			else
+				compute[i].bytes[part] = bytes;
 			return;
 		}
 	if (ncompute == capcompute)
 		compute = grow(compute, &capcompute, sizeof(ComputeBytes));
 	snprintf(compute[ncompute].model, sizeof(compute[ncompute].model), "%s", model);
-	compute[ncompute++].bytes = bytes;
+	compute[ncompute].bytes[0] = compute[ncompute].bytes[1] = 0;
+	if (part == COMPUTE_PART_ALL)
+		compute[ncompute].bytes[0] = compute[ncompute].bytes[1] = bytes;
+	else
+		compute[ncompute].bytes[part] = bytes;
+	ncompute++;
 }
 
 int64
@@ -172,7 +180,7 @@ stats_compute_bytes_of(const char *model)
 {
 	for (int i = 0; i < ncompute; i++)
 		if (strcmp(compute[i].model, model) == 0)
-			return compute[i].bytes;
+			return compute[i].bytes[0] + compute[i].bytes[1];
 	return 0;
 }
 

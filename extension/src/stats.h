@@ -33,8 +33,16 @@ extern void stats_load(const InferModel *m, double ms);
 /* A cache lookup of the current call: a loaded model or a cached signature. */
 extern void stats_cache(bool hit);
 
+/* What of a model a host compute backend holds: its gate rows, its forward weights. */
+typedef enum ComputePart
+{
+	COMPUTE_PART_GATE = 0,
+	COMPUTE_PART_FORWARD = 1,
+	COMPUTE_PART_ALL = 2 /* both (to forget a model) */
+} ComputePart;
+
 /* Bytes of a model a host compute backend holds now (compute.c: uploads and frees). */
-extern void stats_compute_bytes(const char *model, int64 bytes);
+extern void stats_compute_bytes(const char *model, ComputePart part, int64 bytes);
 extern int64 stats_compute_bytes_of(const char *model);
 
 /* An INFO line when infer.log_level is info or debug. */

@@ -12,8 +12,8 @@
  *
  *   npx tsx test/bench/synthetic-vindex.ts <dir>     (writes one and keeps it)
  */
-import { readFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import {
   EXTRACTOR_VERSION,
@@ -29,6 +29,7 @@ import {
   type OutputFile,
   type VindexIndex,
   type VindexLayerInfo,
+  type WeightEntry,
   type WrittenFile,
 } from '@pglite-infer/vindex'
 import { DirectorySink } from '@pglite-infer/vindex/node'
@@ -318,6 +319,125 @@ function buildIndex(
 }
 
 // Standalone: write one into the directory given and keep it.
+/** f16 bits of N(0, std) approximations: uniform in [-a, a] with the same std. */
+function randomF16(n: number, rng: XorShift32, std: number): Uint16Array {
+  const table = new Uint16Array(1024)
+  const f32 = new Float32Array(1)
+  const u32 = new Uint32Array(f32.buffer)
+  for (let i = 0; i < table.length; i++) {
+    f32[0] = ((i + 0.5) / table.length - 0.5) * 2 * std * Math.sqrt(3)
+    const x = u32[0]!
+    const e = ((x >>> 23) & 0xff) - 127 + 15
+    table[i] =
+      e <= 0 ? (x >>> 16) & 0x8000 : ((x >>> 16) & 0x8000) | (e << 10) | ((x >>> 13) & 0x3ff)
+  }
+  const out = new Uint16Array(n)
+  for (let i = 0; i < n; i++) out[i] = table[rng.next() & 1023]!
+  return out
+}
+
+/**
+ * Turns a browse-level synthetic vindex into an inference-level one: random
+ * f16 q/k/v/o (+ Qwen2's biases), up, down and norm weights (norms = 1) in
+ * the split files, listed in index.json's weight manifest.
+ */
+export function addInferenceWeights(dir: string): void {
+  const s = QWEN05B_SHAPE
+  const hd = s.hidden / s.heads
+  const rng = new XorShift32(7)
+  const weights: WeightEntry[] = []
+  const files = new Map<string, Uint8Array[]>()
+  const offsets = new Map<string, number>()
+  const add = (file: string, key: string, shape: number[], data: Uint16Array) => {
+    const bytes = new Uint8Array(data.buffer)
+    const offset = offsets.get(file) ?? 0
+    weights.push({
+      key,
+      kind: shape.length === 2 ? 'tensor' : 'vector',
+      shape,
+      offset,
+      length: bytes.length,
+      file,
+    })
+    const parts = files.get(file) ?? []
+    parts.push(bytes)
+    if (bytes.length % 4) parts.push(new Uint8Array(2))
+    files.set(file, parts)
+    offsets.set(file, offset + bytes.length + (bytes.length % 4))
+  }
+  const ones = (n: number) => new Uint16Array(n).fill(0x3c00)
+  for (let l = 0; l < s.layers; l++) {
+    const p = `layers.${l}.`
+    add(
+      'attn_weights.bin',
+      `${p}self_attn.q_proj.weight`,
+      [s.hidden, s.hidden],
+      randomF16(s.hidden * s.hidden, rng, 0.02),
+    )
+    add(
+      'attn_weights.bin',
+      `${p}self_attn.k_proj.weight`,
+      [s.kvHeads * hd, s.hidden],
+      randomF16(s.kvHeads * hd * s.hidden, rng, 0.02),
+    )
+    add(
+      'attn_weights.bin',
+      `${p}self_attn.v_proj.weight`,
+      [s.kvHeads * hd, s.hidden],
+      randomF16(s.kvHeads * hd * s.hidden, rng, 0.02),
+    )
+    add(
+      'attn_weights.bin',
+      `${p}self_attn.o_proj.weight`,
+      [s.hidden, s.hidden],
+      randomF16(s.hidden * s.hidden, rng, 0.02),
+    )
+    add('attn_weights.bin', `${p}self_attn.q_proj.bias`, [s.hidden], randomF16(s.hidden, rng, 0.02))
+    add(
+      'attn_weights.bin',
+      `${p}self_attn.k_proj.bias`,
+      [s.kvHeads * hd],
+      randomF16(s.kvHeads * hd, rng, 0.02),
+    )
+    add(
+      'attn_weights.bin',
+      `${p}self_attn.v_proj.bias`,
+      [s.kvHeads * hd],
+      randomF16(s.kvHeads * hd, rng, 0.02),
+    )
+    add(
+      'up_weights.bin',
+      `${p}mlp.up_proj.weight`,
+      [s.features, s.hidden],
+      randomF16(s.features * s.hidden, rng, 0.02),
+    )
+    add(
+      'down_weights.bin',
+      `${p}mlp.down_proj.weight`,
+      [s.hidden, s.features],
+      randomF16(s.hidden * s.features, rng, 0.02),
+    )
+    add('norms.bin', `${p}input_layernorm.weight`, [s.hidden], ones(s.hidden))
+    add('norms.bin', `${p}post_attention_layernorm.weight`, [s.hidden], ones(s.hidden))
+  }
+  add('norms.bin', 'norm.weight', [s.hidden], ones(s.hidden))
+  for (const [file, parts] of files) {
+    const total = parts.reduce((a, p) => a + p.length, 0)
+    const buf = new Uint8Array(total)
+    let o = 0
+    for (const p of parts) {
+      buf.set(p, o)
+      o += p.length
+    }
+    writeFileSync(join(dir, file), buf)
+  }
+  const index = JSON.parse(readFileSync(join(dir, FILES.index), 'utf8')) as VindexIndex
+  index.extract_level = 'inference'
+  index.has_model_weights = true
+  index.weights = weights
+  writeFileSync(join(dir, FILES.index), JSON.stringify(index, null, 2) + '\n')
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   const dir = process.argv[2]
   if (!dir) {

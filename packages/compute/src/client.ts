@@ -19,7 +19,13 @@ import {
   type Request,
   type WorkerData,
 } from './protocol.js'
-import { ComputeError, type GateLayer, type GateTopKRequest } from './types.js'
+import {
+  ComputeError,
+  type ForwardStepRequest,
+  type ForwardWeights,
+  type GateLayer,
+  type GateTopKRequest,
+} from './types.js'
 
 type Workers = typeof import('node:worker_threads')
 type Worker = import('node:worker_threads').Worker
@@ -43,6 +49,8 @@ export class ComputeClient {
   private control: SharedArrayBuffer | undefined
   /** Models loaded into the running worker. */
   private readonly loaded = new Set<string>()
+  /** Models whose forward weights the running worker holds. */
+  private readonly loadedForward = new Set<string>()
   private crashNext = false
   private stallNextMs = 0
   private readonly timeoutMs: number
@@ -88,9 +96,70 @@ export class ComputeClient {
     return new Uint8Array(reply, 0, bytes).slice()
   }
 
+  /** Whether the running worker holds this model's forward weights (false after a restart). */
+  hasForward(model: string): boolean {
+    return this.worker !== undefined && this.worker.threadId !== -1 && this.loadedForward.has(model)
+  }
+
+  /** `statementLeftMs`: the session build counts against statement_timeout (57014 past it). */
+  loadForward(model: string, weights: ForwardWeights, statementLeftMs?: number): void {
+    const transfer = new Set<ArrayBuffer>([weights.spec.buffer as ArrayBuffer])
+    for (const t of Object.values(weights.tensors)) {
+      transfer.add(t.data.buffer as ArrayBuffer)
+      if (t.fixups)
+        for (const a of [t.fixups.rows, t.fixups.cols, t.fixups.values])
+          transfer.add(a.buffer as ArrayBuffer)
+    }
+    this.call({ op: 'loadForward', model, weights }, [...transfer], statementLeftMs)
+    this.loadedForward.add(model)
+  }
+
+  /**
+   * One forward step; the answer in C's layout (float32: last residual,
+   * logits, then the activations and residuals when asked). `replyFloats`:
+   * its length. statement_timeout as for gateTopK.
+   */
+  forwardStep(
+    request: ForwardStepRequest,
+    replyFloats: number,
+    statementLeftMs?: number,
+  ): Uint8Array {
+    const reply = new SharedArrayBuffer(Math.max(replyFloats * 4, 4))
+    const crash = this.crashNext
+    const stallMs = this.stallNextMs
+    this.crashNext = false
+    this.stallNextMs = 0
+    this.call(
+      { op: 'forwardStep', ...request, reply, crash, stallMs },
+      [request.ids.buffer as ArrayBuffer],
+      statementLeftMs,
+    )
+    return new Uint8Array(reply, 0, replyFloats * 4).slice()
+  }
+
+  /** Frees a run's KV cache in the worker; never throws, never waits. */
+  endRun(run: number): void {
+    if (!this.worker || this.worker.threadId === -1) return
+    try {
+      this.worker.postMessage({ op: 'endRun', run } satisfies Request)
+    } catch {
+      // a dead worker holds nothing
+    }
+  }
+
+  /**
+   * How many runs hold a KV cache in the worker (0 without a worker): each
+   * is freed when C frees its run, at the latest at transaction end.
+   */
+  openRuns(): number {
+    if (!this.worker || this.worker.threadId === -1) return 0
+    return this.call({ op: 'openRuns' }, [])
+  }
+
   /** Forgets a model in the worker; never throws, never waits. */
   dropModel(model: string): void {
-    if (!this.loaded.delete(model) || !this.worker) return
+    const had = this.loaded.delete(model)
+    if (!(this.loadedForward.delete(model) || had) || !this.worker) return
     try {
       this.worker.postMessage({ op: 'drop', model } satisfies Request)
     } catch {
@@ -103,15 +172,16 @@ export class ComputeClient {
     const w = this.worker
     this.worker = undefined
     this.loaded.clear()
+    this.loadedForward.clear()
     if (w) await w.terminate()
   }
 
-  /** Test hook: the worker exits in the middle of the next gateTopK. */
+  /** Test hook: the worker exits in the middle of the next gateTopK or forwardStep. */
   crashNextCall(): void {
     this.crashNext = true
   }
 
-  /** Test hook: the worker is busy for `ms` before it serves the next gateTopK. */
+  /** Test hook: the worker is busy for `ms` before it serves the next gateTopK or forwardStep. */
   stallNextCall(ms: number): void {
     this.stallNextMs = ms
   }
@@ -121,6 +191,7 @@ export class ComputeClient {
       return { worker: this.worker, control: new Int32Array(this.control, 0, 4) }
     this.worker = undefined
     this.loaded.clear()
+    this.loadedForward.clear()
     const workers = nodeWorkers()
     const control = new SharedArrayBuffer(CONTROL_BYTES)
     const data: WorkerData = {
@@ -140,6 +211,7 @@ export class ComputeClient {
       if (this.worker === worker) {
         this.worker = undefined
         this.loaded.clear()
+        this.loadedForward.clear()
       }
     })
     this.worker = worker
@@ -147,7 +219,8 @@ export class ComputeClient {
     return { worker, control: new Int32Array(control, 0, 4) }
   }
 
-  private call(request: Request, transfer: ArrayBuffer[], statementLeftMs?: number): void {
+  /** Posts a request and blocks until the worker answers; returns the answer's length. */
+  private call(request: Request, transfer: ArrayBuffer[], statementLeftMs?: number): number {
     const { worker, control } = this.start()
     Atomics.store(control, 0, STATUS_PENDING)
     worker.postMessage(request, transfer)
@@ -175,12 +248,13 @@ export class ComputeClient {
       Atomics.wait(control, 0, STATUS_PENDING, Math.min(left, POLL_MS))
     }
     const status = Atomics.load(control, 0)
-    if (status === STATUS_OK) return
     const length = Atomics.load(control, 1)
+    if (status === STATUS_OK) return length
     const text = new TextDecoder().decode(new Uint8Array(this.control!, ERROR_AT, length).slice())
     if (status === STATUS_DEAD) {
       this.worker = undefined
       this.loaded.clear()
+      this.loadedForward.clear()
       void worker.terminate().catch(() => undefined)
     }
     let err: { sqlstate: string; message: string }

@@ -12,10 +12,23 @@
 import { createRequire } from 'node:module'
 import type * as Ort from 'onnxruntime-node'
 import type { onnx as OnnxTypes } from 'onnx-proto'
+import {
+  buildForwardGraph,
+  parseSpec,
+  pastK,
+  pastV,
+  positionFeeds,
+  presentK,
+  presentV,
+  type ForwardArch,
+} from './forward.js'
 import { halfToFloat, mergeTopK, type Hit } from './topk.js'
 import {
   ComputeError,
   type ComputeBackend,
+  type ForwardStepRequest,
+  type ForwardStepResult,
+  type ForwardWeights,
   type GateLayer,
   type GateTopKRequest,
   type GateTopKResult,
@@ -52,9 +65,26 @@ interface ModelSession {
   hidden: number
 }
 
+interface ForwardSession {
+  session: Ort.InferenceSession
+  arch: ForwardArch
+  invFreq?: Float32Array
+  invFreqLocal?: Float32Array
+}
+
+/** A run's KV cache: per layer [kv_heads, positions, head_dim], as the graph returned it. */
+interface Run {
+  model: string
+  n: number
+  k: Ort.Tensor[]
+  v: Ort.Tensor[]
+}
+
 export class OnnxBackend implements ComputeBackend {
   readonly name = 'onnx'
   private readonly models = new Map<string, ModelSession>()
+  private readonly forwards = new Map<string, ForwardSession>()
+  private readonly runs = new Map<number, Run>()
   private readonly threads: number
 
   private constructor(
@@ -74,7 +104,7 @@ export class OnnxBackend implements ComputeBackend {
   }
 
   async loadGate(model: string, layers: GateLayer[]): Promise<void> {
-    this.dropModel(model)
+    this.dropGate(model)
     if (layers.length === 0) throw new ComputeError(`model "${model}" has no layers`, '22023')
     const hidden = layers[0]!.hidden
     const bytes = buildGateGraph(layers)
@@ -90,10 +120,138 @@ export class OnnxBackend implements ComputeBackend {
   }
 
   dropModel(model: string): void {
+    this.dropGate(model)
+    this.dropForward(model)
+  }
+
+  private dropGate(model: string): void {
     const m = this.models.get(model)
-    if (!m) return
-    this.models.delete(model)
-    void m.session.release().catch(() => undefined)
+    if (m) {
+      this.models.delete(model)
+      void m.session.release().catch(() => undefined)
+    }
+  }
+
+  private dropForward(model: string): void {
+    const f = this.forwards.get(model)
+    if (f) {
+      this.forwards.delete(model)
+      for (const [id, run] of this.runs) if (run.model === model) this.runs.delete(id)
+      void f.session.release().catch(() => undefined)
+    }
+  }
+
+  hasForward(model: string): boolean {
+    return this.forwards.has(model)
+  }
+
+  async loadForward(model: string, weights: ForwardWeights): Promise<void> {
+    this.dropForward(model)
+    const arch = parseSpec(weights.spec)
+    const bytes = buildForwardGraph(arch, weights.tensors)
+    const session = await this.ort.InferenceSession.create(bytes, this.sessionOptions())
+    const f32 = (name: string) => {
+      const t = weights.tensors[name]
+      return t
+        ? t.dtype === 'f32'
+          ? (t.data as Float32Array)
+          : halfToFloat(t.data as Uint16Array)
+        : undefined
+    }
+    this.forwards.set(model, {
+      session,
+      arch,
+      invFreq: f32('inv_freq'),
+      invFreqLocal: f32('inv_freq_local'),
+    })
+  }
+
+  async forwardStep(r: ForwardStepRequest): Promise<ForwardStepResult> {
+    const f = this.forwards.get(r.model)
+    if (!f)
+      throw new ComputeError(
+        `model "${r.model}" has no forward weights in the onnx backend`,
+        '55000',
+      )
+    const a = f.arch
+    const n = r.ids.length
+    if (n <= 0) throw new ComputeError('forwardStep: no tokens', '22023')
+    for (const id of r.ids)
+      if (id < 0 || id >= a.vocab)
+        throw new ComputeError(`token id ${id} is outside the vocabulary (${a.vocab})`, '22023')
+    let run = this.runs.get(r.run)
+    if (r.pos === 0) {
+      const empty = () =>
+        new this.ort.Tensor('float32', new Float32Array(0), [a.kvHeads, 0, a.headDim])
+      run = {
+        model: r.model,
+        n: 0,
+        k: Array.from({ length: a.layers }, empty),
+        v: Array.from({ length: a.layers }, empty),
+      }
+      this.runs.set(r.run, run)
+    } else if (!run || run.model !== r.model || run.n !== r.pos)
+      throw new ComputeError(
+        `the onnx backend has no KV cache for run ${r.run} at position ${r.pos} (its worker restarted?)`,
+        '58000',
+      )
+    const T = this.ort.Tensor
+    const p = positionFeeds(a, f.invFreq, f.invFreqLocal, r.pos, n)
+    const group = a.heads / a.kvHeads
+    const feeds: Record<string, Ort.Tensor> = {
+      ids: new T(
+        'int64',
+        BigInt64Array.from(r.ids, (v) => BigInt(v)),
+        [n],
+      ),
+      mask_g: new T('float32', p.maskG, [group * n, r.pos + n]),
+      mask_l: new T('float32', p.maskL, [group * n, r.pos + n]),
+    }
+    if (p.cos && p.sin) {
+      feeds.cos_g = new T('float32', p.cos[0], [n, 1, a.headDim])
+      feeds.sin_g = new T('float32', p.sin[0], [n, 1, a.headDim])
+      feeds.cos_l = new T('float32', p.cos[1], [n, 1, a.headDim])
+      feeds.sin_l = new T('float32', p.sin[1], [n, 1, a.headDim])
+    }
+    if (p.posIds) feeds.pos_ids = new T('int64', p.posIds, [n])
+    const fetches = ['last', 'logits']
+    if (r.wantAct) fetches.push('acts')
+    if (r.wantResid) fetches.push('resids')
+    for (let l = 0; l < a.layers; l++) {
+      feeds[pastK(l)] = run.k[l]!
+      feeds[pastV(l)] = run.v[l]!
+      fetches.push(presentK(l), presentV(l))
+    }
+    const out = await f.session.run(feeds, fetches)
+    for (let l = 0; l < a.layers; l++) {
+      run.k[l] = out[presentK(l)]!
+      run.v[l] = out[presentV(l)]!
+    }
+    run.n += n
+    return {
+      last: out.last!.data as Float32Array,
+      logits: out.logits!.data as Float32Array,
+      acts: r.wantAct ? (out.acts!.data as Float32Array) : undefined,
+      resids: r.wantResid ? (out.resids!.data as Float32Array) : undefined,
+    }
+  }
+
+  endRun(run: number): void {
+    this.runs.delete(run)
+  }
+
+  openRuns(): number {
+    return this.runs.size
+  }
+
+  private sessionOptions(): Ort.InferenceSession.SessionOptions {
+    return {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: this.threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    }
   }
 
   async gateTopK(r: GateTopKRequest): Promise<GateTopKResult> {
@@ -144,7 +302,7 @@ export class OnnxBackend implements ComputeBackend {
   }
 
   async dispose(): Promise<void> {
-    for (const model of [...this.models.keys()]) this.dropModel(model)
+    for (const model of [...this.models.keys(), ...this.forwards.keys()]) this.dropModel(model)
   }
 }
 

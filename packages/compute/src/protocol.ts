@@ -6,7 +6,7 @@
  * result (in the request's reply buffer) or of the UTF-8 JSON error
  * ({ sqlstate, message }) stored in the control buffer from byte ERROR_AT.
  */
-import type { GateLayer, GateTopKRequest } from './types.js'
+import type { ForwardStepRequest, ForwardWeights, GateLayer, GateTopKRequest } from './types.js'
 
 export const STATUS_PENDING = 0
 export const STATUS_OK = 1
@@ -38,3 +38,14 @@ export type Request =
       stallMs?: number
     })
   | { op: 'drop'; model: string }
+  | { op: 'loadForward'; model: string; weights: ForwardWeights }
+  | (ForwardStepRequest & {
+      op: 'forwardStep'
+      /** float32: last (hidden), logits (vocab), then acts, resids when asked. */
+      reply: SharedArrayBuffer
+      crash?: boolean
+      stallMs?: number
+    })
+  | { op: 'endRun'; run: number }
+  /** How many runs hold a KV cache in the worker (the answer's length field). */
+  | { op: 'openRuns' }

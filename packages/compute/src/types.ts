@@ -51,6 +51,52 @@ export interface GateTopKResult {
   scores: Float32Array
 }
 
+/**
+ * One tensor of a model's forward weights as C holds it (role names:
+ * forward.ts): rows x cols, row-major; vectors have rows = 1.
+ */
+export interface ForwardTensor {
+  rows: number
+  cols: number
+  dtype: 'f16' | 'f32'
+  data: Float32Array | Uint16Array
+  /** f16 matrices: the subnormal fix-ups, as for GateLayer. */
+  fixups?: GateLayer['fixups']
+}
+
+/** A model's forward weights and architecture (compute.h ForwardSpecWord). */
+export interface ForwardWeights {
+  /** FS_FIXED_WORDS words, then one per layer (1: sliding-window attention). */
+  spec: Float64Array
+  tensors: Record<string, ForwardTensor>
+}
+
+/** One forward step (compute.h compute_forward_step): prefill of n tokens or decode of 1. */
+export interface ForwardStepRequest {
+  /** The model's key, as given to loadForward. */
+  model: string
+  /** The run's id: the backend keeps its KV cache under it until endRun. */
+  run: number
+  /** Positions done before this step (0 starts the run). */
+  pos: number
+  ids: Int32Array
+  /** Return the FFN activations (down_proj's input) of every layer at the last position. */
+  wantAct: boolean
+  /** Return the residual stream after every layer at the last position. */
+  wantResid: boolean
+}
+
+export interface ForwardStepResult {
+  /** hidden: residual stream at the last position (before the final norm). */
+  last: Float32Array
+  /** vocab: its logits (final norm, lm_head, soft-capping). */
+  logits: Float32Array
+  /** layers x intermediate, when asked. */
+  acts?: Float32Array
+  /** layers x hidden, when asked. */
+  resids?: Float32Array
+}
+
 export interface ComputeBackend {
   /** Backend name, as infer.compute spells it. */
   readonly name: string
@@ -60,6 +106,16 @@ export interface ComputeBackend {
   hasModel(model: string): boolean
   dropModel(model: string): void
   gateTopK(request: GateTopKRequest): Promise<GateTopKResult>
+  /** Takes a model's forward weights (copies or owns them); replaces an earlier load. */
+  loadForward(model: string, weights: ForwardWeights): Promise<void>
+  /** Whether loadForward was called for this model (and not dropped since). */
+  hasForward(model: string): boolean
+  /** One step of a run; the first (pos 0) starts it. */
+  forwardStep(request: ForwardStepRequest): Promise<ForwardStepResult>
+  /** Frees a run's KV cache; unknown runs are ignored. */
+  endRun(run: number): void
+  /** How many runs hold a KV cache now. */
+  openRuns(): number
   dispose(): Promise<void>
 }
 

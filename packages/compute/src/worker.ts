@@ -66,6 +66,32 @@ async function serve(req: Request): Promise<void> {
     case 'drop':
       b.dropModel(req.model)
       return
+    case 'endRun':
+      b.endRun(req.run)
+      return
+    case 'openRuns':
+      report(STATUS_OK, b.openRuns())
+      return
+    case 'loadForward':
+      await b.loadForward(req.model, req.weights)
+      report(STATUS_OK, 0)
+      return
+    case 'forwardStep': {
+      if (req.crash) process.exit(3)
+      if (req.stallMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, req.stallMs)
+      const r = await b.forwardStep(req)
+      const out = new Float32Array(req.reply)
+      let at = 0
+      for (const part of [r.last, r.logits, r.acts, r.resids]) {
+        if (!part) continue
+        if (at + part.length > out.length)
+          throw new ComputeError('forwardStep: the answer overflows its reply buffer', 'XX000')
+        out.set(part, at)
+        at += part.length
+      }
+      report(STATUS_OK, at * 4)
+      return
+    }
     case 'loadGate':
       await b.loadGate(req.model, req.layers)
       report(STATUS_OK, 0)
@@ -95,7 +121,7 @@ async function serve(req: Request): Promise<void> {
 let queue: Promise<void> = Promise.resolve()
 parentPort!.on('message', (req: Request) => {
   queue = queue.then(async () => {
-    const waits = req.op !== 'drop'
+    const waits = req.op !== 'drop' && req.op !== 'endRun'
     busy = waits
     try {
       await serve(req)

@@ -1,4 +1,9 @@
-import { ComputeClient, ComputeError, type GateLayer } from '@pglite-infer/compute'
+import {
+  ComputeClient,
+  ComputeError,
+  type ForwardTensor,
+  type GateLayer,
+} from '@pglite-infer/compute'
 import { ModelHost } from './models.js'
 import { encodeAnswer, RemoteCaller } from './remote-call.js'
 import { TokenizerCache } from './tokenizers.js'
@@ -25,6 +30,10 @@ export class HostBridge {
   private computeClient: ComputeClient | undefined
   /** Gate layers of a load in progress, by model key. */
   private readonly gateLoads = new Map<string, GateLayer[]>()
+  /** Forward weights of a load in progress, by model key. */
+  private readonly forwardLoads = new Map<string, Record<string, ForwardTensor>>()
+  /** Shapes of the forward steps' answers, by model key: [hidden, vocab, layers, intermediate]. */
+  private readonly forwardShapes = new Map<string, [number, number, number, number]>()
   private readonly computeOptions: HostOptions['compute']
   private remoteCaller: RemoteCaller | undefined
   /** Models by name, with their tokenizers (host/models.ts). */
@@ -233,22 +242,7 @@ export class HostBridge {
         dtype === 1
           ? { rows, hidden, dtype: 'f16', data: new Uint16Array(heap, data, n).slice() }
           : { rows, hidden, dtype: 'f32', data: new Float32Array(heap, data, n).slice() }
-      if (nfix > 0) {
-        // GateFixup (gate_knn.h): int32 row, int32 col, float value
-        const words = new Int32Array(heap, fix, nfix * 3)
-        const values = new Float32Array(heap, fix, nfix * 3)
-        const f = {
-          rows: new Int32Array(nfix),
-          cols: new Int32Array(nfix),
-          values: new Float32Array(nfix),
-        }
-        for (let j = 0; j < nfix; j++) {
-          f.rows[j] = words[3 * j]!
-          f.cols[j] = words[3 * j + 1]!
-          f.values[j] = values[3 * j + 2]!
-        }
-        gate.fixups = f
-      }
+      if (nfix > 0) gate.fixups = readFixups(heap, fix, nfix)
       pending.push(gate)
       if (layer === layers - 1) {
         this.gateLoads.delete(model)
@@ -258,11 +252,121 @@ export class HostBridge {
     })
   }
 
+  /** One tensor of a model's forward weights from C's heap (compute.c host_forward_load). */
+  computeLoadTensor(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    name: number,
+    data: number,
+    rows: number,
+    cols: number,
+    dtype: number,
+    fix: number,
+    nfix: number,
+  ): number {
+    return this.run(() => {
+      checkBackend(backend)
+      const model = readCString(mod, key)
+      const role = readCString(mod, name)
+      // compute.c sends l0.q first: a load cut short (an error, a timeout) leaves nothing behind
+      let pending = role === 'l0.q' ? undefined : this.forwardLoads.get(model)
+      if (!pending) this.forwardLoads.set(model, (pending = {}))
+      const n = rows * cols
+      const heap = mod.HEAPU8.buffer
+      const t: ForwardTensor =
+        dtype === 1
+          ? { rows, cols, dtype: 'f16', data: new Uint16Array(heap, data, n).slice() }
+          : { rows, cols, dtype: 'f32', data: new Float32Array(heap, data, n).slice() }
+      if (nfix > 0) t.fixups = readFixups(heap, fix, nfix)
+      pending[role] = t
+      return new Uint8Array(0)
+    })
+  }
+
+  /** The architecture: completes a forward load (the worker builds its graph). */
+  computeLoadForward(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    spec: number,
+    nwords: number,
+    deadlineMs: number,
+  ): number {
+    return this.run(() => {
+      checkBackend(backend)
+      const model = readCString(mod, key)
+      const tensors = this.forwardLoads.get(model) ?? {}
+      this.forwardLoads.delete(model)
+      const words = new Float64Array(mod.HEAPU8.buffer, spec, nwords).slice()
+      // compute.h ForwardSpecWord: FS_LAYERS 1, FS_HIDDEN 2, FS_VOCAB 3, FS_INTERMEDIATE 7
+      this.forwardShapes.set(model, [words[2]!, words[3]!, words[1]!, words[7]!])
+      this.compute.loadForward(
+        model,
+        { spec: words, tensors },
+        deadlineMs >= 0 ? deadlineMs : undefined,
+      )
+      return new Uint8Array(0)
+    })
+  }
+
+  /**
+   * One forward step of a run. Returns the answer's size, -1 for an error, or
+   * -3 when the backend does not hold the model's forward weights.
+   */
+  computeForwardStep(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    run: number,
+    pos: number,
+    ids: number,
+    n: number,
+    want: number,
+    deadlineMs: number,
+  ): number {
+    const model = readCString(mod, key)
+    if (this.run(() => checkBackend(backend)) < 0) return -1
+    const shape = this.forwardShapes.get(model)
+    if (!shape || !this.compute.hasForward(model)) return -3
+    const [hidden, vocab, layers, intermediate] = shape
+    const wantAct = (want & 1) !== 0
+    const wantResid = (want & 2) !== 0
+    const floats =
+      hidden + vocab + (wantAct ? layers * intermediate : 0) + (wantResid ? layers * hidden : 0)
+    return this.run(() =>
+      this.compute.forwardStep(
+        {
+          model,
+          run,
+          pos,
+          ids: new Int32Array(mod.HEAPU8.buffer, ids, n).slice(),
+          wantAct,
+          wantResid,
+        },
+        floats,
+        deadlineMs >= 0 ? deadlineMs : undefined,
+      ),
+    )
+  }
+
+  /** A run's memory went (run end, transaction end, error): its KV cache goes too. Never fails. */
+  computeForwardEnd(_mod: WasmModule, run: number): number {
+    try {
+      this.computeClient?.endRun(run)
+    } catch {
+      // nothing to report from a memory context callback
+    }
+    return 0
+  }
+
   /** A model C freed: the backend forgets it. Never fails. */
   computeDrop(mod: WasmModule, key: number): number {
     try {
       const model = readCString(mod, key)
       this.gateLoads.delete(model)
+      this.forwardLoads.delete(model)
+      this.forwardShapes.delete(model)
       this.computeClient?.dropModel(model)
     } catch {
       // nothing to report at transaction end
@@ -343,6 +447,27 @@ function checkBackend(backend: number): Uint8Array {
   if (backend !== 2)
     throw new HostError(`compute backend ${backend} is not a host backend`, '22023')
   return new Uint8Array(0)
+}
+
+/** GateFixup triples (gate_knn.h): int32 row, int32 col, float value. */
+function readFixups(
+  heap: ArrayBufferLike,
+  fix: number,
+  nfix: number,
+): NonNullable<GateLayer['fixups']> {
+  const words = new Int32Array(heap, fix, nfix * 3)
+  const values = new Float32Array(heap, fix, nfix * 3)
+  const f = {
+    rows: new Int32Array(nfix),
+    cols: new Int32Array(nfix),
+    values: new Float32Array(nfix),
+  }
+  for (let j = 0; j < nfix; j++) {
+    f.rows[j] = words[3 * j]!
+    f.cols[j] = words[3 * j + 1]!
+    f.values[j] = values[3 * j + 2]!
+  }
+  return f
 }
 
 function readUtf8(mod: WasmModule, ptr: number, len: number): string {

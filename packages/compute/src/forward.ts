@@ -1,0 +1,497 @@
+/**
+ * The forward step as one ONNX graph per model, built here with onnx-proto
+ * from the weights C hands over (compute.c host_forward_load): every family
+ * extension/src/forward.c runs, switched by the same architecture words.
+ *
+ * One step takes n token ids (a prefill, or 1 for a decode) and the KV cache
+ * of the positions before (per layer, [kv_heads, past, head_dim]) and gives
+ * the cache with the new positions appended, the residual stream and logits
+ * at the last position, and the FFN activations (down_proj's input) and
+ * residuals of every layer at the last position. What depends on positions
+ * (RoPE cos/sin, the causal and sliding-window masks, GPT-2's position ids)
+ * is computed per step in JavaScript and fed in, so the graph has no
+ * position logic of its own: RoPE angles in float32 as forward.c (and
+ * transformers) compute them, from the inv_freq tables C computed.
+ *
+ * Weights travel in their storage dtype; f16 ones are Cast to float32 in the
+ * graph, which ONNX Runtime folds into float32 initializers at session
+ * creation, so every matmul is float32 like the C pass and the serialized
+ * graph stays half as large.
+ */
+import { createRequire } from 'node:module'
+import type { onnx as OnnxTypes } from 'onnx-proto'
+import { ComputeError, type ForwardTensor, type ForwardWeights } from './types.js'
+
+/** Keep in step with extension/src/compute.h (ForwardSpecWord). */
+export const FORWARD_SPEC_VERSION = 1
+export const FS = {
+  VERSION: 0,
+  LAYERS: 1,
+  HIDDEN: 2,
+  VOCAB: 3,
+  HEADS: 4,
+  KV_HEADS: 5,
+  HEAD_DIM: 6,
+  INTERMEDIATE: 7,
+  LAYERNORM: 8,
+  NORM_OFFSET: 9,
+  NORM_EPS: 10,
+  LEARNED_POSITIONS: 11,
+  ACTIVATION: 12,
+  PLAIN_FFN: 13,
+  TIED: 14,
+  QK_NORM: 15,
+  SANDWICH: 16,
+  SLIDING_WINDOW: 17,
+  ATTN_SCALE: 18,
+  ATTN_SOFTCAP: 19,
+  FINAL_SOFTCAP: 20,
+  EMBED_SCALE: 21,
+  FIXED_WORDS: 22,
+} as const
+
+/** forward.h Activation */
+const ACT_SILU = 0
+const ACT_GELU_TANH = 1
+const ACT_GELU = 2
+
+export interface ForwardArch {
+  layers: number
+  hidden: number
+  vocab: number
+  heads: number
+  kvHeads: number
+  headDim: number
+  intermediate: number
+  layernorm: boolean
+  normOffset: number
+  normEps: number
+  learnedPositions: boolean
+  activation: number
+  plainFfn: boolean
+  tied: boolean
+  qkNorm: boolean
+  sandwich: boolean
+  slidingWindow: number
+  attnScale: number
+  attnSoftcap: number
+  finalSoftcap: number
+  embedScale: number
+  sliding: boolean[]
+}
+
+export function parseSpec(spec: Float64Array): ForwardArch {
+  const w = (i: number) => spec[i]!
+  if (spec.length < FS.FIXED_WORDS || w(FS.VERSION) !== FORWARD_SPEC_VERSION)
+    throw new ComputeError(
+      `forward spec version ${w(FS.VERSION)}, expected ${FORWARD_SPEC_VERSION}`,
+      '22023',
+    )
+  const layers = w(FS.LAYERS)
+  if (spec.length !== FS.FIXED_WORDS + layers)
+    throw new ComputeError(`forward spec has ${spec.length} words for ${layers} layers`, '22023')
+  const a: ForwardArch = {
+    layers,
+    hidden: w(FS.HIDDEN),
+    vocab: w(FS.VOCAB),
+    heads: w(FS.HEADS),
+    kvHeads: w(FS.KV_HEADS),
+    headDim: w(FS.HEAD_DIM),
+    intermediate: w(FS.INTERMEDIATE),
+    layernorm: w(FS.LAYERNORM) !== 0,
+    normOffset: w(FS.NORM_OFFSET),
+    normEps: w(FS.NORM_EPS),
+    learnedPositions: w(FS.LEARNED_POSITIONS) !== 0,
+    activation: w(FS.ACTIVATION),
+    plainFfn: w(FS.PLAIN_FFN) !== 0,
+    tied: w(FS.TIED) !== 0,
+    qkNorm: w(FS.QK_NORM) !== 0,
+    sandwich: w(FS.SANDWICH) !== 0,
+    slidingWindow: w(FS.SLIDING_WINDOW),
+    attnScale: w(FS.ATTN_SCALE),
+    attnSoftcap: w(FS.ATTN_SOFTCAP),
+    finalSoftcap: w(FS.FINAL_SOFTCAP),
+    embedScale: w(FS.EMBED_SCALE),
+    sliding: Array.from(spec.subarray(FS.FIXED_WORDS), (v) => v !== 0),
+  }
+  const ints = [a.layers, a.hidden, a.vocab, a.heads, a.kvHeads, a.headDim, a.intermediate]
+  if (
+    ints.some((v) => !Number.isInteger(v) || v <= 0) ||
+    a.heads % a.kvHeads !== 0 ||
+    a.headDim % 2 !== 0 ||
+    ![ACT_SILU, ACT_GELU_TANH, ACT_GELU].includes(a.activation)
+  )
+    throw new ComputeError('forward spec: an invalid shape or activation', '22023')
+  return a
+}
+
+let proto: typeof import('onnx-proto') | undefined
+function onnxProto(): typeof import('onnx-proto') {
+  proto ??= createRequire(import.meta.url)('onnx-proto') as typeof import('onnx-proto')
+  return proto
+}
+
+/** f16 bits of an f16 subnormal value (a fix-up: exactly representable). */
+function subnormalHalf(v: number): number {
+  return (v < 0 || Object.is(v, -0) ? 0x8000 : 0) | Math.round(Math.abs(v) * 2 ** 24)
+}
+
+/** The graph's input and output names. */
+export const pastK = (l: number) => `past_k_${l}`
+export const pastV = (l: number) => `past_v_${l}`
+export const presentK = (l: number) => `present_k_${l}`
+export const presentV = (l: number) => `present_v_${l}`
+
+/**
+ * The forward step of one model as a serialized ONNX model. Inputs: ids
+ * int64 [n]; pos_ids int64 [n] (learned positions); cos_g, sin_g, cos_l,
+ * sin_l [n, 1, head_dim] (RoPE); mask_g, mask_l [group * n, past + n]
+ * (additive: 0 or -inf, rows repeated per query head of a kv head);
+ * past_k_l, past_v_l [kv_heads, past, head_dim]. Outputs: last [1, hidden],
+ * logits [1, vocab], acts [layers, intermediate], resids [layers, hidden],
+ * present_k_l, present_v_l [kv_heads, past + n, head_dim].
+ */
+export function buildForwardGraph(
+  a: ForwardArch,
+  tensors: Record<string, ForwardTensor>,
+): Uint8Array {
+  const { onnx } = onnxProto()
+  const FLOAT = onnx.TensorProto.DataType.FLOAT
+  const FLOAT16 = onnx.TensorProto.DataType.FLOAT16
+  const INT64 = onnx.TensorProto.DataType.INT64
+  const nodes: OnnxTypes.INodeProto[] = []
+  const inits: OnnxTypes.ITensorProto[] = []
+  const inputs: OnnxTypes.IValueInfoProto[] = []
+  const outputs: OnnxTypes.IValueInfoProto[] = []
+  let counter = 0
+  const fresh = (p: string) => `${p}_${counter++}`
+  const int = (name: string, i: number): OnnxTypes.IAttributeProto => ({
+    name,
+    type: onnx.AttributeProto.AttributeType.INT,
+    i,
+  })
+  const ints = (name: string, v: number[]): OnnxTypes.IAttributeProto => ({
+    name,
+    type: onnx.AttributeProto.AttributeType.INTS,
+    ints: v,
+  })
+  const float = (name: string, f: number): OnnxTypes.IAttributeProto => ({
+    name,
+    type: onnx.AttributeProto.AttributeType.FLOAT,
+    f,
+  })
+  const op = (type: string, input: string[], attribute: OnnxTypes.IAttributeProto[] = []) => {
+    const out = fresh(type.toLowerCase())
+    nodes.push({ opType: type, input, output: [out], attribute })
+    return out
+  }
+  const output = (name: string, from: string, elem: number, dims: (number | string)[]) => {
+    nodes.push({ opType: 'Identity', input: [from], output: [name] })
+    outputs.push({ name, type: tensorType(elem, dims) })
+  }
+  const tensorType = (elem: number, dims: (number | string)[]): OnnxTypes.ITypeProto => ({
+    tensorType: {
+      elemType: elem,
+      shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) },
+    },
+  })
+  const input = (name: string, elem: number, dims: (number | string)[]) => {
+    inputs.push({ name, type: tensorType(elem, dims) })
+    return name
+  }
+  const i64 = (v: number[]) => {
+    const name = fresh('i64')
+    const data = BigInt64Array.from(v.map(BigInt))
+    inits.push({ name, dims: [v.length], dataType: INT64, rawData: new Uint8Array(data.buffer) })
+    return name
+  }
+  const scalar = (v: number) => {
+    const name = fresh('c')
+    const data = Float32Array.of(v)
+    inits.push({ name, dims: [], dataType: FLOAT, rawData: new Uint8Array(data.buffer) })
+    return name
+  }
+  const f32Init = (data: Float32Array, dims: number[]) => {
+    const name = fresh('w')
+    inits.push({
+      name,
+      dims,
+      dataType: FLOAT,
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    })
+    return name
+  }
+
+  const has = (name: string) => tensors[name] !== undefined
+  const get = (name: string, rows: number, cols: number): ForwardTensor => {
+    const t = tensors[name]
+    if (!t) throw new ComputeError(`forward weights: "${name}" is missing`, '22023')
+    if (t.rows !== rows || t.cols !== cols || t.data.length !== rows * cols)
+      throw new ComputeError(
+        `forward weights: "${name}" is ${t.rows} x ${t.cols} (${t.data.length} values), expected ${rows} x ${cols}`,
+        '22023',
+      )
+    return t
+  }
+  /** A float32 vector (C widened every vector at load). */
+  const vector = (name: string, n: number, map?: (v: number) => number): string => {
+    const t = get(name, 1, n)
+    const v =
+      t.dtype === 'f32' ? (t.data as Float32Array) : Float32Array.from(t.data as Uint16Array)
+    return f32Init(map ? Float32Array.from(v, map) : v, [n])
+  }
+  const matrices = new Map<string, string>()
+  /** A matrix [rows, cols] as float32 (f16: a Cast that session creation folds). */
+  const matrix = (name: string, rows: number, cols: number): string => {
+    const done = matrices.get(name)
+    if (done) return done
+    const t = get(name, rows, cols)
+    let out: string
+    if (t.dtype === 'f32') out = f32Init(t.data as Float32Array, [rows, cols])
+    else {
+      let half = t.data as Uint16Array
+      const fix = t.fixups
+      if (fix && fix.values.length > 0) {
+        half = half.slice()
+        for (let j = 0; j < fix.values.length; j++)
+          half[fix.rows[j]! * cols + fix.cols[j]!] = subnormalHalf(fix.values[j]!)
+      }
+      const w = fresh('h')
+      inits.push({
+        name: w,
+        dims: [rows, cols],
+        dataType: FLOAT16,
+        rawData: new Uint8Array(half.buffer, half.byteOffset, half.byteLength),
+      })
+      out = op('Cast', [w], [int('to', FLOAT)])
+    }
+    matrices.set(name, out)
+    return out
+  }
+  /** y = x W^T (+ b): x [n, cols], W [rows, cols] */
+  const linear = (x: string, w: string, rows: number, cols: number, bias?: string): string => {
+    const wm = matrix(w, rows, cols)
+    const b = bias && has(bias) ? [vector(bias, rows)] : []
+    return op('Gemm', [x, wm, ...b], [int('transB', 1)])
+  }
+  /** norm over the last axis: RMSNorm x / rms(x) * (offset + w), or LayerNorm (+ b) */
+  const norm = (x: string, w: string, n: number, bias?: string): string => {
+    if (a.layernorm) {
+      const b = bias && has(bias) ? vector(bias, n) : f32Init(new Float32Array(n), [n])
+      return op(
+        'LayerNormalization',
+        [x, vector(w, n), b],
+        [int('axis', -1), float('epsilon', a.normEps)],
+      )
+    }
+    const ms = op('ReduceMean', [op('Mul', [x, x])], [ints('axes', [-1]), int('keepdims', 1)])
+    const r = op('Reciprocal', [op('Sqrt', [op('Add', [ms, scalar(a.normEps)])])])
+    const offset = a.normOffset
+    return op('Mul', [op('Mul', [x, r]), vector(w, n, (v) => Math.fround(offset + v))])
+  }
+  const activate = (x: string): string => {
+    if (a.activation === ACT_SILU) return op('Mul', [x, op('Sigmoid', [x])])
+    if (a.activation === ACT_GELU_TANH) {
+      const cube = op('Mul', [op('Mul', [x, x]), x])
+      const inner = op('Mul', [
+        op('Add', [x, op('Mul', [cube, scalar(0.044715)])]),
+        scalar(0.7978845608028654),
+      ])
+      return op('Mul', [op('Mul', [x, scalar(0.5)]), op('Add', [op('Tanh', [inner]), scalar(1)])])
+    }
+    const e = op('Erf', [op('Mul', [x, scalar(Math.SQRT1_2)])])
+    return op('Mul', [op('Mul', [x, scalar(0.5)]), op('Add', [e, scalar(1)])])
+  }
+  const softcap = (x: string, cap: number): string =>
+    cap > 0 ? op('Mul', [op('Tanh', [op('Div', [x, scalar(cap)])]), scalar(cap)]) : x
+  const lastRow = (x: string) => op('Slice', [x, i64([-1]), i64([2 ** 62]), i64([0])])
+
+  const { hidden: H, intermediate: I, headDim: hd, heads, kvHeads } = a
+  const group = heads / kvHeads
+  const qdim = heads * hd
+  const kvdim = kvHeads * hd
+  const rope = !a.learnedPositions
+
+  const ids = input('ids', INT64, ['n'])
+  let x = op('Gather', [matrix('embed', a.vocab, H), ids])
+  if (a.embedScale !== 1) x = op('Mul', [x, scalar(a.embedScale)])
+  if (a.learnedPositions) {
+    const pos = input('pos_ids', INT64, ['n'])
+    x = op('Add', [x, op('Gather', [matrix('positions', tensors.positions?.rows ?? 0, H), pos])])
+  }
+  const cosG = rope ? input('cos_g', FLOAT, ['n', 1, hd]) : ''
+  const sinG = rope ? input('sin_g', FLOAT, ['n', 1, hd]) : ''
+  const cosL = rope ? input('cos_l', FLOAT, ['n', 1, hd]) : ''
+  const sinL = rope ? input('sin_l', FLOAT, ['n', 1, hd]) : ''
+  const maskG = input('mask_g', FLOAT, ['gn', 'total'])
+  const maskL = input('mask_l', FLOAT, ['gn', 'total'])
+  const rotate = (t: string, cos: string, sin: string): string => {
+    const x1 = op('Slice', [t, i64([0]), i64([hd / 2]), i64([2])])
+    const x2 = op('Slice', [t, i64([hd / 2]), i64([hd]), i64([2])])
+    const rot = op('Concat', [op('Neg', [x2]), x1], [int('axis', 2)])
+    return op('Add', [op('Mul', [t, cos]), op('Mul', [rot, sin])])
+  }
+  const headNorm = (t: string, w: string): string => {
+    const ms = op('ReduceMean', [op('Mul', [t, t])], [ints('axes', [-1]), int('keepdims', 1)])
+    const r = op('Reciprocal', [op('Sqrt', [op('Add', [ms, scalar(a.normEps)])])])
+    return op('Mul', [op('Mul', [t, r]), vector(w, hd, (v) => Math.fround(a.normOffset + v))])
+  }
+
+  const acts: string[] = []
+  const resids: string[] = []
+  for (let l = 0; l < a.layers; l++) {
+    const p = `l${l}.`
+    const sliding = a.sliding[l]! && a.slidingWindow > 0
+    // attention
+    const h = norm(x, `${p}attn_norm`, H, `${p}attn_norm_bias`)
+    let q = op('Reshape', [linear(h, `${p}q`, qdim, H, `${p}q_bias`), i64([-1, heads, hd])])
+    let k = op('Reshape', [linear(h, `${p}k`, kvdim, H, `${p}k_bias`), i64([-1, kvHeads, hd])])
+    const v = op('Reshape', [linear(h, `${p}v`, kvdim, H, `${p}v_bias`), i64([-1, kvHeads, hd])])
+    if (a.qkNorm) {
+      q = headNorm(q, `${p}q_norm`)
+      k = headNorm(k, `${p}k_norm`)
+    }
+    if (rope) {
+      const local = a.sliding[l]!
+      q = rotate(q, local ? cosL : cosG, local ? sinL : sinG)
+      k = rotate(k, local ? cosL : cosG, local ? sinL : sinG)
+    }
+    const kAll = op(
+      'Concat',
+      [
+        input(pastK(l), FLOAT, [kvHeads, 'past', hd]),
+        op('Transpose', [k], [ints('perm', [1, 0, 2])]),
+      ],
+      [int('axis', 1)],
+    )
+    const vAll = op(
+      'Concat',
+      [
+        input(pastV(l), FLOAT, [kvHeads, 'past', hd]),
+        op('Transpose', [v], [ints('perm', [1, 0, 2])]),
+      ],
+      [int('axis', 1)],
+    )
+    output(presentK(l), kAll, FLOAT, [kvHeads, 'total', hd])
+    output(presentV(l), vAll, FLOAT, [kvHeads, 'total', hd])
+    // query head h reads kv head h / group: [kv_heads, group * n, hd]
+    const qg = op('Reshape', [
+      op(
+        'Transpose',
+        [op('Reshape', [q, i64([-1, kvHeads, group, hd])])],
+        [ints('perm', [1, 2, 0, 3])],
+      ),
+      i64([kvHeads, -1, hd]),
+    ])
+    let s = op('Mul', [
+      op('MatMul', [qg, op('Transpose', [kAll], [ints('perm', [0, 2, 1])])]),
+      scalar(a.attnScale),
+    ])
+    s = softcap(s, a.attnSoftcap)
+    const probs = op('Softmax', [op('Add', [s, sliding ? maskL : maskG])], [int('axis', -1)])
+    const att = op('Reshape', [
+      op(
+        'Transpose',
+        [op('Reshape', [op('MatMul', [probs, vAll]), i64([kvHeads, group, -1, hd])])],
+        [ints('perm', [2, 0, 1, 3])],
+      ),
+      i64([-1, qdim]),
+    ])
+    let o = linear(att, `${p}o`, H, qdim, `${p}o_bias`)
+    if (a.sandwich) o = norm(o, `${p}post_attn_norm`, H)
+    x = op('Add', [x, o])
+    // MLP
+    const h2 = norm(x, `${p}ffn_norm`, H, `${p}ffn_norm_bias`)
+    let g = activate(linear(h2, `${p}gate`, I, H, `${p}gate_bias`))
+    if (!a.plainFfn) g = op('Mul', [g, linear(h2, `${p}up`, I, H, `${p}up_bias`)])
+    acts.push(lastRow(g))
+    let d = linear(g, `${p}down`, H, I, `${p}down_bias`)
+    if (a.sandwich) d = norm(d, `${p}post_ffn_norm`, H)
+    x = op('Add', [x, d])
+    resids.push(lastRow(x))
+  }
+  const last = lastRow(x)
+  output('last', last, FLOAT, [1, H])
+  const head = a.tied ? 'embed' : 'lm_head'
+  let logits = op(
+    'Gemm',
+    [norm(last, 'final_norm', H, 'final_norm_bias'), matrix(head, a.vocab, H)],
+    [int('transB', 1)],
+  )
+  logits = softcap(logits, a.finalSoftcap)
+  output('logits', logits, FLOAT, [1, a.vocab])
+  output('acts', op('Concat', acts, [int('axis', 0)]), FLOAT, [a.layers, I])
+  output('resids', op('Concat', resids, [int('axis', 0)]), FLOAT, [a.layers, H])
+
+  const model = onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    producerName: 'pglite-infer compute',
+    graph: {
+      name: 'forward_step',
+      node: nodes,
+      initializer: inits,
+      input: inputs,
+      output: outputs,
+    },
+  })
+  return onnx.ModelProto.encode(model).finish()
+}
+
+/**
+ * What a step feeds besides the ids and the KV cache, for positions
+ * pos..pos+n-1: RoPE cos/sin (angles in float32, as forward.c rope()),
+ * the additive masks (causal; sliding layers see the last `window`
+ * positions), GPT-2's position ids.
+ */
+export function positionFeeds(
+  a: ForwardArch,
+  invFreq: Float32Array | undefined,
+  invFreqLocal: Float32Array | undefined,
+  pos: number,
+  n: number,
+): {
+  cos?: [Float32Array, Float32Array]
+  sin?: [Float32Array, Float32Array]
+  maskG: Float32Array
+  maskL: Float32Array
+  posIds?: BigInt64Array
+} {
+  const hd = a.headDim
+  const half = hd / 2
+  const total = pos + n
+  const group = a.heads / a.kvHeads
+  const tables = (f: Float32Array) => {
+    const cos = new Float32Array(n * hd)
+    const sin = new Float32Array(n * hd)
+    for (let t = 0; t < n; t++)
+      for (let i = 0; i < half; i++) {
+        const ang = Math.fround(f[i]! * Math.fround(pos + t))
+        cos[t * hd + i] = cos[t * hd + i + half] = Math.cos(ang)
+        sin[t * hd + i] = sin[t * hd + i + half] = Math.sin(ang)
+      }
+    return [cos, sin] as const
+  }
+  const mask = (window: number) => {
+    const m = new Float32Array(group * n * total)
+    for (let t = 0; t < n; t++) {
+      const p = pos + t
+      const lo = window > 0 ? Math.max(0, p - window + 1) : 0
+      for (let j = 0; j < total; j++) if (j < lo || j > p) m[t * total + j] = -Infinity
+    }
+    for (let g = 1; g < group; g++) m.copyWithin(g * n * total, 0, n * total)
+    return m
+  }
+  const out: ReturnType<typeof positionFeeds> = {
+    maskG: mask(0),
+    maskL: mask(a.slidingWindow),
+  }
+  if (!a.learnedPositions) {
+    if (!invFreq) throw new ComputeError('forward weights: "inv_freq" is missing', '22023')
+    const g = tables(invFreq)
+    const l = invFreqLocal && invFreqLocal !== invFreq ? tables(invFreqLocal) : g
+    out.cos = [g[0], l[0]]
+    out.sin = [g[1], l[1]]
+  } else out.posIds = BigInt64Array.from({ length: n }, (_, t) => BigInt(pos + t))
+  return out
+}

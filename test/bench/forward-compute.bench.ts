@@ -1,0 +1,118 @@
+/**
+ * The forward step on infer.compute = 'wasm' next to 'onnx' (ONNX Runtime CPU
+ * EP in the compute worker) on the synthetic Qwen2.5-0.5B-shaped inference
+ * vindex (test/bench/synthetic-vindex.ts), in one run: infer() of a 64-token
+ * prompt (prefill) and of a 1-token prompt (one single-token step: what each
+ * decode step of a greedy continuation costs, less attention over the
+ * earlier positions), median ms and the ratio.
+ *
+ *   npx tsx test/bench/forward-compute.bench.ts [--runs 3] [--warmup 1]
+ *
+ * The first 'onnx' step of a model hands its forward weights to the worker
+ * and builds the session: reported on its own line, not in the ratios.
+ */
+import { PGlite } from '@electric-sql/pglite'
+import { loadTokenizer } from '@pglite-infer/vindex'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { InferNamespace } from 'pglite-infer'
+import { testPgInfer } from '../helpers/db.js'
+import { addInferenceWeights, TOKENIZER_SOURCE, writeSyntheticVindex } from './synthetic-vindex.js'
+
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '1' },
+  },
+})
+const RUNS = Number(args.runs)
+const WARMUP = Number(args.warmup)
+const ROOT = resolve(import.meta.dirname, '..', '..')
+
+/** Exactly `n` tokens of the fixture's tokenizer (Qwen2: no special tokens added). */
+function promptOf(n: number): string {
+  const tok = loadTokenizer(readFileSync(TOKENIZER_SOURCE, 'utf8'))
+  const words =
+    'The capital of France is Paris. The capital of Japan is Tokyo. The currency of Germany is the euro.'
+  const ids: number[] = []
+  while (ids.length < n) ids.push(...tok.encode(words, { add_special_tokens: false }).ids)
+  const out = tok.decode(ids.slice(0, n))
+  if (tok.encode(out, { add_special_tokens: true }).ids.length !== n)
+    throw new Error(`prompt is not ${n} tokens`)
+  return out
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+const tmp = join(ROOT, 'test', '.tmp')
+mkdirSync(tmp, { recursive: true })
+const work = mkdtempSync(join(tmp, 'forward-compute-bench-'))
+try {
+  process.stderr.write('writing the synthetic 0.5B-shaped inference vindex...\n')
+  const dir = join(work, 'synthetic.vindex')
+  await writeSyntheticVindex(dir)
+  addInferenceWeights(dir)
+  const db = (await PGlite.create({ extensions: { infer: testPgInfer() } })) as PGlite & {
+    infer: InferNamespace
+  }
+  await db.exec('CREATE EXTENSION pg_infer')
+  // addInferenceWeights lists the weight files without checksums
+  await db.exec('set infer.verify_checksums = off')
+  await db.query("select infer_create_model('m', $1, 'inference')", [dir])
+  const backend = (b: string) => db.exec(`set infer.compute = '${b}'`)
+  const infer = (prompt: string) =>
+    db.query<{ token: string; probability: number }>("select * from infer($1, 10, 'm')", [prompt])
+
+  const cases = [
+    { what: 'prefill, 64-token prompt', prompt: promptOf(64), tokens: 64 },
+    { what: 'single-token step (1-token prompt)', prompt: promptOf(1), tokens: 1 },
+  ]
+  await backend('onnx')
+  let t = performance.now()
+  await infer(cases[1]!.prompt)
+  const load = performance.now() - t
+
+  const table: string[][] = []
+  for (const c of cases) {
+    const ms: Record<string, number> = {}
+    const top: Record<string, string> = {}
+    for (const be of ['wasm', 'onnx']) {
+      await backend(be)
+      process.stderr.write(`${c.what}, ${be}...\n`)
+      for (let i = 0; i < WARMUP; i++) await infer(c.prompt)
+      const runs: number[] = []
+      for (let i = 0; i < RUNS; i++) {
+        t = performance.now()
+        const { rows } = await infer(c.prompt)
+        runs.push(performance.now() - t)
+        top[be] = rows.map((r) => r.token).join('|')
+      }
+      ms[be] = median(runs)
+    }
+    table.push([
+      c.what,
+      ms.wasm!.toFixed(0),
+      ms.onnx!.toFixed(0),
+      `${(ms.wasm! / ms.onnx!).toFixed(2)}x`,
+      top.wasm === top.onnx ? 'yes' : 'NO',
+    ])
+  }
+  await db.infer.compute.terminate()
+  await db.close()
+
+  console.log(
+    `synthetic Qwen2.5-0.5B shape (24 layers, hidden 896, intermediate 4864, vocab 151936, f16); ` +
+      `onnx: ${process.env.PGLITE_INFER_ONNX_THREADS ?? 2} intra-op threads; ` +
+      `median of ${RUNS} after ${WARMUP} warm-up; ${cpus()[0]?.model ?? ''}`,
+  )
+  console.log(
+    `first onnx step (forward weights to the worker, session build): ${(load / 1000).toFixed(1)} s\n`,
+  )
+  console.log('| infer() | wasm ms | onnx ms | wasm / onnx | same top-10 |')
+  console.log('|---|---:|---:|---:|---|')
+  for (const r of table) console.log(`| ${r.join(' | ')} |`)
+} finally {
+  rmSync(work, { recursive: true, force: true })
+}
