@@ -8,5 +8,7 @@ export default defineConfig({
     // PGlite instances are heavy (a whole Postgres per test file): keep the
     // 2-core CI machine from running too many at once.
     maxWorkers: 2,
+    // a file wedged in a synchronous WASM loop fails with its stack (test/helpers/watchdog.ts)
+    setupFiles: ['test/helpers/watchdog.ts'],
   },
 })
