@@ -9,6 +9,7 @@
 import type { Extension } from '@electric-sql/pglite'
 import { HostBridge, defaultHost } from './host/bridge.js'
 import { installHostHooks, type HookableModule } from './host/hooks.js'
+import { installTrapGuard, type TrapGuardModule } from './host/trap-guard.js'
 import type { HostOptions, InferHost, WasmModule } from './host/types.js'
 import { inferNamespace, type EmscriptenFSWriter, type InferNamespace } from './namespace.js'
 
@@ -67,6 +68,8 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
       const bridge = new HostBridge(host, options)
       let module: (WasmModule & { FS?: EmscriptenFSWriter }) | undefined
       const preRun = [emscriptenOpts?.preRun ?? []].flat()
+      // PGlite's signal for "run the error recovery" (its execProtocolRawSync)
+      const longjmpStatus = (pg as { POSTGRES_MAIN_LONGJMP?: number }).POSTGRES_MAIN_LONGJMP
       // preRun hands us the emscripten Module before the backend starts:
       // its file system (db.infer.createModel), and the place to install
       // the host hooks extension/src/host.c calls (host/hooks.ts).
@@ -75,9 +78,12 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
           ...emscriptenOpts,
           preRun: [
             ...preRun,
-            (mod: HookableModule & { FS?: EmscriptenFSWriter }) => {
+            (mod: HookableModule & TrapGuardModule & { FS?: EmscriptenFSWriter }) => {
               module = mod
               installHostHooks(mod, bridge)
+              // a trap inside a statement becomes an SQL error instead of a
+              // silently half-run statement (host/trap-guard.ts)
+              if (longjmpStatus !== undefined) installTrapGuard(mod, longjmpStatus)
             },
           ],
         },
