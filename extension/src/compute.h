@@ -5,9 +5,8 @@
  * (gate_knn.c, the default and the reference) or a host backend reached
  * through host.c (the TypeScript half is packages/compute: ComputeBackend).
  *
- * infer.compute chooses: 'wasm', 'onnx', or 'auto' (today: 'wasm'; decode
- * and the gate pass at small sizes were measured at parity, see
- * docs/compute.md).
+ * infer.compute chooses: 'wasm', 'onnx', 'webgpu', or 'auto' ('wasm', but
+ * batches go to a hardware GPU when the host has one: docs/webgpu.md).
  */
 #ifndef PG_INFER_COMPUTE_H
 #define PG_INFER_COMPUTE_H
@@ -21,8 +20,17 @@ typedef enum ComputeBackendKind
 {
 	COMPUTE_AUTO = 0,
 	COMPUTE_WASM = 1,
-	COMPUTE_ONNX = 2
+	COMPUTE_ONNX = 2,
+	COMPUTE_WEBGPU = 3
 } ComputeBackendKind;
+
+/*
+ * 'auto' offers gate passes of at least this many queries (index builds,
+ * signature batches) to the host, which serves them on a hardware GPU
+ * (webgpu) when it has one and declines otherwise (then 'wasm'); single
+ * queries stay on 'wasm' (docs/webgpu.md).
+ */
+#define COMPUTE_AUTO_HOST_MIN_NQ 16
 
 /* One batched gate pass with top-k. */
 typedef struct GatePass

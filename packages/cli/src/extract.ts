@@ -17,7 +17,7 @@ export interface ExtractCommand {
   /** Replace an existing non-empty output directory. */
   force: boolean
   /** Where down_meta is computed: ONNX Runtime, the JavaScript kernel, or the first that loads. */
-  compute: 'auto' | 'onnx' | 'js'
+  compute: 'auto' | 'onnx' | 'webgpu' | 'js'
 }
 
 /**
@@ -29,6 +29,12 @@ async function downMetaEngine(
   c: ExtractCommand,
 ): Promise<{ engine?: DownMetaEngine; name: string }> {
   if (c.compute === 'js') return { name: 'js' }
+  if (c.compute === 'webgpu') {
+    // chosen explicitly: no adapter is an error naming what to install
+    const { WebGpuDownMetaEngine } = await import('@pglite-infer/compute/webgpu')
+    const engine = await WebGpuDownMetaEngine.create()
+    return { engine, name: `webgpu (${engine.backend.adapter.name})` }
+  }
   try {
     const { OnnxDownMetaEngine } = await import('@pglite-infer/compute/downmeta')
     return { engine: await OnnxDownMetaEngine.create(), name: 'onnx' }

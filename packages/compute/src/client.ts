@@ -20,12 +20,17 @@ import {
   type WorkerData,
 } from './protocol.js'
 import { ComputeError, type GateLayer, type GateTopKRequest } from './types.js'
+import type { AdapterSummary } from './webgpu/backend.js'
+import type { NodeWebGpuOptions } from './webgpu/node.js'
 
 type Workers = typeof import('node:worker_threads')
 type Worker = import('node:worker_threads').Worker
 
 export interface ComputeClientOptions {
-  backend?: 'onnx'
+  /** The worker's backend (default 'onnx'). */
+  backend?: 'onnx' | 'webgpu'
+  /** backend 'webgpu': Dawn flags and caps on the device's limits (tests). */
+  webgpu?: NodeWebGpuOptions
   /** Intra-op threads of the backend (default: PGLITE_INFER_ONNX_THREADS, else 2). */
   threads?: number
   /** Longest wait for one call, in milliseconds (default 10 minutes): never a hang. */
@@ -45,6 +50,7 @@ export class ComputeClient {
   private readonly loaded = new Set<string>()
   private crashNext = false
   private stallNextMs = 0
+  private loseDeviceNext = false
   private readonly timeoutMs: number
 
   constructor(private readonly options: ComputeClientOptions = {}) {
@@ -78,14 +84,28 @@ export class ComputeClient {
     const reply = new SharedArrayBuffer(Math.max(bytes, 4))
     const crash = this.crashNext
     const stallMs = this.stallNextMs
+    const loseDevice = this.loseDeviceNext
     this.crashNext = false
     this.stallNextMs = 0
+    this.loseDeviceNext = false
     this.call(
-      { op: 'gateTopK', ...request, reply, crash, stallMs },
+      { op: 'gateTopK', ...request, reply, crash, stallMs, loseDevice },
       [request.queries.buffer as ArrayBuffer],
       statementLeftMs,
     )
     return new Uint8Array(reply, 0, bytes).slice()
+  }
+
+  /**
+   * backend 'webgpu': starts the worker (and its device) if needed and says
+   * which adapter it got; a 58000 ComputeError when there is none.
+   */
+  probe(): AdapterSummary {
+    const reply = new SharedArrayBuffer(4096)
+    const length = this.call({ op: 'probe', reply }, [])
+    return JSON.parse(
+      new TextDecoder().decode(new Uint8Array(reply, 0, length).slice()),
+    ) as AdapterSummary
   }
 
   /** Forgets a model in the worker; never throws, never waits. */
@@ -111,6 +131,11 @@ export class ComputeClient {
     this.crashNext = true
   }
 
+  /** Test hook (webgpu): the GPU device is destroyed before the next gateTopK. */
+  loseDeviceNextCall(): void {
+    this.loseDeviceNext = true
+  }
+
   /** Test hook: the worker is busy for `ms` before it serves the next gateTopK. */
   stallNextCall(ms: number): void {
     this.stallNextMs = ms
@@ -127,6 +152,7 @@ export class ComputeClient {
       control,
       backend: this.options.backend ?? 'onnx',
       threads: this.options.threads,
+      webgpu: this.options.webgpu,
     }
     let worker: Worker
     try {
@@ -147,7 +173,8 @@ export class ComputeClient {
     return { worker, control: new Int32Array(control, 0, 4) }
   }
 
-  private call(request: Request, transfer: ArrayBuffer[], statementLeftMs?: number): void {
+  /** Posts a request and blocks until it is answered: the answer's length. */
+  private call(request: Request, transfer: ArrayBuffer[], statementLeftMs?: number): number {
     const { worker, control } = this.start()
     Atomics.store(control, 0, STATUS_PENDING)
     worker.postMessage(request, transfer)
@@ -175,8 +202,8 @@ export class ComputeClient {
       Atomics.wait(control, 0, STATUS_PENDING, Math.min(left, POLL_MS))
     }
     const status = Atomics.load(control, 0)
-    if (status === STATUS_OK) return
     const length = Atomics.load(control, 1)
+    if (status === STATUS_OK) return length
     const text = new TextDecoder().decode(new Uint8Array(this.control!, ERROR_AT, length).slice())
     if (status === STATUS_DEAD) {
       this.worker = undefined

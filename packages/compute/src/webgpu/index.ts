@@ -17,3 +17,4 @@ export {
   WEBGPU_INSTALL_HINT,
   type NodeWebGpuOptions,
 } from './node.js'
+export { WebGpuDownMetaEngine } from './downmeta.js'

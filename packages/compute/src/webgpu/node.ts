@@ -17,6 +17,14 @@ export const WEBGPU_INSTALL_HINT =
 export interface NodeWebGpuOptions extends WebGpuBackendOptions {
   /** Dawn options for `create()` (e.g. 'backend=vulkan', 'adapter=NAME'). */
   dawn?: string[]
+  /**
+   * infer.compute = 'auto' may offer batches to this backend when its adapter
+   * is a GPU (default true; the environment variable PGLITE_INFER_WEBGPU_AUTO=0
+   * turns it off too).
+   */
+  auto?: boolean
+  /** Tests: 'auto' takes a software adapter (lavapipe) too. */
+  allowSoftwareForAuto?: boolean
 }
 
 type WebGpuModule = { create(flags: string[]): GPU; globals: Record<string, unknown> }

@@ -23,6 +23,9 @@ export class HostBridge {
 
   private fs: WasmModule['FS']
   private computeClient: ComputeClient | undefined
+  private webgpuClient: ComputeClient | undefined
+  /** infer.compute = 'auto': the client batches go to (null: none, wasm serves them). */
+  private autoClient: ComputeClient | null | undefined
   /** Gate layers of a load in progress, by model key. */
   private readonly gateLoads = new Map<string, GateLayer[]>()
   private readonly computeOptions: HostOptions['compute']
@@ -168,8 +171,49 @@ export class HostBridge {
   }
 
   /**
+   * The WebGPU backend's client (packages/compute/src/webgpu), started on
+   * first use: its worker runs the gate passes of infer.compute = 'webgpu'.
+   */
+  get webgpu(): ComputeClient {
+    this.webgpuClient ??= new ComputeClient({ ...this.computeOptions, backend: 'webgpu' })
+    return this.webgpuClient
+  }
+
+  /** The client of a host backend as C names it (compute.h ComputeBackendKind). */
+  private client(backend: number): ComputeClient | null {
+    if (backend === 2) return this.compute
+    if (backend === 3) return this.webgpu
+    if (backend === 0) return this.auto()
+    throw new HostError(`compute backend ${backend} is not a host backend`, '22023')
+  }
+
+  /**
+   * What 'auto' offers batches to: the webgpu backend when its adapter is a
+   * GPU, not a CPU emulation such as lavapipe (unless the options allow
+   * software adapters, for tests), else none. Decided once per database.
+   */
+  private auto(): ComputeClient | null {
+    if (this.autoClient !== undefined) return this.autoClient
+    this.autoClient = null
+    const opts = this.computeOptions?.webgpu
+    const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
+      ?.env
+    if (opts?.auto === false || env?.PGLITE_INFER_WEBGPU_AUTO === '0') return null
+    try {
+      const adapter = this.webgpu.probe()
+      if (!adapter.software || opts?.allowSoftwareForAuto) this.autoClient = this.webgpu
+    } catch {
+      // no package, no driver, no adapter: wasm serves 'auto'
+    }
+    if (!this.autoClient) void this.webgpuClient?.terminate().catch(() => undefined)
+    return this.autoClient
+  }
+
+  /**
    * compute.c's batched gate pass. Returns the result size, -1 for an error,
-   * or -3 when the backend does not hold the model (C loads it and asks again).
+   * -3 when the backend does not hold the model (C loads it and asks again),
+   * or -4 under 'auto' when no host backend takes it (C computes it in wasm;
+   * also when the chosen backend failed: the session keeps working on wasm).
    */
   computeGateTopK(
     mod: WasmModule,
@@ -187,10 +231,13 @@ export class HostBridge {
     deadlineMs: number,
   ): number {
     const model = readCString(mod, key)
-    if (this.run(() => checkBackend(backend)) < 0) return -1
-    if (!this.compute.hasModel(model)) return -3
-    return this.run(() =>
-      this.compute.gateTopK(
+    let client: ComputeClient | null = null
+    if (this.run(() => ((client = this.client(backend)), new Uint8Array(0))) < 0) return -1
+    if (!client) return -4
+    const c: ComputeClient = client
+    if (!c.hasModel(model)) return -3
+    const rc = this.run(() =>
+      c.gateTopK(
         {
           model,
           queries: new Float32Array(mod.HEAPU8.buffer, queries, nq * hidden).slice(),
@@ -204,6 +251,13 @@ export class HostBridge {
         deadlineMs >= 0 ? deadlineMs : undefined,
       ),
     )
+    if (rc < 0 && backend === 0 && decoder.decode(this.error.subarray(0, 5)) !== '57014') {
+      // 'auto' falls back: this pass and the session's next ones run in wasm
+      this.autoClient = null
+      this.error = new Uint8Array(0)
+      return -4
+    }
+    return rc
   }
 
   /** One layer of a model's gate rows from C's heap; the last one completes the load. */
@@ -221,7 +275,9 @@ export class HostBridge {
     nfix: number,
   ): number {
     return this.run(() => {
-      checkBackend(backend)
+      const client = this.client(backend)
+      if (!client)
+        throw new HostError('no host compute backend serves infer.compute = auto', '55000')
       const model = readCString(mod, key)
       if (layer === 0) this.gateLoads.set(model, [])
       const pending = this.gateLoads.get(model)
@@ -252,7 +308,13 @@ export class HostBridge {
       pending.push(gate)
       if (layer === layers - 1) {
         this.gateLoads.delete(model)
-        this.compute.loadGate(model, pending)
+        try {
+          client.loadGate(model, pending)
+        } catch (e) {
+          if (backend !== 0) throw e
+          // 'auto' falls back to wasm (the next gate_topk call declines)
+          this.autoClient = null
+        }
       }
       return new Uint8Array(0)
     })
@@ -264,6 +326,7 @@ export class HostBridge {
       const model = readCString(mod, key)
       this.gateLoads.delete(model)
       this.computeClient?.dropModel(model)
+      this.webgpuClient?.dropModel(model)
     } catch {
       // nothing to report at transaction end
     }
@@ -336,13 +399,6 @@ export class HostBridge {
       return -1
     }
   }
-}
-
-/** infer.compute as C passes it (compute.h ComputeBackendKind): only 'onnx' (2) is a host backend. */
-function checkBackend(backend: number): Uint8Array {
-  if (backend !== 2)
-    throw new HostError(`compute backend ${backend} is not a host backend`, '22023')
-  return new Uint8Array(0)
 }
 
 function readUtf8(mod: WasmModule, ptr: number, len: number): string {
