@@ -2,7 +2,7 @@
  * compute.c: the compute seam (compute.h) and its two implementations of
  * the batched gate pass: the built-in WASM kernels (what scan_layers and
  * feature_signatures_batch did before the seam: exactly the same loops) and
- * a host backend (infer.compute = 'onnx' or 'webgpu'; under 'auto' batches are
+ * a host backend (infer.compute = 'onnx' or 'webgpu'; under 'auto' passes are
  * offered to the host), one host call per batch.
  *
  * The host backend holds its own copy of a model's gate rows, keyed by the
@@ -172,8 +172,8 @@ compute_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 	if (p->nq <= 0 || p->k <= 0)
 		return;
 	/*
-	 * 'auto': 'wasm', but batches are offered to the host, which takes them
-	 * on a hardware GPU (docs/webgpu.md; onnx is not picked: docs/compute.md)
+	 * 'auto': 'wasm', but passes are offered to the host, which takes them on
+	 * a hardware GPU (docs/webgpu.md; onnx is not picked: docs/compute.md)
 	 */
 	if (infer_compute == COMPUTE_ONNX || infer_compute == COMPUTE_WEBGPU)
 		host_gate_topk(m, p, out);

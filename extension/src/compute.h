@@ -25,12 +25,12 @@ typedef enum ComputeBackendKind
 } ComputeBackendKind;
 
 /*
- * 'auto' offers gate passes of at least this many queries (index builds,
- * signature batches) to the host, which serves them on a hardware GPU
- * (webgpu) when it has one and declines otherwise (then 'wasm'); single
- * queries stay on 'wasm' (docs/webgpu.md).
+ * 'auto' offers gate passes of at least this many queries to the host, which
+ * serves them on a hardware GPU (webgpu) when it has one and declines
+ * otherwise (then 'wasm'). Every pass today: a GPU reads a model's gate rows
+ * at many times the WASM kernel's bandwidth (docs/webgpu.md).
  */
-#define COMPUTE_AUTO_HOST_MIN_NQ 16
+#define COMPUTE_AUTO_HOST_MIN_NQ 1
 
 /* One batched gate pass with top-k. */
 typedef struct GatePass

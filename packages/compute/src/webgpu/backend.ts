@@ -357,20 +357,33 @@ export class WebGpuBackend implements ComputeBackend {
       )
     const candidates: Hit[][] = Array.from({ length: r.nq }, () => [])
     const want = r.perLayerK > 0 ? Math.min(r.perLayerK, r.k) : r.k
-    const steps: Step[] = []
-    let perQuery = 0 // candidate pairs per query
+    // steps in groups whose candidates (per query) fit a binding: one pass each
+    const groups: { steps: Step[]; perQuery: number }[] = []
+    const capacity = Math.floor(this.maxBinding / 8)
+    let group: { steps: Step[]; perQuery: number } | undefined
     let maxRows = 0
     m.layers.forEach((layer, l) => {
       if ((r.layers && r.layers[l] === 0) || want <= 0) return
       for (const part of layer.parts) {
         const chunks = Math.ceil(part.rows / TOPK_CHUNK)
-        const kk = Math.min(want, TOPK_CHUNK)
-        steps.push({ layer: l, part, kind: layer.kind, chunks, kk, outAt: perQuery })
-        perQuery += chunks * kk
+        const kk = Math.min(want, TOPK_CHUNK, part.rows)
+        if (chunks * kk > capacity)
+          throw new ComputeError(
+            `the top-${want} candidates of one query in one layer part (${chunks * kk * 8} ` +
+              `bytes) do not fit the WebGPU device's ${this.bindingLimit}`,
+            '54000',
+          )
+        if (!group || group.perQuery + chunks * kk > capacity) {
+          group = { steps: [], perQuery: 0 }
+          groups.push(group)
+        }
+        group.steps.push({ layer: l, part, kind: layer.kind, chunks, kk, outAt: group.perQuery })
+        group.perQuery += chunks * kk
         maxRows = Math.max(maxRows, part.rows)
       }
     })
-    if (r.nq === 0 || steps.length === 0) return mergeTopK(candidates, r.k, r.rank, r.positiveOnly)
+    if (r.nq === 0 || groups.length === 0) return mergeTopK(candidates, r.k, r.rank, r.positiveOnly)
+    const perQuery = Math.max(...groups.map((g) => g.perQuery))
     // queries per batch: the queries, their scores and their candidates must fit a binding
     const batch = Math.min(
       r.nq,
@@ -379,16 +392,24 @@ export class WebGpuBackend implements ComputeBackend {
       Math.floor(this.maxBinding / (maxRows * 4)),
       Math.floor(this.maxBinding / (perQuery * 8)),
     )
-    if (batch < 1)
-      throw new ComputeError(
-        `the candidates of one query (${perQuery * 8} bytes for top-${want} of ` +
-          `${steps.length} layer parts) do not fit the WebGPU device's ${this.bindingLimit}`,
-        '54000',
-      )
     for (let q0 = 0; q0 < r.nq; q0 += batch) {
       const nb = Math.min(batch, r.nq - q0)
-      const pairs = await this.pass(m, r, steps, q0, nb, perQuery, maxRows)
-      this.collect(pairs, steps, nb, candidates, q0, want, r)
+      const raw: Hit[][] = Array.from({ length: nb }, () => [])
+      for (const g of groups) {
+        const pairs = await this.pass(m, r, g.steps, q0, nb, g.perQuery, maxRows)
+        collect(pairs, g.steps, nb, raw)
+      }
+      // per layer the best `want` (C's per-layer limit), then over all layers
+      for (let i = 0; i < nb; i++) {
+        const hits = raw[i]!.sort((a, b) => a.layer - b.layer || compareHits(a, b, r.rank))
+        let from = 0
+        while (from < hits.length) {
+          let to = from
+          while (to < hits.length && hits[to]!.layer === hits[from]!.layer) to++
+          candidates[q0 + i]!.push(...hits.slice(from, Math.min(to, from + want)))
+          from = to
+        }
+      }
     }
     return mergeTopK(candidates, r.k, r.rank, r.positiveOnly)
   }
@@ -489,42 +510,6 @@ export class WebGpuBackend implements ComputeBackend {
     return pairs
   }
 
-  /** Per query and layer the best `want` of the chunks' candidates, into `candidates`. */
-  private collect(
-    pairs: Uint32Array,
-    steps: Step[],
-    nb: number,
-    candidates: Hit[][],
-    q0: number,
-    want: number,
-    r: GateTopKRequest,
-  ): void {
-    const scores = new Float32Array(pairs.buffer)
-    for (let i = 0; i < nb; i++) {
-      let layer = -1
-      let hits: Hit[] = []
-      const flush = () => {
-        if (layer < 0) return
-        hits.sort((a, b) => compareHits(a, b, r.rank))
-        candidates[q0 + i]!.push(...hits.slice(0, want))
-        hits = []
-      }
-      for (const st of steps) {
-        if (st.layer !== layer) {
-          flush()
-          layer = st.layer
-        }
-        const at = nb * st.outAt + i * st.chunks * st.kk
-        for (let e = at; e < at + st.chunks * st.kk; e++) {
-          const row = pairs[2 * e]!
-          if (row === NONE) continue
-          hits.push({ layer, feature: row, score: scores[2 * e + 1]! })
-        }
-      }
-      flush()
-    }
-  }
-
   private pipeline(key: string, code: string): GPUComputePipeline {
     let p = this.pipelines.get(key)
     if (!p) {
@@ -586,6 +571,19 @@ export class WebGpuBackend implements ComputeBackend {
     this.dummy?.destroy()
     this.device.destroy()
   }
+}
+
+/** The candidate pairs of a pass, per query (any order). */
+function collect(pairs: Uint32Array, steps: Step[], nb: number, raw: Hit[][]): void {
+  const scores = new Float32Array(pairs.buffer, pairs.byteOffset, pairs.length)
+  for (const st of steps)
+    for (let i = 0; i < nb; i++) {
+      const at = nb * st.outAt + i * st.chunks * st.kk
+      for (let e = at; e < at + st.chunks * st.kk; e++) {
+        const row = pairs[2 * e]!
+        if (row !== NONE) raw[i]!.push({ layer: st.layer, feature: row, score: scores[2 * e + 1]! })
+      }
+    }
 }
 
 function destroyModel(m: GpuModel): void {

@@ -1,10 +1,14 @@
 import { ComputeClient, ComputeError, type GateLayer } from '@pglite-infer/compute'
+import type { AdapterSummary } from '@pglite-infer/compute/webgpu'
 import { ModelHost } from './models.js'
 import { encodeAnswer, RemoteCaller } from './remote-call.js'
 import { TokenizerCache } from './tokenizers.js'
 import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
 
 const decoder = new TextDecoder('utf-8', { fatal: false })
+
+/** The WebGPU adapter 'auto' found, once per process (null: none). */
+let probedAdapter: AdapterSummary | null | undefined
 const encoder = new TextEncoder()
 
 /**
@@ -190,7 +194,8 @@ export class HostBridge {
   /**
    * What 'auto' offers batches to: the webgpu backend when its adapter is a
    * GPU, not a CPU emulation such as lavapipe (unless the options allow
-   * software adapters, for tests), else none. Decided once per database.
+   * software adapters, for tests), else none. The adapter is probed once per
+   * process; the choice is made once per database (and dropped on failure).
    */
   private auto(): ComputeClient | null {
     if (this.autoClient !== undefined) return this.autoClient
@@ -199,12 +204,15 @@ export class HostBridge {
     const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
       ?.env
     if (opts?.auto === false || env?.PGLITE_INFER_WEBGPU_AUTO === '0') return null
-    try {
-      const adapter = this.webgpu.probe()
-      if (!adapter.software || opts?.allowSoftwareForAuto) this.autoClient = this.webgpu
-    } catch {
-      // no package, no driver, no adapter: wasm serves 'auto'
+    if (probedAdapter === undefined) {
+      try {
+        probedAdapter = this.webgpu.probe()
+      } catch {
+        probedAdapter = null // no package, no driver, no adapter: wasm serves 'auto'
+      }
     }
+    if (probedAdapter && (!probedAdapter.software || opts?.allowSoftwareForAuto))
+      this.autoClient = this.webgpu
     if (!this.autoClient) void this.webgpuClient?.terminate().catch(() => undefined)
     return this.autoClient
   }
