@@ -11,9 +11,9 @@
  *   infer.verify_checksums  check vindex files against index.json's sha256
  *   infer.max_input_bytes   largest text a pg_infer function accepts
  *   infer.max_context       most positions a forward pass runs
- *   infer.compute           compute backend: 'auto' (wasm; batches on a hardware GPU), 'wasm',
- * 'onnx' or 'webgpu' infer.log_level         what pg_infer reports of its own work: 'warning'
- * (nothing), 'info' (loads, backends: INFO), 'debug' (and each call: DEBUG1)
+ *   infer.compute           compute backend: 'auto', 'wasm', 'onnx' or 'webgpu'
+ *   infer.log_level         what pg_infer reports of its own work: 'warning' (nothing),
+ *                           'info' (loads, backends: INFO), 'debug' (and each call: DEBUG1)
  */
 #include "pg_infer.h"
 

@@ -146,7 +146,7 @@ export class ComputeClient {
       return { worker: this.worker, control: new Int32Array(this.control, 0, 4) }
     this.worker = undefined
     this.loaded.clear()
-    const workers = nodeWorkers()
+    const workers = nodeWorkers(this.options.backend ?? 'onnx')
     const control = new SharedArrayBuffer(CONTROL_BYTES)
     const data: WorkerData = {
       control,
@@ -220,12 +220,12 @@ export class ComputeClient {
   }
 }
 
-function nodeWorkers(): Workers {
+function nodeWorkers(backend: string): Workers {
   const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
   const workers = proc?.getBuiltinModule?.('node:worker_threads') as Workers | undefined
   if (!workers)
     throw new ComputeError(
-      "infer.compute = 'onnx' needs Node.js worker_threads; it is not available here",
+      `infer.compute = '${backend}' needs Node.js worker_threads; it is not available here`,
       '0A000',
     )
   return workers
