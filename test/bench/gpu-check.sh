@@ -13,4 +13,4 @@ if command -v vulkaninfo >/dev/null 2>&1; then
 fi
 node -e "import('webgpu').then(({create}) => create([]).requestAdapter()).then(a => { if (!a) { console.error('no WebGPU adapter: install a Vulkan driver (Linux), see docs/webgpu.md'); process.exit(1) } })"
 date -u +'date: %Y-%m-%d %H:%M UTC'
-exec npx tsx test/bench/gpu-check.bench.ts "$@" 2> >(grep -v '^Warning: max' >&2)
+exec npx tsx test/bench/gpu-check.bench.ts "$@" 2> >(grep --line-buffered -v "^Warning: max" >&2)

@@ -21,9 +21,10 @@ export interface ExtractCommand {
 }
 
 /**
- * The down_meta engine: ONNX Runtime (a multithreaded Gemm, many times the
- * JavaScript kernel's speed) unless --compute js, or onnxruntime-node cannot
- * be loaded under auto; undefined means the extractor's own JS workers.
+ * The down_meta engine: under auto a GPU through WebGPU when there is one
+ * (not a CPU emulation such as lavapipe), else ONNX Runtime (a multithreaded
+ * Gemm, many times the JavaScript kernel's speed), else the extractor's own
+ * JS workers (undefined); --compute webgpu|onnx|js chooses.
  */
 async function downMetaEngine(
   c: ExtractCommand,
@@ -34,6 +35,17 @@ async function downMetaEngine(
     const { WebGpuDownMetaEngine } = await import('@pglite-infer/compute/webgpu')
     const engine = await WebGpuDownMetaEngine.create()
     return { engine, name: `webgpu (${engine.backend.adapter.name})` }
+  }
+  if (c.compute === 'auto' && process.env.PGLITE_INFER_WEBGPU_AUTO !== '0') {
+    try {
+      const { WebGpuDownMetaEngine } = await import('@pglite-infer/compute/webgpu')
+      const engine = await WebGpuDownMetaEngine.create()
+      if (!engine.backend.adapter.software)
+        return { engine, name: `webgpu (${engine.backend.adapter.name})` }
+      await engine.close()
+    } catch {
+      // no webgpu package, driver or adapter: the next engine
+    }
   }
   try {
     const { OnnxDownMetaEngine } = await import('@pglite-infer/compute/downmeta')

@@ -17,8 +17,8 @@ const USAGE = `usage:
                        [--quiet] [--force] [--compute auto|onnx|webgpu|js]
       extract a vindex from a HuggingFace checkpoint directory; refuses an existing
       non-empty output directory unless --force (which replaces it); down_meta runs
-      on ONNX Runtime when it loads (--compute auto, the default), else in JS workers;
-      --compute webgpu: on a GPU through WebGPU (npm package webgpu)
+      on a GPU through WebGPU when there is one, else ONNX Runtime when it loads
+      (--compute auto, the default), else in JS workers
   pglite-infer inspect <vindex> [--verify] [--json]
       validate a vindex and print its dimensions and files (--verify: checksums too)
   pglite-infer serve <vindex>|<name>=<vindex>... [--port N | --socket PATH] [--host H]

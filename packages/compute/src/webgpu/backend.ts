@@ -33,6 +33,7 @@ import {
   TILE_R,
   TOPK_CHUNK,
   TOPK_PARAMS,
+  TOPK_TARGET_GROUPS,
   TOPK_SHADER,
   UNIFORM_STRIDE,
   matmulShader,
@@ -116,6 +117,8 @@ interface Step {
   layer: number
   part: Part
   kind: GateKind
+  /** Rows per top-k chunk, and chunks of the part. */
+  chunk: number
   chunks: number
   kk: number
   /** Candidate pairs before this step's, per query batch. */
@@ -365,8 +368,14 @@ export class WebGpuBackend implements ComputeBackend {
     m.layers.forEach((layer, l) => {
       if ((r.layers && r.layers[l] === 0) || want <= 0) return
       for (const part of layer.parts) {
-        const chunks = Math.ceil(part.rows / TOPK_CHUNK)
-        const kk = Math.min(want, TOPK_CHUNK, part.rows)
+        // few queries: several chunks each (parallel workgroups); many: one per part
+        const perQueryChunks = Math.max(
+          1,
+          Math.min(Math.ceil(TOPK_TARGET_GROUPS / r.nq), Math.ceil(part.rows / TOPK_CHUNK)),
+        )
+        const chunk = Math.ceil(part.rows / perQueryChunks)
+        const chunks = Math.ceil(part.rows / chunk)
+        const kk = Math.min(want, chunk)
         if (chunks * kk > capacity)
           throw new ComputeError(
             `the top-${want} candidates of one query in one layer part (${chunks * kk * 8} ` +
@@ -377,7 +386,15 @@ export class WebGpuBackend implements ComputeBackend {
           group = { steps: [], perQuery: 0 }
           groups.push(group)
         }
-        group.steps.push({ layer: l, part, kind: layer.kind, chunks, kk, outAt: group.perQuery })
+        group.steps.push({
+          layer: l,
+          part,
+          kind: layer.kind,
+          chunk,
+          chunks,
+          kk,
+          outAt: group.perQuery,
+        })
         group.perQuery += chunks * kk
         maxRows = Math.max(maxRows, part.rows)
       }
@@ -459,6 +476,7 @@ export class WebGpuBackend implements ComputeBackend {
           r.positiveOnly ? 1 : 0,
           nb * st.outAt,
           st.part.rowBase,
+          st.chunk,
         ],
         tk,
       )

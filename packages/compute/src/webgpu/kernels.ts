@@ -8,16 +8,20 @@
  *   out of its f16 rows, gate_split_subnormals) are added exactly. G is f32,
  *   f16 read natively (`shader-f16`), or f16 pairs packed in u32 and decoded
  *   with unpack2x16float (every device).
- * - `TOPK_SHADER`: per (query, chunk of 1024 rows) the best kk rows by rank
- *   key (|s| or s; positive_only keeps s > 0; NaN never kept), ties to the
- *   lower row: kk rounds of a workgroup arg-max. The host merges the chunks,
- *   parts and layers in C's order (topk.ts).
+ * - `TOPK_SHADER`: per (query, chunk of rows) the best kk rows by rank key
+ *   (|s| or s; positive_only keeps s > 0; NaN never kept), ties to the lower
+ *   row: kk rounds of a workgroup arg-max, each over the rows strictly after
+ *   the last winner. Few queries: many chunks per query (parallelism); many
+ *   queries: one chunk per part (few candidates). The host merges the
+ *   chunks, parts and layers in C's order (topk.ts).
  */
 
 export type GateKind = 'f32' | 'f16' | 'f16-packed'
 
-/** Rows per top-k chunk (workgroup memory: 1024 keys + 1024 flags + 2 x 256). */
+/** Fewest rows per top-k chunk (a chunk is one workgroup's share of a query's rows). */
 export const TOPK_CHUNK = 1024
+/** Top-k workgroups a pass aims at: chunks per query = this / queries (>= 1). */
+export const TOPK_TARGET_GROUPS = 256
 /** Matmul tile: queries x rows per workgroup. */
 export const TILE_Q = 16
 export const TILE_R = 64
@@ -28,8 +32,8 @@ export const NONE = 0xffffffff
 
 /** Matmul uniforms, as u32: nq, rows, hidden, hasFix, colsAt, valsAt. */
 export const MATMUL_PARAMS = 8
-/** Top-k uniforms, as u32: nq, rows, kk, chunks, rank (0 abs, 1 signed), positive, outAt, rowBase. */
-export const TOPK_PARAMS = 8
+/** Top-k uniforms, as u32: nq, rows, kk, chunks, rank (0 abs, 1 signed), positive, outAt, rowBase, chunk (+3 pad). */
+export const TOPK_PARAMS = 12
 
 export function matmulShader(kind: GateKind): string {
   const elem = kind === 'f32' ? 'f32' : kind === 'f16' ? 'f16' : 'u32'
@@ -98,17 +102,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 }
 
 export const TOPK_SHADER = /* wgsl */ `
-struct Params { nq: u32, rows: u32, kk: u32, chunks: u32, rank: u32, positive: u32, outAt: u32, rowBase: u32 }
+struct Params { nq: u32, rows: u32, kk: u32, chunks: u32, rank: u32, positive: u32, outAt: u32, rowBase: u32, chunk: u32, a: u32, b: u32, c: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> s: array<f32>;
 // candidates: (row, score bits) pairs; row ${NONE} ends a list
 @group(0) @binding(2) var<storage, read_write> outp: array<u32>;
 
-const CHUNK = ${TOPK_CHUNK}u;
 const WG = 256u;
 const NONE = ${NONE}u;
-var<workgroup> keys: array<f32, ${TOPK_CHUNK}>;
-var<workgroup> alive: array<u32, ${TOPK_CHUNK}>;
 var<workgroup> rk: array<f32, 256>;
 var<workgroup> ri: array<u32, 256>;
 
@@ -122,34 +123,31 @@ fn before(ka: f32, ia: u32, kb: f32, ib: u32) -> bool {
   return ia < ib;
 }
 
+// Round r picks the best row strictly after round r - 1's winner in that
+// (total) order: the rounds list the chunk's top kk, sorted, with no state
+// but the last winner.
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let c = wg.x;
   let qi = wg.y;
   let t = lid.x;
-  let base = c * CHUNK;
-  let n = min(CHUNK, p.rows - base);
+  let base = c * p.chunk;
+  let n = min(p.chunk, p.rows - base);
   let srow = qi * p.rows + base;
-  for (var j = 0u; j < CHUNK / WG; j++) {
-    let e = t + WG * j;
-    var ok = 0u;
-    var key = 0.0;
-    if (e < n) {
-      let v = s[srow + e];
-      key = select(abs(v), v, p.rank == 1u);
-      if (!isNan(v) && (p.positive == 0u || v > 0.0)) { ok = 1u; }
-    }
-    keys[e] = key;
-    alive[e] = ok;
-  }
-  workgroupBarrier();
   let out0 = p.outAt + (qi * p.chunks + c) * p.kk;
+  var pk = 0.0;
+  var pi = NONE;
   for (var round = 0u; round < p.kk; round++) {
     var bk = 0.0;
     var bi = NONE;
-    for (var j = 0u; j < CHUNK / WG; j++) {
-      let e = t + WG * j;
-      if (alive[e] != 0u && before(keys[e], e, bk, bi)) { bk = keys[e]; bi = e; }
+    for (var e = t; e < n; e += WG) {
+      let v = s[srow + e];
+      if (isNan(v) || (p.positive != 0u && !(v > 0.0))) { continue; }
+      let key = select(abs(v), v, p.rank == 1u);
+      if ((pi == NONE || before(pk, pi, key, e)) && before(key, e, bk, bi)) {
+        bk = key;
+        bi = e;
+      }
     }
     rk[t] = bk;
     ri[t] = bi;
@@ -168,10 +166,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       }
       break;
     }
+    pk = rk[0];
+    pi = win;
     if (t == 0u) {
       outp[2u * (out0 + round)] = p.rowBase + base + win;
       outp[2u * (out0 + round) + 1u] = bitcast<u32>(s[srow + win]);
-      alive[win] = 0u;
     }
     workgroupBarrier();
   }
