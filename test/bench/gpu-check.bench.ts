@@ -5,6 +5,7 @@
  * measures a slice and says so.
  *
  *   npx tsx test/bench/gpu-check.bench.ts [--walks 8] [--features 256] [--js-features 16]
+ *                                         [--batches 16,64] [--reps 3]
  *
  * - walk(): one gate pass of one query through SQL (infer.compute = wasm,
  *   onnx, webgpu) on the synthetic 0.5B-shaped vindex (24 x 4864 x 896, f16);
@@ -36,11 +37,15 @@ const { values } = parseArgs({
     walks: { type: 'string', default: '8' },
     features: { type: 'string', default: '256' },
     'js-features': { type: 'string', default: '16' },
+    batches: { type: 'string', default: '16,64' },
+    reps: { type: 'string', default: '3' },
   },
 })
 const WALKS = Number(values.walks)
 const FEATURES = Number(values.features)
 const JS_FEATURES = Number(values['js-features'])
+const BATCHES = values.batches.split(',').map(Number)
+const REPS = Number(values.reps)
 const S = QWEN05B_SHAPE
 
 const log = (s: string) => process.stderr.write(`${s}\n`)
@@ -131,7 +136,7 @@ try {
     'g',
     layers.map((l) => ({ ...l, data: l.data.slice() })),
   )
-  for (const nq of [16, 64]) {
+  for (const nq of BATCHES) {
     const queries = fill(new Float32Array(nq * S.hidden), 5 + nq, 1)
     const req = { model: 'g', nq, perLayerK: 0, k: 50, rank: 'abs' as const, positiveOnly: false }
     const rate: Record<string, number> = {}
@@ -141,7 +146,7 @@ try {
     ] as const) {
       log(`gate pass, batch of ${nq}, ${name}...`)
       await b.gateTopK({ ...req, queries: queries.slice() })
-      const reps = 3
+      const reps = REPS
       const t = await timed(async () => {
         for (let i = 0; i < reps; i++) await b.gateTopK({ ...req, queries: queries.slice() })
       })
