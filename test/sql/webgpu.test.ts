@@ -191,6 +191,19 @@ describe.skipIf(!gpu)('choosing and failing', () => {
     expect(await on('webgpu', () => rows<{ n: number }>(walk))).toEqual(before)
   })
 
+  it('statement_timeout ends a webgpu call with 57014; the next call works', async () => {
+    const before = await on('webgpu', () => rows<{ n: number }>(walk))
+    db.infer.webgpu.stallNextCall(5000)
+    await db.exec("set statement_timeout = '300ms'")
+    const t0 = performance.now()
+    const err = await on('webgpu', () => sqlError(db, walk))
+    const ms = performance.now() - t0
+    await db.exec('reset statement_timeout')
+    expect(err.code).toBe('57014')
+    expect(ms).toBeLessThan(300 + 500)
+    expect(await on('webgpu', () => rows<{ n: number }>(walk))).toEqual(before)
+  })
+
   it("'auto' keeps wasm on a software adapter (lavapipe): the GPU worker holds nothing", async () => {
     const d = await openDb()
     try {
