@@ -162,9 +162,11 @@ AS $$
            m.source, m.extract_level, m.layers, m.hidden, m.vocab, m.created_at,
            m.backend, m.server_url, m.architecture, m.features, m.dtype,
            coalesce(l.bytes, 0), l.name IS NOT NULL, m.name, m.layers, m.hidden, m.vocab,
-           -- what computes its gate passes in this session ('auto' is 'wasm' today)
+           -- what computes its gate passes in this session ('auto' shows 'wasm'; on a
+           -- hardware GPU its passes run on webgpu, and compute_bytes is what it holds)
            CASE WHEN m.backend = 'remote' THEN 'remote'
-                WHEN current_setting('infer.compute', true) = 'onnx' THEN 'onnx' ELSE 'wasm' END,
+                WHEN current_setting('infer.compute', true) IN ('onnx', 'webgpu')
+                THEN current_setting('infer.compute', true) ELSE 'wasm' END,
            coalesce(l.compute_bytes, 0)
     FROM infer.models m LEFT JOIN infer_loaded_models() l ON l.name = m.name
     ORDER BY m.name

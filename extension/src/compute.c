@@ -2,7 +2,8 @@
  * compute.c: the compute seam (compute.h) and its two implementations of
  * the batched gate pass: the built-in WASM kernels (what scan_layers and
  * feature_signatures_batch did before the seam: exactly the same loops) and
- * a host backend (infer.compute = 'onnx'), one host call per batch.
+ * a host backend (infer.compute = 'onnx' or 'webgpu'; under 'auto' passes are
+ * offered to the host), one host call per batch.
  *
  * The host backend holds its own copy of a model's gate rows, keyed by the
  * model's name and load generation (a model re-created under the same name
@@ -83,7 +84,27 @@ model_key(const InferModel *m, char *key, size_t size)
 	snprintf(key, size, "%s#" UINT64_FORMAT, m->name, m->generation);
 }
 
-static void
+static const char *
+backend_name(void)
+{
+	switch (infer_compute)
+	{
+		case COMPUTE_ONNX:
+			return "onnx";
+		case COMPUTE_WEBGPU:
+			return "webgpu";
+		case COMPUTE_AUTO:
+			return "auto";
+		default:
+			return "wasm";
+	}
+}
+
+/*
+ * The pass on the host backend infer.compute names (under 'auto': the one
+ * the host picks). false: 'auto' and the host declined; nothing was filled.
+ */
+static bool
 host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 {
 	char key[MODEL_NAME_MAX + 32];
@@ -93,6 +114,8 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 
 	model_key(m, key, sizeof(key));
 	result = host_compute_gate_topk(key, p, m->hidden, m->layers);
+	if (result == host_compute_declined)
+		return false;
 	if (result == NULL)
 	{
 		/* the backend does not hold this model (yet, or since a restart) */
@@ -104,10 +127,12 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 			bytes += (int64) m->gate[l].rows * m->gate[l].hidden * sizeof(float);
 		}
 		stats_compute_bytes(m->name, COMPUTE_PART_GATE, bytes);
-		infer_log_info("pg_infer: compute backend \"onnx\" now holds model \"%s\" (" INT64_FORMAT
+		infer_log_info("pg_infer: compute backend \"%s\" now holds model \"%s\" (" INT64_FORMAT
 					   " bytes of gate rows)",
-					   m->name, bytes);
+					   backend_name(), m->name, bytes);
 		result = host_compute_gate_topk(key, p, m->hidden, m->layers);
+		if (result == host_compute_declined)
+			return false;
 		if (result == NULL)
 			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 							errmsg("the compute backend lost model \"%s\" right after loading it",
@@ -137,6 +162,7 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 		out[i].n = counts[i];
 	}
 	pfree(result);
+	return true;
 }
 
 void
@@ -146,10 +172,14 @@ compute_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 		topk_init(&out[i], p->k, p->rank);
 	if (p->nq <= 0 || p->k <= 0)
 		return;
-	/* 'auto' is 'wasm' today: docs/compute.md says why */
-	if (infer_compute == COMPUTE_ONNX)
+	/*
+	 * 'auto': 'wasm', but passes are offered to the host, which takes them on
+	 * a hardware GPU (docs/webgpu.md; onnx is not picked: docs/compute.md)
+	 */
+	if (infer_compute == COMPUTE_ONNX || infer_compute == COMPUTE_WEBGPU)
 		host_gate_topk(m, p, out);
-	else
+	else if (infer_compute != COMPUTE_AUTO || p->nq < COMPUTE_AUTO_HOST_MIN_NQ ||
+			 !host_gate_topk(m, p, out))
 		wasm_gate_topk(m, p, out);
 	for (int i = 0; i < p->nq; i++)
 		topk_sorted(&out[i]);

@@ -5,9 +5,8 @@
  * (gate_knn.c, the default and the reference) or a host backend reached
  * through host.c (the TypeScript half is packages/compute: ComputeBackend).
  *
- * infer.compute chooses: 'wasm', 'onnx', or 'auto' (today: 'wasm'; decode
- * and the gate pass at small sizes were measured at parity, see
- * docs/compute.md).
+ * infer.compute chooses: 'wasm', 'onnx', 'webgpu', or 'auto' ('wasm', but
+ * batches go to a hardware GPU when the host has one: docs/webgpu.md).
  */
 #ifndef PG_INFER_COMPUTE_H
 #define PG_INFER_COMPUTE_H
@@ -22,8 +21,17 @@ typedef enum ComputeBackendKind
 {
 	COMPUTE_AUTO = 0,
 	COMPUTE_WASM = 1,
-	COMPUTE_ONNX = 2
+	COMPUTE_ONNX = 2,
+	COMPUTE_WEBGPU = 3
 } ComputeBackendKind;
+
+/*
+ * 'auto' offers gate passes of at least this many queries to the host, which
+ * serves them on a hardware GPU (webgpu) when it has one and declines
+ * otherwise (then 'wasm'). Every pass today: a GPU reads a model's gate rows
+ * at many times the WASM kernel's bandwidth (docs/webgpu.md).
+ */
+#define COMPUTE_AUTO_HOST_MIN_NQ 1
 
 /* One batched gate pass with top-k. */
 typedef struct GatePass

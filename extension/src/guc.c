@@ -11,7 +11,7 @@
  *   infer.verify_checksums  check vindex files against index.json's sha256
  *   infer.max_input_bytes   largest text a pg_infer function accepts
  *   infer.max_context       most positions a forward pass runs
- *   infer.compute           compute backend: 'auto' (today 'wasm'), 'wasm' or 'onnx'
+ *   infer.compute           compute backend: 'auto', 'wasm', 'onnx' or 'webgpu'
  *   infer.log_level         what pg_infer reports of its own work: 'warning' (nothing),
  *                           'info' (loads, backends: INFO), 'debug' (and each call: DEBUG1)
  */
@@ -57,6 +57,7 @@ static const struct config_enum_entry compute_backends[] = {
 	{"auto", COMPUTE_AUTO, false},
 	{"wasm", COMPUTE_WASM, false},
 	{"onnx", COMPUTE_ONNX, false},
+	{"webgpu", COMPUTE_WEBGPU, false},
 	{NULL, 0, false},
 };
 
@@ -179,8 +180,9 @@ infer_define_gucs(void)
 							   &infer_default_server_url, NULL, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable(
 		"infer.compute",
-		"Compute backend of the gate passes: 'auto' (today the built-in "
-		"'wasm' kernels), 'wasm', or 'onnx' (ONNX Runtime in a worker thread).",
+		"Compute backend of the gate passes: 'auto' (the built-in 'wasm' kernels; "
+		"batches on a hardware GPU when there is one), 'wasm', 'onnx' (ONNX Runtime in a "
+		"worker thread), or 'webgpu' (a GPU through WebGPU, in a worker thread).",
 		NULL, &infer_compute, COMPUTE_AUTO, compute_backends, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable(
 		"infer.log_level",

@@ -33,6 +33,9 @@ pg_attribute_unused() static void check_text_size(int text_len)
 						errhint("Shorten the text, or raise infer.max_input_bytes.")));
 }
 
+/* host_compute_gate_topk's answer when 'auto' finds no host backend for a pass */
+char host_compute_declined[1];
+
 #ifdef __EMSCRIPTEN__
 #include <stdlib.h>
 
@@ -468,6 +471,8 @@ host_normalize(const char *text, int text_len)
 
 /* compute_gate_topk's answer when the backend does not hold the model */
 #define HOST_COMPUTE_NOT_LOADED (-3)
+/* ... and under infer.compute = 'auto' when no host backend takes the pass */
+#define HOST_COMPUTE_DECLINED_RC (-4)
 
 char *
 host_compute_gate_topk(const char *key, const GatePass *pass, int hidden, int layers)
@@ -480,6 +485,8 @@ host_compute_gate_topk(const char *key, const GatePass *pass, int hidden, int la
 
 	if (rc == HOST_COMPUTE_NOT_LOADED)
 		return NULL;
+	if (rc == HOST_COMPUTE_DECLINED_RC && infer_compute == COMPUTE_AUTO)
+		return host_compute_declined;
 	if (rc < 0)
 		raise_host_error("compute_gate_topk", rc);
 	if ((size_t) rc != expect)

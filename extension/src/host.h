@@ -88,6 +88,12 @@ extern char *host_compute_gate_topk(const char *key, const struct GatePass *pass
 									int layers);
 
 /*
+ * What host_compute_gate_topk returns under infer.compute = 'auto' when the
+ * host serves the pass on no backend (no hardware GPU): compute it in WASM.
+ */
+extern char host_compute_declined[];
+
+/*
  * Hands the backend layer `layer` (of `layers`) of model `key`'s gate rows,
  * straight from C's heap, with the f16 subnormal fix-ups; the backend copies
  * what it keeps. The last layer completes the load.

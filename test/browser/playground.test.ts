@@ -212,7 +212,7 @@ describe('the playground in Chromium', () => {
     )
     expect(errors).toEqual([])
     await context.close()
-  })
+  }, 300_000) // a browser, a worker, the model and eight panels: slow on a loaded 2-core machine
 
   it('PGliteWorker: pg_infer in its worker, db.infer.createModel(bytes) from the page, no warnings', async () => {
     const context = await browser.newContext()

@@ -17,18 +17,36 @@ export interface ExtractCommand {
   /** Replace an existing non-empty output directory. */
   force: boolean
   /** Where down_meta is computed: ONNX Runtime, the JavaScript kernel, or the first that loads. */
-  compute: 'auto' | 'onnx' | 'js'
+  compute: 'auto' | 'onnx' | 'webgpu' | 'js'
 }
 
 /**
- * The down_meta engine: ONNX Runtime (a multithreaded Gemm, many times the
- * JavaScript kernel's speed) unless --compute js, or onnxruntime-node cannot
- * be loaded under auto; undefined means the extractor's own JS workers.
+ * The down_meta engine: under auto a GPU through WebGPU when there is one
+ * (not a CPU emulation such as lavapipe), else ONNX Runtime (a multithreaded
+ * Gemm, many times the JavaScript kernel's speed), else the extractor's own
+ * JS workers (undefined); --compute webgpu|onnx|js chooses.
  */
 async function downMetaEngine(
   c: ExtractCommand,
 ): Promise<{ engine?: DownMetaEngine; name: string }> {
   if (c.compute === 'js') return { name: 'js' }
+  if (c.compute === 'webgpu') {
+    // chosen explicitly: no adapter is an error naming what to install
+    const { WebGpuDownMetaEngine } = await import('@pglite-infer/compute/webgpu')
+    const engine = await WebGpuDownMetaEngine.create()
+    return { engine, name: `webgpu (${engine.backend.adapter.name})` }
+  }
+  if (c.compute === 'auto' && process.env.PGLITE_INFER_WEBGPU_AUTO !== '0') {
+    try {
+      const { WebGpuDownMetaEngine } = await import('@pglite-infer/compute/webgpu')
+      const engine = await WebGpuDownMetaEngine.create()
+      if (!engine.backend.adapter.software)
+        return { engine, name: `webgpu (${engine.backend.adapter.name})` }
+      await engine.close()
+    } catch {
+      // no webgpu package, driver or adapter: the next engine
+    }
+  }
   try {
     const { OnnxDownMetaEngine } = await import('@pglite-infer/compute/downmeta')
     return { engine: await OnnxDownMetaEngine.create(), name: 'onnx' }

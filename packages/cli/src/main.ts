@@ -14,10 +14,11 @@ import { inspectCommand } from './inspect.js'
 const USAGE = `usage:
   pglite-infer extract <hf-model-dir> -o <out.vindex> [--level browse|attention|inference|all]
                        [--dtype f16|f32] [--top-k N] [--layers N] [--workers N] [--name NAME]
-                       [--quiet] [--force] [--compute auto|onnx|js]
+                       [--quiet] [--force] [--compute auto|onnx|webgpu|js]
       extract a vindex from a HuggingFace checkpoint directory; refuses an existing
       non-empty output directory unless --force (which replaces it); down_meta runs
-      on ONNX Runtime when it loads (--compute auto, the default), else in JS workers
+      on a GPU through WebGPU when there is one, else ONNX Runtime when it loads
+      (--compute auto, the default), else in JS workers
   pglite-infer inspect <vindex> [--verify] [--json]
       validate a vindex and print its dimensions and files (--verify: checksums too)
   pglite-infer serve <vindex>|<name>=<vindex>... [--port N | --socket PATH] [--host H]
@@ -105,8 +106,8 @@ async function runExtract(args: string[]): Promise<void> {
     name: (values.name as string | undefined) ?? basename(modelDir),
     quiet: values.quiet as boolean,
     force: values.force as boolean,
-    compute: oneOf(values.compute as string, ['auto', 'onnx', 'js'], '--compute') as
-      'auto' | 'onnx' | 'js',
+    compute: oneOf(values.compute as string, ['auto', 'onnx', 'webgpu', 'js'], '--compute') as
+      'auto' | 'onnx' | 'webgpu' | 'js',
   })
 }
 

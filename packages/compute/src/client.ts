@@ -26,12 +26,17 @@ import {
   type GateLayer,
   type GateTopKRequest,
 } from './types.js'
+import type { AdapterSummary } from './webgpu/backend.js'
+import type { NodeWebGpuOptions } from './webgpu/node.js'
 
 type Workers = typeof import('node:worker_threads')
 type Worker = import('node:worker_threads').Worker
 
 export interface ComputeClientOptions {
-  backend?: 'onnx'
+  /** The worker's backend (default 'onnx'). */
+  backend?: 'onnx' | 'webgpu'
+  /** backend 'webgpu': Dawn flags and caps on the device's limits (tests). */
+  webgpu?: NodeWebGpuOptions
   /** Intra-op threads of the backend (default: PGLITE_INFER_ONNX_THREADS, else 2). */
   threads?: number
   /** Longest wait for one call, in milliseconds (default 10 minutes): never a hang. */
@@ -53,6 +58,7 @@ export class ComputeClient {
   private readonly loadedForward = new Set<string>()
   private crashNext = false
   private stallNextMs = 0
+  private loseDeviceNext = false
   private readonly timeoutMs: number
 
   constructor(private readonly options: ComputeClientOptions = {}) {
@@ -86,10 +92,12 @@ export class ComputeClient {
     const reply = new SharedArrayBuffer(Math.max(bytes, 4))
     const crash = this.crashNext
     const stallMs = this.stallNextMs
+    const loseDevice = this.loseDeviceNext
     this.crashNext = false
     this.stallNextMs = 0
+    this.loseDeviceNext = false
     this.call(
-      { op: 'gateTopK', ...request, reply, crash, stallMs },
+      { op: 'gateTopK', ...request, reply, crash, stallMs, loseDevice },
       [request.queries.buffer as ArrayBuffer],
       statementLeftMs,
     )
@@ -156,6 +164,18 @@ export class ComputeClient {
     return this.call({ op: 'openRuns' }, [])
   }
 
+  /**
+   * backend 'webgpu': starts the worker (and its device) if needed and says
+   * which adapter it got; a 58000 ComputeError when there is none.
+   */
+  probe(): AdapterSummary {
+    const reply = new SharedArrayBuffer(4096)
+    const length = this.call({ op: 'probe', reply }, [])
+    return JSON.parse(
+      new TextDecoder().decode(new Uint8Array(reply, 0, length).slice()),
+    ) as AdapterSummary
+  }
+
   /** Forgets a model in the worker; never throws, never waits. */
   dropModel(model: string): void {
     const had = this.loaded.delete(model)
@@ -181,6 +201,11 @@ export class ComputeClient {
     this.crashNext = true
   }
 
+  /** Test hook (webgpu): the GPU device is destroyed before the next gateTopK. */
+  loseDeviceNextCall(): void {
+    this.loseDeviceNext = true
+  }
+
   /** Test hook: the worker is busy for `ms` before it serves the next gateTopK or forwardStep. */
   stallNextCall(ms: number): void {
     this.stallNextMs = ms
@@ -192,12 +217,13 @@ export class ComputeClient {
     this.worker = undefined
     this.loaded.clear()
     this.loadedForward.clear()
-    const workers = nodeWorkers()
+    const workers = nodeWorkers(this.options.backend ?? 'onnx')
     const control = new SharedArrayBuffer(CONTROL_BYTES)
     const data: WorkerData = {
       control,
       backend: this.options.backend ?? 'onnx',
       threads: this.options.threads,
+      webgpu: this.options.webgpu,
     }
     let worker: Worker
     try {
@@ -267,12 +293,12 @@ export class ComputeClient {
   }
 }
 
-function nodeWorkers(): Workers {
+function nodeWorkers(backend: string): Workers {
   const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
   const workers = proc?.getBuiltinModule?.('node:worker_threads') as Workers | undefined
   if (!workers)
     throw new ComputeError(
-      "infer.compute = 'onnx' needs Node.js worker_threads; it is not available here",
+      `infer.compute = '${backend}' needs Node.js worker_threads; it is not available here`,
       '0A000',
     )
   return workers

@@ -21,9 +21,8 @@ import { createRequire } from 'node:module'
 import { availableParallelism } from 'node:os'
 import type { onnx as OnnxTypes } from 'onnx-proto'
 import { loadOrt } from './onnx.js'
+import { MARGIN, rescore } from './rescore.js'
 
-/** Extra candidates per feature, rescored in float64 (see the file comment). */
-const MARGIN = 8
 /** Vocabulary rows per Gemm (the spike's choice: big enough to keep the cores busy). */
 const DEFAULT_CHUNK = 8192
 
@@ -145,36 +144,6 @@ function insert(
   }
   scores[i] = score
   ids[i] = id
-}
-
-/** The candidates scored again in float64; the best k by (logit desc, id asc). */
-function rescore(req: DownMetaRequest, candIds: Int32Array, keep: number): DownMetaResult {
-  const { embed, hidden, down, features, k } = req
-  const kk = Math.min(k, req.vocab)
-  const ids = new Uint32Array(features * k)
-  const logits = new Float32Array(features * k)
-  const exact = new Float64Array(keep)
-  const order = Array.from({ length: keep }, (_, i) => i)
-  for (let f = 0; f < features; f++) {
-    const dOff = f * hidden
-    let n = 0
-    for (let j = 0; j < keep; j++) {
-      const id = candIds[f * keep + j]!
-      if (id < 0) break
-      const eOff = id * hidden
-      let s = 0
-      for (let h = 0; h < hidden; h++) s += embed[eOff + h]! * down[dOff + h]!
-      exact[j] = s
-      n++
-    }
-    const idx = order.slice(0, n)
-    idx.sort((a, b) => exact[b]! - exact[a]! || candIds[f * keep + a]! - candIds[f * keep + b]!)
-    for (let j = 0; j < kk; j++) {
-      ids[f * k + j] = candIds[f * keep + idx[j]!]!
-      logits[f * k + j] = exact[idx[j]!]!
-    }
-  }
-  return { ids, logits }
 }
 
 /** Gemm(d, e^T) -> TopK(k) on axis 1: the chunk's best ids per feature. */

@@ -7,6 +7,7 @@
  * ({ sqlstate, message }) stored in the control buffer from byte ERROR_AT.
  */
 import type { ForwardStepRequest, ForwardWeights, GateLayer, GateTopKRequest } from './types.js'
+import type { NodeWebGpuOptions } from './webgpu/node.js'
 
 export const STATUS_PENDING = 0
 export const STATUS_OK = 1
@@ -22,8 +23,10 @@ export const HIT_BYTES = 12
 
 export interface WorkerData {
   control: SharedArrayBuffer
-  backend: 'onnx'
+  backend: 'onnx' | 'webgpu'
   threads?: number
+  /** backend 'webgpu': Dawn flags and limit caps (webgpu/node.ts). */
+  webgpu?: NodeWebGpuOptions
 }
 
 export type Request =
@@ -36,7 +39,11 @@ export type Request =
       crash?: boolean
       /** Test hook: the worker is busy this long before it serves the request. */
       stallMs?: number
+      /** Test hook (webgpu): the device is destroyed before the request is served. */
+      loseDevice?: boolean
     })
+  /** webgpu: the adapter, as JSON (webgpu/backend.ts AdapterSummary) in the reply buffer. */
+  | { op: 'probe'; reply: SharedArrayBuffer }
   | { op: 'drop'; model: string }
   | { op: 'loadForward'; model: string; weights: ForwardWeights }
   | (ForwardStepRequest & {

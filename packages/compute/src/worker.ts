@@ -56,8 +56,16 @@ process.on('exit', (code) => {
     )
 })
 
+async function createBackend(): Promise<ComputeBackend> {
+  if (data.backend === 'webgpu') {
+    const { createNodeWebGpuBackend } = await import('./webgpu/node.js')
+    return createNodeWebGpuBackend(data.webgpu)
+  }
+  return OnnxBackend.create({ threads: data.threads })
+}
+
 async function serve(req: Request): Promise<void> {
-  backend ??= OnnxBackend.create({ threads: data.threads })
+  backend ??= createBackend()
   const b = await backend.catch((e: unknown) => {
     backend = undefined // the next request tries again (and reports again)
     throw e
@@ -96,8 +104,16 @@ async function serve(req: Request): Promise<void> {
       await b.loadGate(req.model, req.layers)
       report(STATUS_OK, 0)
       return
+    case 'probe': {
+      const summary = (b as ComputeBackend & { adapter?: unknown }).adapter ?? { name: b.name }
+      const bytes = encoder.encode(JSON.stringify(summary))
+      new Uint8Array(req.reply).set(bytes.subarray(0, req.reply.byteLength))
+      report(STATUS_OK, Math.min(bytes.length, req.reply.byteLength))
+      return
+    }
     case 'gateTopK': {
       if (req.crash) process.exit(3)
+      if (req.loseDevice) (b as ComputeBackend & { loseDevice?: () => void }).loseDevice?.()
       if (req.stallMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, req.stallMs)
       const r = await b.gateTopK(req)
       const out = new DataView(req.reply)
@@ -126,6 +142,13 @@ parentPort!.on('message', (req: Request) => {
     try {
       await serve(req)
     } catch (e) {
+      if ((e as { restart?: boolean }).restart) {
+        // the backend cannot go on (a lost GPU device): the caller gets the
+        // error, and its next call starts a new worker with a new backend
+        busy = false
+        if (waits) fail(e, STATUS_DEAD)
+        process.exit(4)
+      }
       if (waits) fail(e)
     } finally {
       busy = false

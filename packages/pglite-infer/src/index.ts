@@ -95,6 +95,7 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
           pg,
           () => module?.FS,
           () => bridge.compute,
+          () => bridge.webgpu,
         ),
       }
     },

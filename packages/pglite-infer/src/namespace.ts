@@ -70,16 +70,26 @@ export interface InferNamespace {
    * the next call starts a new one and reloads the models it needs.
    */
   readonly compute: ComputeClient
+  /**
+   * The client of the compute worker that serves infer.compute = 'webgpu'
+   * (and 'auto' batches on a hardware GPU): `probe()` names its adapter,
+   * `terminate()` stops it and frees the GPU memory it holds.
+   */
+  readonly webgpu: ComputeClient
 }
 
 export function inferNamespace(
   pg: PGliteInterface,
   fs: () => EmscriptenFSWriter | undefined,
   compute: () => ComputeClient,
+  webgpu: () => ComputeClient = compute,
 ): InferNamespace {
   return {
     get compute() {
       return compute()
+    },
+    get webgpu() {
+      return webgpu()
     },
     async createModel(name, source, options = {}) {
       const level = options.level ?? 'browse'

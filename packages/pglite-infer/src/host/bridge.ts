@@ -4,12 +4,16 @@ import {
   type ForwardTensor,
   type GateLayer,
 } from '@pglite-infer/compute'
+import type { AdapterSummary } from '@pglite-infer/compute/webgpu'
 import { ModelHost } from './models.js'
 import { encodeAnswer, RemoteCaller } from './remote-call.js'
 import { TokenizerCache } from './tokenizers.js'
 import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
 
 const decoder = new TextDecoder('utf-8', { fatal: false })
+
+/** The WebGPU adapter 'auto' found, once per process (null: none). */
+let probedAdapter: AdapterSummary | null | undefined
 const encoder = new TextEncoder()
 
 /**
@@ -28,6 +32,9 @@ export class HostBridge {
 
   private fs: WasmModule['FS']
   private computeClient: ComputeClient | undefined
+  private webgpuClient: ComputeClient | undefined
+  /** infer.compute = 'auto': the client batches go to (null: none, wasm serves them). */
+  private autoClient: ComputeClient | null | undefined
   /** Gate layers of a load in progress, by model key. */
   private readonly gateLoads = new Map<string, GateLayer[]>()
   /** Forward weights of a load in progress, by model key. */
@@ -177,8 +184,53 @@ export class HostBridge {
   }
 
   /**
+   * The WebGPU backend's client (packages/compute/src/webgpu), started on
+   * first use: its worker runs the gate passes of infer.compute = 'webgpu'.
+   */
+  get webgpu(): ComputeClient {
+    this.webgpuClient ??= new ComputeClient({ ...this.computeOptions, backend: 'webgpu' })
+    return this.webgpuClient
+  }
+
+  /** The client of a host backend as C names it (compute.h ComputeBackendKind). */
+  private client(backend: number): ComputeClient | null {
+    if (backend === 2) return this.compute
+    if (backend === 3) return this.webgpu
+    if (backend === 0) return this.auto()
+    throw new HostError(`compute backend ${backend} is not a host backend`, '22023')
+  }
+
+  /**
+   * What 'auto' offers batches to: the webgpu backend when its adapter is a
+   * GPU, not a CPU emulation such as lavapipe (unless the options allow
+   * software adapters, for tests), else none. The adapter is probed once per
+   * process; the choice is made once per database (and dropped on failure).
+   */
+  private auto(): ComputeClient | null {
+    if (this.autoClient !== undefined) return this.autoClient
+    this.autoClient = null
+    const opts = this.computeOptions?.webgpu
+    const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
+      ?.env
+    if (opts?.auto === false || env?.PGLITE_INFER_WEBGPU_AUTO === '0') return null
+    if (probedAdapter === undefined) {
+      try {
+        probedAdapter = this.webgpu.probe()
+      } catch {
+        probedAdapter = null // no package, no driver, no adapter: wasm serves 'auto'
+      }
+    }
+    if (probedAdapter && (!probedAdapter.software || opts?.allowSoftwareForAuto))
+      this.autoClient = this.webgpu
+    if (!this.autoClient) void this.webgpuClient?.terminate().catch(() => undefined)
+    return this.autoClient
+  }
+
+  /**
    * compute.c's batched gate pass. Returns the result size, -1 for an error,
-   * or -3 when the backend does not hold the model (C loads it and asks again).
+   * -3 when the backend does not hold the model (C loads it and asks again),
+   * or -4 under 'auto' when no host backend takes it (C computes it in wasm;
+   * also when the chosen backend failed: the session keeps working on wasm).
    */
   computeGateTopK(
     mod: WasmModule,
@@ -196,10 +248,13 @@ export class HostBridge {
     deadlineMs: number,
   ): number {
     const model = readCString(mod, key)
-    if (this.run(() => checkBackend(backend)) < 0) return -1
-    if (!this.compute.hasModel(model)) return -3
-    return this.run(() =>
-      this.compute.gateTopK(
+    let client: ComputeClient | null = null
+    if (this.run(() => ((client = this.client(backend)), new Uint8Array(0))) < 0) return -1
+    if (!client) return -4
+    const c: ComputeClient = client
+    if (!c.hasModel(model)) return -3
+    const rc = this.run(() =>
+      c.gateTopK(
         {
           model,
           queries: new Float32Array(mod.HEAPU8.buffer, queries, nq * hidden).slice(),
@@ -213,6 +268,13 @@ export class HostBridge {
         deadlineMs >= 0 ? deadlineMs : undefined,
       ),
     )
+    if (rc < 0 && backend === 0 && decoder.decode(this.error.subarray(0, 5)) !== '57014') {
+      // 'auto' falls back: this pass and the session's next ones run in wasm
+      this.autoClient = null
+      this.error = new Uint8Array(0)
+      return -4
+    }
+    return rc
   }
 
   /** One layer of a model's gate rows from C's heap; the last one completes the load. */
@@ -230,7 +292,9 @@ export class HostBridge {
     nfix: number,
   ): number {
     return this.run(() => {
-      checkBackend(backend)
+      const client = this.client(backend)
+      if (!client)
+        throw new HostError('no host compute backend serves infer.compute = auto', '55000')
       const model = readCString(mod, key)
       if (layer === 0) this.gateLoads.set(model, [])
       const pending = this.gateLoads.get(model)
@@ -246,7 +310,13 @@ export class HostBridge {
       pending.push(gate)
       if (layer === layers - 1) {
         this.gateLoads.delete(model)
-        this.compute.loadGate(model, pending)
+        try {
+          client.loadGate(model, pending)
+        } catch (e) {
+          if (backend !== 0) throw e
+          // 'auto' falls back to wasm (the next gate_topk call declines)
+          this.autoClient = null
+        }
       }
       return new Uint8Array(0)
     })
@@ -368,6 +438,7 @@ export class HostBridge {
       this.forwardLoads.delete(model)
       this.forwardShapes.delete(model)
       this.computeClient?.dropModel(model)
+      this.webgpuClient?.dropModel(model)
     } catch {
       // nothing to report at transaction end
     }
@@ -442,7 +513,11 @@ export class HostBridge {
   }
 }
 
-/** infer.compute as C passes it (compute.h ComputeBackendKind): only 'onnx' (2) is a host backend. */
+/**
+ * The forward step's backend as C passes it (compute.h ComputeBackendKind):
+ * only 'onnx' (2) runs forward steps on the host (compute.c
+ * compute_forward_backend; webgpu serves gate passes only so far).
+ */
 function checkBackend(backend: number): Uint8Array {
   if (backend !== 2)
     throw new HostError(`compute backend ${backend} is not a host backend`, '22023')
