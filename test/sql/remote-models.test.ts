@@ -99,6 +99,7 @@ const QUERIES = [
   "select infer_distance('France', 'Germany', %M) as d",
   "select similar_to_many(array['Germany', 'Paris', 'cat'], 'France', %M) as s",
   "select * from infer_signatures(array['France', 'Paris'], %M)",
+  "select * from infer_signature_dots('France', array[5, 17, 300], %M)",
   "select * from describe_layers('France', %M)",
   "select * from nearest_to('France', 3, 5, %M)",
   "select * from infer_explain_walk('The capital of France is', 3, %M)",
@@ -161,10 +162,47 @@ describe('remote models answer as local ones', () => {
     expect(
       (await db.query("select name from infer_loaded_models() where name in ('qwen','sock')")).rows,
     ).toEqual([])
-    await db.exec('create table docs (body text)')
-    const e = await sqlError(db, "create index on docs using infer (body) with (model = 'qwen')")
-    expect(e.code).toBe('0A000')
-    expect(e.message).toContain('is remote')
+    await stillWorks()
+  })
+
+  it('the column index on a remote model ranks as a local one (index scan = sorted scan)', async () => {
+    const words = ['France', 'Paris', 'Germany', 'Berlin', 'cat', 'dog', 'Spain', 'the river']
+    await db.exec(
+      'create table rdocs (id int primary key, body text); create table ldocs (like rdocs)',
+    )
+    const rows = words.map((w, i) => `(${i + 1}, '${w}')`).join(', ')
+    await db.exec(
+      `insert into rdocs values ${rows}, (99, null); insert into ldocs select * from rdocs`,
+    )
+    await db.exec("create index rdocs_body on rdocs using infer (body) with (model = 'qwen')")
+    await db.exec("create index ldocs_body on ldocs using infer (body) with (model = 'loc')")
+    // rows after the build go through aminsert (one remote infer_signatures call each)
+    await db.exec("insert into rdocs values (20, 'Madrid'), (21, 'Italy')")
+    await db.exec("insert into ldocs values (20, 'Madrid'), (21, 'Italy')")
+    const ranked = async (table: string, model: string, index: boolean) => {
+      await db.exec(
+        `set infer.default_model = '${model}'; set enable_seqscan = ${index ? 'off' : 'on'}; ` +
+          `set enable_indexscan = ${index ? 'on' : 'off'}`,
+      )
+      const q = `select id, body <~> 'France' as d from ${table} order by body <~> 'France'`
+      const plan = (await db.query<{ 'QUERY PLAN': string }>(`explain ${q}`)).rows
+        .map((r) => r['QUERY PLAN'])
+        .join('\n')
+      expect(plan.includes(`Index Scan using ${table}_body`), plan).toBe(index)
+      const r = (await db.query(q)).rows
+      await db.exec('reset infer.default_model; reset enable_seqscan; reset enable_indexscan')
+      return r
+    }
+    const local = await ranked('ldocs', 'loc', false)
+    expect(local).toHaveLength(words.length + 3)
+    expect(await ranked('rdocs', 'qwen', true)).toEqual(local)
+    expect(await ranked('ldocs', 'loc', true)).toEqual(local)
+    expect(await ranked('rdocs', 'qwen', false)).toEqual(local)
+    // the server computed the query's dots: the client loaded nothing
+    expect(
+      (await db.query("select name from infer_loaded_models() where name = 'qwen'")).rows,
+    ).toEqual([])
+    await db.exec('drop table rdocs; drop table ldocs')
     await stillWorks()
   })
 

@@ -120,6 +120,7 @@ export const CALLABLE_FUNCTIONS = new Set([
   'infer_distance',
   'infer_embedding',
   'infer_signatures',
+  'infer_signature_dots',
   'infer_warmup',
 ])
 
@@ -132,6 +133,7 @@ const CALLABLE_TYPES = new Set([
   'boolean',
   'bigint',
   'text[]',
+  'integer[]',
 ])
 
 /** Settings a call may carry: those that change pg_infer's answers. */
