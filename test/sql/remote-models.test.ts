@@ -250,6 +250,46 @@ describe('remote models answer as local ones', () => {
   })
 })
 
+describe('a real larql-server: calls mapped onto its endpoints', () => {
+  it('walk, describe, infer, layers and bands answer as local; the rest is 0A000', async () => {
+    const proxy = await startChild([repoPath('test/helpers/larql-proxy.mjs'), server.url])
+    await db.query('select infer_create_model_remote($1, $2)', ['lq', `${proxy.url}#qwen`])
+    const same = [
+      "select * from walk('The capital of France is', 8, %M)",
+      "select * from describe('France', %M)",
+      "select * from describe('France', %M, 0.3)",
+      "select * from infer('The capital of France is', 5, %M)",
+      'select * from infer_show_layers(%M)',
+      'select * from infer_layer_bands(%M)',
+    ]
+    for (const q of same) {
+      const local = (await db.query(q.replaceAll('%M', "'loc'"))).rows
+      expect(local.length, q).toBeGreaterThan(0)
+      expect((await db.query(q.replaceAll('%M', "'lq'"))).rows, q).toEqual(local)
+    }
+    // implies as pg_infer's RemoteBackend answers it: a describe edge to the object
+    const edges = (
+      await db.query<{ target: string }>("select target from describe('France', 'loc')")
+    ).rows
+    expect(
+      (await db.query("select implies('France', $1, 'lq') as i", [edges[0]!.target])).rows,
+    ).toEqual([{ i: true }])
+    expect(
+      (await db.query("select * from infer_show_relations('lq')")).rows.length,
+    ).toBeGreaterThan(0)
+    const e = await sqlError(db, "select similar_to('France', 'Germany', 'lq')")
+    expect(e.code).toBe('0A000')
+    expect(e.message).toContain('larql-server has no endpoint')
+    const paths = await (await fetch(`${proxy.url}/count`)).json()
+    expect(Object.keys(paths).sort()).toEqual(
+      ['/v1/describe', '/v1/infer', '/v1/relations', '/v1/stats', '/v1/walk'].sort(),
+    )
+    await db.query("select infer_drop_model('lq')")
+    await proxy.stop()
+    await stillWorks()
+  })
+})
+
 describe('failures give clear errors and the session keeps working', () => {
   it('registration: bad scheme, unknown model, server down, duplicate', async () => {
     let e = await sqlError(db, "select infer_create_model_remote('x', 'ftp://h/')")
@@ -365,6 +405,187 @@ describe('the server itself', () => {
     expect(warm).toMatchObject({ warmed: 1 })
     expect(await get('/v1/cache/stats')).toMatchObject({ entries: 1 })
     expect((await fetch(server.url + '/v1/bogus')).status).toBe(404)
+  })
+
+  it("replays the request and response shapes of pg_infer's crates/infer-client (types.rs)", async () => {
+    // each DTO as serde reads it: [type, required] per field (#[serde(default)]: not required)
+    type Field = [string | Spec, boolean]
+    interface Spec {
+      [field: string]: Field
+    }
+    const LAYER_BANDS: Spec = {
+      syntax: ['[usize;2]', false],
+      knowledge: ['[usize;2]', false],
+      output: ['[usize;2]', false],
+    }
+    const DTO: Record<string, Spec> = {
+      StatsResponse: {
+        model: ['String', true],
+        family: ['String', false],
+        layers: ['usize', true],
+        hidden_size: ['usize', true],
+        vocab_size: ['usize', false],
+        extract_level: ['String', false],
+        layer_bands: [LAYER_BANDS, false],
+      },
+      DescribeResponse: {
+        entity: ['String', true],
+        model: ['String', false],
+        edges: [
+          {
+            '[]': [
+              {
+                target: ['String', true],
+                relation: ['String', false],
+                gate_score: ['f32', true],
+                layer: ['usize', true],
+                also: ['Vec<String>', false],
+                source: ['Option<String>', false],
+              },
+              true,
+            ],
+          },
+          false,
+        ],
+        latency_ms: ['f64', false],
+      },
+      WalkResponse: {
+        prompt: ['String', true],
+        model: ['String', false],
+        hits: [
+          {
+            '[]': [
+              {
+                layer: ['usize', true],
+                feature: ['usize', true],
+                gate_score: ['f32', true],
+                target: ['String', false],
+                relation: ['Option<String>', false],
+              },
+              true,
+            ],
+          },
+          false,
+        ],
+        latency_ms: ['f64', false],
+      },
+      RelationsResponse: {
+        relations: [
+          {
+            '[]': [
+              {
+                token: ['String', true],
+                count: ['usize', true],
+                max_score: ['f32', false],
+                layers: ['Vec<usize>', false],
+                examples: ['Vec<String>', false],
+              },
+              true,
+            ],
+          },
+          false,
+        ],
+      },
+      RankResponse: {
+        results: [{ '[]': [{ index: ['usize', true], score: ['f64', true] }, true] }, false],
+        latency_ms: ['f64', false],
+      },
+      InferResponse: {
+        predictions: [
+          { '[]': [{ token: ['String', true], probability: ['f64', true] }, true] },
+          false,
+        ],
+        latency_ms: ['f64', false],
+      },
+      WarmupResponse: {
+        warmed: ['usize', false],
+        already_cached: ['usize', false],
+        latency_ms: ['f64', false],
+      },
+      CacheStatsResponse: {
+        entries: ['usize', false],
+        hit_count: ['u64', false],
+        miss_count: ['u64', false],
+        eviction_count: ['u64', false],
+        memory_bytes: ['usize', false],
+      },
+    }
+    const isUint = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0
+    const check = (where: string, v: unknown, t: string | Spec): void => {
+      if (typeof t !== 'string') {
+        if ('[]' in t) {
+          expect(Array.isArray(v), where).toBe(true)
+          ;(v as unknown[]).forEach((x, i) => check(`${where}[${i}]`, x, t['[]']![0]))
+          return
+        }
+        expect(typeof v === 'object' && v !== null && !Array.isArray(v), where).toBe(true)
+        for (const [k, [ft, required]] of Object.entries(t)) {
+          const x = (v as Record<string, unknown>)[k]
+          if (x === undefined) {
+            expect(required, `${where}.${k} is required`).toBe(false)
+            continue
+          }
+          check(`${where}.${k}`, x, ft)
+        }
+        return
+      }
+      const ok: Record<string, (x: unknown) => boolean> = {
+        String: (x) => typeof x === 'string',
+        usize: isUint,
+        u64: isUint,
+        f32: (x) => typeof x === 'number' && Number.isFinite(x),
+        f64: (x) => typeof x === 'number' && Number.isFinite(x),
+        'Vec<String>': (x) => Array.isArray(x) && x.every((y) => typeof y === 'string'),
+        'Vec<usize>': (x) => Array.isArray(x) && x.every(isUint),
+        '[usize;2]': (x) => Array.isArray(x) && x.length === 2 && x.every(isUint),
+        'Option<String>': (x) => x === null || typeof x === 'string',
+      }
+      expect(ok[t]!(v), `${where}: ${JSON.stringify(v)} is not ${t}`).toBe(true)
+    }
+    // the requests exactly as infer-client / RemoteBackend sends them
+    const replay = async (dto: string, path: string, body?: unknown) => {
+      const r = await fetch(server.url + path, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      })
+      expect(r.status, path).toBe(200)
+      const v = await r.json()
+      check(dto, v, DTO[dto]!)
+      return v
+    }
+    await replay('StatsResponse', '/v1/stats')
+    const d = await replay('DescribeResponse', '/v1/describe?entity=France&limit=20')
+    expect(d.edges.length).toBeGreaterThan(0)
+    await replay('DescribeResponse', '/v1/describe?entity=France&limit=20&min_score=0.3')
+    const w = await replay(
+      'WalkResponse',
+      '/v1/walk?prompt=The%20capital%20of%20France%20is&top=10',
+    )
+    expect(w.hits).toHaveLength(10)
+    await replay('WalkResponse', '/v1/walk?prompt=France&top=5&layers=3')
+    await replay('RelationsResponse', '/v1/relations')
+    const rank = await replay('RankResponse', '/v1/rank', {
+      query: 'France',
+      candidates: ['Germany', 'cat', 'Paris'],
+      top_k: 2,
+    })
+    expect(rank.results).toHaveLength(2)
+    const inf = await replay('InferResponse', '/v1/infer', {
+      prompt: 'The capital of France is',
+      top: 5,
+      mode: 'dense',
+    })
+    expect(inf.predictions).toHaveLength(5)
+    await replay('WarmupResponse', '/v1/warmup', { entities: ['France', 'Paris'] })
+    await replay('CacheStatsResponse', '/v1/cache/stats')
+    // rank's scores are similar_to's
+    const top = (
+      await db.query<{ s: number[] }>(
+        "select similar_to_many(array['Germany', 'cat', 'Paris'], 'France', 'loc') as s",
+      )
+    ).rows[0]!.s
+    expect(rank.results[0].score).toBe(Math.max(...top))
   })
 
   it('limits: 413 for a large body or prompt, 400 for bad input', async () => {

@@ -1,6 +1,7 @@
 import { ComputeClient, ComputeError, type GateLayer } from '@pglite-infer/compute'
 import { ModelHost } from './models.js'
-import { encodeAnswer, RemoteCaller } from './remote-call.js'
+import { encodeAnswer, RemoteCaller, type RemoteRequest } from './remote-call.js'
+import { larqlCall } from './larql.js'
 import { TokenizerCache } from './tokenizers.js'
 import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
 
@@ -290,8 +291,8 @@ export class HostBridge {
   ): number {
     return this.run(() => {
       const server = readCString(mod, url)
-      this.remoteCaller ??= new RemoteCaller()
-      const r = this.remoteCaller.request({
+      const caller = (this.remoteCaller ??= new RemoteCaller())
+      const req: RemoteRequest = {
         url: server,
         method: method === 1 ? 'POST' : 'GET',
         path: readCString(mod, path),
@@ -299,7 +300,17 @@ export class HostBridge {
         timeoutMs,
         retries,
         deadlineMs,
-      })
+      }
+      // a real larql-server has no /v1/pglite/call: map the call onto its endpoints
+      if (req.path === '/v1/pglite/call' && caller.serverKind(req) === 'larql') {
+        const started = Date.now()
+        const table = larqlCall(server, req.body!, (m, p, b) => {
+          const left = deadlineMs > 0 ? Math.max(0, deadlineMs - (Date.now() - started)) : -1
+          return caller.request({ ...req, method: m, path: p, body: b, deadlineMs: left }).body
+        })
+        return encodeAnswer(server, table, mode)
+      }
+      const r = caller.request(req)
       return mode === 0 ? new Uint8Array(0) : encodeAnswer(server, r.body, mode)
     })
   }

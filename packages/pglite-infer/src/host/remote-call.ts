@@ -44,8 +44,35 @@ export class RemoteCaller {
   private nextId = 1
   private workers: Workers | undefined
 
+  /** Per server URL (without #model): a pglite-infer serve, or another larql-server. */
+  private kinds = new Map<string, 'pglite' | 'larql'>()
+
+  /**
+   * Whether the server at req.url is a pglite-infer serve (answers
+   * /v1/pglite/call) or another larql-server: its /v1/stats says
+   * `"server": "pglite-infer"` or not. Learnt from the registration's
+   * /v1/stats answer, else asked once.
+   */
+  serverKind(req: RemoteRequest): 'pglite' | 'larql' {
+    const key = req.url.replace(/#.*$/, '')
+    let kind = this.kinds.get(key)
+    if (!kind) {
+      const r = this.request({ ...req, method: 'GET', path: '/v1/stats', body: undefined })
+      kind = statsKind(r.body)
+      this.kinds.set(key, kind)
+    }
+    return kind
+  }
+
   /** The server's answer body (status 2xx), or a HostError with a SQLSTATE. */
   request(req: RemoteRequest): { status: number; body: string } {
+    const answer = this.requestOnce(req)
+    if (req.path.startsWith('/v1/stats'))
+      this.kinds.set(req.url.replace(/#.*$/, ''), statsKind(answer.body))
+    return answer
+  }
+
+  private requestOnce(req: RemoteRequest): { status: number; body: string } {
     if (req.deadlineMs === 0) throw cancelled()
     const target = parseServerUrl(req.url)
     this.start()
@@ -150,6 +177,15 @@ export class RemoteCaller {
     this.port = undefined
     this.pending.clear()
     void w?.terminate().catch(() => undefined)
+  }
+}
+
+/** A pglite-infer serve says so in /v1/stats; anything else is taken for a larql-server. */
+function statsKind(body: string): 'pglite' | 'larql' {
+  try {
+    return (JSON.parse(body) as { server?: unknown }).server === 'pglite-infer' ? 'pglite' : 'larql'
+  } catch {
+    return 'pglite' // not JSON: the call itself reports what is wrong
   }
 }
 
