@@ -10,7 +10,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Worker } from 'node:worker_threads'
 import { PGlite } from '@electric-sql/pglite'
+import { RemoteCancel } from 'pglite-infer'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openDb, sqlError } from '../helpers/db.js'
 import { repoPath } from '../helpers/paths.js'
@@ -218,7 +220,9 @@ describe('remote models answer as local ones', () => {
       await other.close()
     }
     const script = `
-      import { PGlite } from '@electric-sql/pglite'
+      import { Worker } from 'node:worker_threads'
+import { PGlite } from '@electric-sql/pglite'
+import { RemoteCancel } from 'pglite-infer'
       import { pgInfer } from 'pglite-infer'
       const db = await PGlite.create({ extensions: { pgInfer } })
       await db.exec('CREATE EXTENSION pg_infer')
@@ -359,6 +363,77 @@ describe('failures give clear errors and the session keeps working', () => {
     const count = await (await fetch(`${f.url}/count`)).json()
     expect(count.aborted).toBeGreaterThanOrEqual(5)
     await stillWorks()
+  })
+})
+
+describe('application-level cancel (RemoteCancel, an AbortSignal)', () => {
+  it('ends an in-flight remote call within 100 ms with 57014; the server sees the request go', async () => {
+    const f = await fake('slow')
+    const cancel = new RemoteCancel()
+    const file = join(scratchDir('remote-cancel'), 'db-worker.mjs')
+    writeFileSync(
+      file,
+      `
+      import { parentPort, workerData } from 'node:worker_threads'
+      import { PGlite } from '@electric-sql/pglite'
+      import { createPgInfer, RemoteCancel } from 'pglite-infer'
+      const db = await PGlite.create({
+        extensions: { infer: createPgInfer({ remoteCancel: RemoteCancel.from(workerData.cancel) }) },
+      })
+      await db.exec('CREATE EXTENSION pg_infer; SET infer.remote_retries = 0')
+      await db.query('select infer_create_model_remote($1, $2)', ['slow', workerData.url])
+      parentPort.on('message', async (sql) => {
+        try {
+          const r = await db.query(sql)
+          parentPort.postMessage({ rows: r.rows, t: Date.now() })
+        } catch (e) {
+          parentPort.postMessage({ code: e.code, message: e.message, t: Date.now() })
+        }
+      })
+      parentPort.postMessage({ ready: true })`,
+    )
+    // execArgv: [], not the test runner's flags (its module hooks)
+    const worker = new Worker(file, {
+      workerData: { cancel: cancel.buffer, url: f.url },
+      execArgv: [],
+    })
+    const next = () =>
+      new Promise<{ code?: string; message?: string; rows?: unknown[]; t: number }>((ok) =>
+        worker.once('message', ok),
+      )
+    try {
+      await next() // ready
+      expect(cancel.cancel()).toBe(false) // nothing in flight
+      const late: number[] = []
+      for (let i = 0; i < 5; i++) {
+        const controller = new AbortController()
+        const unfollow = cancel.follow(controller.signal)
+        const answer = next()
+        worker.postMessage("select similar_to('a', 'b', 'slow') as s")
+        for (let n = 0; !cancel.inFlight && n < 2500; n++)
+          await new Promise((r) => setTimeout(r, 2))
+        expect(cancel.inFlight).toBe(true)
+        await new Promise((r) => setTimeout(r, 50))
+        const t0 = Date.now()
+        controller.abort()
+        const r = await answer
+        late.push(r.t - t0)
+        unfollow()
+        expect(r.code).toBe('57014')
+        expect(r.message).toContain('user request')
+      }
+      expect(Math.max(...late)).toBeLessThan(100)
+      // the session goes on
+      const again = next()
+      worker.postMessage('select 1 as one')
+      expect((await again).rows).toEqual([{ one: 1 }])
+      await new Promise((r) => setTimeout(r, 200))
+      const count = await (await fetch(`${f.url}/count`)).json()
+      expect(count.aborted).toBeGreaterThanOrEqual(5)
+    } finally {
+      await worker.terminate()
+      await f.stop()
+    }
   })
 })
 

@@ -1,6 +1,6 @@
 import { ComputeClient, ComputeError, type GateLayer } from '@pglite-infer/compute'
 import { ModelHost } from './models.js'
-import { encodeAnswer, RemoteCaller, type RemoteRequest } from './remote-call.js'
+import { encodeAnswer, RemoteCaller, type RemoteCancel, type RemoteRequest } from './remote-call.js'
 import { larqlCall } from './larql.js'
 import { TokenizerCache } from './tokenizers.js'
 import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
@@ -28,6 +28,7 @@ export class HostBridge {
   private readonly gateLoads = new Map<string, GateLayer[]>()
   private readonly computeOptions: HostOptions['compute']
   private remoteCaller: RemoteCaller | undefined
+  private remoteCancel: RemoteCancel | undefined
   /** Models by name, with their tokenizers (host/models.ts). */
   readonly models: ModelHost
 
@@ -37,6 +38,7 @@ export class HostBridge {
   ) {
     this.models = new ModelHost(() => this.fs, options)
     this.computeOptions = options.compute
+    this.remoteCancel = options.remoteCancel
   }
 
   tokenize(
@@ -291,7 +293,7 @@ export class HostBridge {
   ): number {
     return this.run(() => {
       const server = readCString(mod, url)
-      const caller = (this.remoteCaller ??= new RemoteCaller())
+      const caller = (this.remoteCaller ??= new RemoteCaller(this.remoteCancel))
       const req: RemoteRequest = {
         url: server,
         method: method === 1 ? 'POST' : 'GET',

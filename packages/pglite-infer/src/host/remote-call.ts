@@ -37,7 +37,74 @@ const WORKER_MODULE = './remote-call-worker.js'
 /** A worker that does not report this long after its own timeouts is given up. */
 const GRACE_MS = 2000
 
+/*
+ * The shared Int32 cells of a RemoteCaller: [0] bumped by the worker on each
+ * answer and by RemoteCancel.cancel() (the caller waits on it); [1] cancel
+ * requested; [2] a call is in flight.
+ */
+const ANSWERS = 0
+const CANCEL = 1
+const IN_FLIGHT = 2
+
+/**
+ * An application-level cancel of the remote call in flight (PostgreSQL's
+ * "canceling statement due to user request", 57014). The thread that runs
+ * PGlite is blocked in Atomics.wait while a remote call is in flight, so the
+ * cancel is made from another thread through shared memory:
+ *
+ *   // the page / main thread, PGlite in a worker
+ *   const cancel = new RemoteCancel()
+ *   new Worker(url, { workerData: { cancel: cancel.buffer } })
+ *   cancel.follow(abortController.signal)        // or cancel.cancel()
+ *
+ *   // the worker
+ *   createPgInfer({ remoteCancel: RemoteCancel.from(workerData.cancel) })
+ */
+export class RemoteCancel {
+  readonly buffer: SharedArrayBuffer
+  private readonly cells: Int32Array
+
+  constructor(buffer: SharedArrayBuffer = new SharedArrayBuffer(12)) {
+    if (buffer.byteLength < 12)
+      throw new RangeError('RemoteCancel needs a 12-byte SharedArrayBuffer')
+    this.buffer = buffer
+    this.cells = new Int32Array(buffer, 0, 3)
+  }
+
+  /** The same cancel in another thread (its `buffer` sent there). */
+  static from(buffer: SharedArrayBuffer): RemoteCancel {
+    return new RemoteCancel(buffer)
+  }
+
+  /** Whether a remote call is waiting for its server now. */
+  get inFlight(): boolean {
+    return Atomics.load(this.cells, IN_FLIGHT) !== 0
+  }
+
+  /**
+   * Ends the remote call in flight (it raises 57014 at once, and its
+   * connection is closed so the server drops the work); false when none is.
+   */
+  cancel(): boolean {
+    if (!this.inFlight) return false
+    Atomics.store(this.cells, CANCEL, 1)
+    Atomics.add(this.cells, ANSWERS, 1)
+    Atomics.notify(this.cells, ANSWERS)
+    return true
+  }
+
+  /** cancel() when `signal` aborts; returns the function that stops following it. */
+  follow(signal: AbortSignal): () => void {
+    const onAbort = () => void this.cancel()
+    if (signal.aborted) onAbort()
+    signal.addEventListener('abort', onAbort)
+    return () => signal.removeEventListener('abort', onAbort)
+  }
+}
+
 export class RemoteCaller {
+  constructor(private readonly cancel?: RemoteCancel) {}
+
   private worker: import('node:worker_threads').Worker | undefined
   private port: import('node:worker_threads').MessagePort | undefined
   private flag: Int32Array | undefined
@@ -91,6 +158,23 @@ export class RemoteCaller {
     const cap = started + req.timeoutMs * (req.retries + 1) + 250 * req.retries + GRACE_MS
     const deadline = req.deadlineMs > 0 ? started + req.deadlineMs : Infinity
     const flag = this.flag!
+    Atomics.store(flag, CANCEL, 0)
+    Atomics.store(flag, IN_FLIGHT, 1)
+    try {
+      return this.wait(req, id, started, cap, deadline, flag)
+    } finally {
+      Atomics.store(flag, IN_FLIGHT, 0)
+    }
+  }
+
+  private wait(
+    req: RemoteRequest,
+    id: number,
+    started: number,
+    cap: number,
+    deadline: number,
+    flag: Int32Array,
+  ): { status: number; body: string } {
     for (;;) {
       // read the counter first: an answer posted after the drain changes it
       const seen = Atomics.load(flag, 0)
@@ -100,6 +184,11 @@ export class RemoteCaller {
         return { status: reply.status!, body: reply.body! }
       }
       const now = Date.now()
+      if (Atomics.load(flag, CANCEL)) {
+        // RemoteCancel.cancel() from another thread: the same as a deadline
+        this.worker!.postMessage({ abort: id })
+        throw new HostError('canceling statement due to user request', '57014')
+      }
       if (now >= deadline) {
         // the worker closes the connection: the server drops the request
         this.worker!.postMessage({ abort: id })
@@ -146,7 +235,7 @@ export class RemoteCaller {
         '0A000',
       )
     this.workers = workers
-    const signal = new SharedArrayBuffer(4)
+    const signal = this.cancel?.buffer ?? new SharedArrayBuffer(12)
     const { port1, port2 } = new workers.MessageChannel()
     const url = new URL(WORKER_MODULE, import.meta.url)
     let worker: import('node:worker_threads').Worker

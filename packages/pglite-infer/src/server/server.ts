@@ -220,10 +220,8 @@ export async function startModelServer(options: ModelServerOptions): Promise<Mod
     }
     running++
     try {
-      if (isAbandoned()) {
-        counters.abandoned++
-        throw new HttpError(499, 'the client went away', 'client_closed')
-      }
+      // a client gone while its request waited: the work is dropped
+      if (isAbandoned()) throw new HttpError(499, 'the client went away', 'client_closed')
       return await work()
     } finally {
       running--
@@ -613,7 +611,12 @@ export async function startModelServer(options: ModelServerOptions): Promise<Mod
     }
     if (options.log)
       process.stderr.write(`${req.method} ${req.url} ${status} ${Date.now() - t0}ms\n`)
-    if (gone) return
+    if (gone) {
+      // dropped before it ran, or ran (bounded by the client's remaining
+      // time as statement_timeout) with nobody left to answer
+      counters.abandoned++
+      return
+    }
     const text = JSON.stringify(payload)
     res.writeHead(status, {
       'content-type': 'application/json',
