@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -683,6 +684,69 @@ describe('the server itself', () => {
     const e = await sqlError(db, "select similar_to(repeat('x', 100000), 'b', 'qwen')")
     expect(e.code).toBe('54000')
     await stillWorks()
+  })
+
+  it('a 10 MB prompt, 200 concurrent requests, a client leaving mid-request: clear answers, no crash', async () => {
+    const s = await serve(`qwen=${vindex}`, '--port', '0')
+    // 10 MB: refused before the body is read (413), and from SQL a clear 54000
+    const big = 'x'.repeat(10 * 1024 * 1024)
+    const r = await fetch(s.url + '/v1/infer', {
+      method: 'POST',
+      body: JSON.stringify({ prompt: big }),
+    })
+    expect(r.status).toBe(413)
+    expect(await r.json()).toMatchObject({ code: 'too_large', sqlstate: '54000' })
+    await db.query('select infer_create_model_remote($1, $2)', ['load', s.url])
+    const e = await sqlError(db, "select * from walk(repeat('x', 10 * 1024 * 1024), 5, 'load')")
+    expect(e.code).toBe('54000')
+    expect(e.message).toContain(s.url)
+    await stillWorks()
+    // 200 at once: every one answered (200, or 503 when the queue is full)
+    const statuses = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        fetch(`${s.url}/v1/walk?prompt=Paris${i % 7}&top=3`).then((x) => x.status),
+      ),
+    )
+    const ok = statuses.filter((x) => x === 200).length
+    expect(ok + statuses.filter((x) => x === 503).length).toBe(200)
+    expect(ok).toBeGreaterThan(0)
+    // clients that leave mid-request: the server drops or discards their work and goes on
+    const before = (await (await fetch(`${s.url}/v1/pglite/server`)).json()).abandoned
+    // 20 at once, the last 10 given up while they wait their turn
+    const controllers = Array.from({ length: 20 }, () => new AbortController())
+    const done = controllers.map((c, i) =>
+      fetch(`${s.url}/v1/relations?i=${i}`, { signal: c.signal }).then(
+        (x) => x.status,
+        () => 'aborted',
+      ),
+    )
+    await new Promise((x) => setTimeout(x, 20))
+    for (const c of controllers.slice(10)) c.abort()
+    const outcomes = await Promise.all(done)
+    expect(outcomes.slice(0, 10).every((x) => x === 200)).toBe(true)
+    expect(outcomes.slice(10).filter((x) => x === 'aborted').length).toBeGreaterThan(0)
+    // and clients that send half a request body and hang up
+    const { hostname, port } = new URL(s.url)
+    for (let i = 0; i < 3; i++) {
+      const sock = connect(Number(port), hostname)
+      await new Promise((x) => sock.once('connect', x))
+      sock.write(
+        'POST /v1/pglite/call HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n' +
+          'content-length: 1000\r\n\r\n{"model":"qwen","function":"walk","args":[',
+      )
+      await new Promise((x) => setTimeout(x, 20))
+      sock.destroy()
+    }
+    await new Promise((x) => setTimeout(x, 500))
+    const after = await (await fetch(`${s.url}/v1/pglite/server`)).json()
+    expect(after.abandoned - before).toBeGreaterThanOrEqual(1)
+    expect(after.running).toBe(0)
+    expect(after.queued).toBe(0)
+    expect((await db.query("select * from walk('Paris', 5, 'load')")).rows).toEqual(
+      (await db.query("select * from walk('Paris', 5, 'loc')")).rows,
+    )
+    await db.query("select infer_drop_model('load')")
+    expect(await s.stop()).toBe(0)
   })
 
   it('40 concurrent requests all get an answer; SIGTERM finishes in-flight work and exits 0', async () => {
