@@ -1,6 +1,12 @@
 import { ComputeClient, ComputeError, type GateLayer } from '@pglite-infer/compute'
 import { ModelHost } from './models.js'
-import { encodeAnswer, RemoteCaller, type RemoteCancel, type RemoteRequest } from './remote-call.js'
+import {
+  encodeAnswer,
+  RemoteCaller,
+  sharedRemoteCaller,
+  type RemoteCancel,
+  type RemoteRequest,
+} from './remote-call.js'
 import { larqlCall } from './larql.js'
 import { TokenizerCache } from './tokenizers.js'
 import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
@@ -293,7 +299,11 @@ export class HostBridge {
   ): number {
     return this.run(() => {
       const server = readCString(mod, url)
-      const caller = (this.remoteCaller ??= new RemoteCaller(this.remoteCancel))
+      // one worker thread for every database of this thread (they cannot wait
+      // at the same time: the thread blocks), unless this one has its own cancel
+      const caller = (this.remoteCaller ??= this.remoteCancel
+        ? new RemoteCaller(this.remoteCancel)
+        : sharedRemoteCaller())
       const req: RemoteRequest = {
         url: server,
         method: method === 1 ? 'POST' : 'GET',

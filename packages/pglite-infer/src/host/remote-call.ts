@@ -278,6 +278,18 @@ function statsKind(body: string): 'pglite' | 'larql' {
   }
 }
 
+let shared: RemoteCaller | undefined
+
+/**
+ * The RemoteCaller of every database of this thread that has no RemoteCancel
+ * of its own: one worker thread (and one keep-alive connection pool) per
+ * thread instead of one per database. Safe because a thread makes one remote
+ * call at a time (it blocks until the answer).
+ */
+export function sharedRemoteCaller(): RemoteCaller {
+  return (shared ??= new RemoteCaller())
+}
+
 function cancelled(): HostError {
   return new HostError('canceling statement due to statement timeout', '57014')
 }
