@@ -210,6 +210,10 @@ describe('remote models answer as local ones', () => {
   })
 
   it('a second database and a second process share the one server', async () => {
+    const rss = async () =>
+      ((await (await fetch(`${server.url}/v1/pglite/server`)).json()) as { rss_bytes: number })
+        .rss_bytes
+    const before = await rss()
     const other = await openDb()
     try {
       await other.query('select infer_create_model_remote($1, $2)', ['m', server.url + '#qwen'])
@@ -238,6 +242,9 @@ import { RemoteCancel } from 'pglite-infer'
     const c = await startChild([file])
     await c.stop()
     expect(c.url).toEqual((await db.query("select * from walk('Paris', 5, 'loc')")).rows)
+    // one copy: two more clients did not make the server load the model again
+    // (a copy of this fixture is about 17 MiB; docs/benchmarks-remote.md, table 4)
+    expect((await rss()) - before).toBeLessThan(16 * 2 ** 20)
   })
 
   it('infer_create_models_remote and infer_detect_server', async () => {
