@@ -142,6 +142,16 @@ extern void index_init_page(Page page, InferPageType type);
 extern void index_set_lower(Page page, int count, Size entry_size);
 extern void index_read_meta(Relation index, InferMetaData *meta);
 extern InferModel *index_model(Relation index, const InferMetaData *meta);
+
+/*
+ * signature_layer of an index built on a remote model: its server computes
+ * the signatures (infer_signatures) and the scan's dots
+ * (infer_signature_dots); nlists is 0 (the server checks the tokens).
+ */
+#define SIGNATURE_LAYER_REMOTE (-1000)
+
+/* An index on a remote model: checks the model is still remote (else REINDEX). */
+extern void index_check_remote(Relation index, const InferMetaData *meta);
 extern char *index_make_row(ItemPointer tid, uint16 flags, const int32 *sig, int nsig, Size *size);
 extern void index_append_row(Relation index, ItemPointer tid, uint16 flags, const int32 *sig,
 							 int nsig);

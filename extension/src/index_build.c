@@ -24,6 +24,7 @@
 #include "utils/typcache.h"
 
 #include "index.h"
+#include "remote.h"
 
 /* Rows whose signatures are computed together. */
 #define BUILD_BATCH 64
@@ -97,8 +98,9 @@ writer_end(EntryWriter *w)
 typedef struct BuildState
 {
 	Relation index;
-	InferModel *m;
-	EntryWriter rows; /* the ROWS chain */
+	InferModel *m;      /* a local model, or NULL with: */
+	const char *remote; /* a remote model's name: its server computes the signatures */
+	EntryWriter rows;   /* the ROWS chain */
 	int64 nrows;
 	/* the current batch */
 	int nbatch;
@@ -137,7 +139,10 @@ flush_batch(BuildState *bs)
 	old = MemoryContextSwitchTo(bs->batch_cxt);
 	sigs = palloc(sizeof(*sigs) * bs->nbatch);
 	counts = palloc(sizeof(int) * bs->nbatch);
-	feature_signatures_batch(bs->m, bs->texts, bs->nbatch, sigs, counts);
+	if (bs->remote)
+		remote_signatures(bs->remote, bs->texts, bs->nbatch, sigs, counts);
+	else
+		feature_signatures_batch(bs->m, bs->texts, bs->nbatch, sigs, counts);
 	for (int i = 0; i < bs->nbatch; i++)
 	{
 		rows_add(bs, &bs->tids[i], 0, sigs[i], counts[i]);
@@ -177,8 +182,8 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull, boo
 }
 
 static void
-write_meta(Relation index, Buffer meta_buf, const InferModel *m, BlockNumber rows_head,
-		   BlockNumber rows_tail, int64 nrows)
+write_meta(Relation index, Buffer meta_buf, const InferModel *m, const char *remote,
+		   BlockNumber rows_head, BlockNumber rows_tail, int64 nrows)
 {
 	GenericXLogState *state = GenericXLogStart(index);
 	Page page = GenericXLogRegisterBuffer(state, meta_buf, GENERIC_XLOG_FULL_IMAGE);
@@ -189,9 +194,9 @@ write_meta(Relation index, Buffer meta_buf, const InferModel *m, BlockNumber row
 	memset(meta, 0, sizeof(InferMetaData));
 	meta->magic = INFER_INDEX_MAGIC;
 	meta->version = INFER_INDEX_VERSION;
-	snprintf(meta->model, sizeof(meta->model), "%s", m->name);
-	meta->nlists = m->vocab;
-	meta->signature_layer = signature_layer(m);
+	snprintf(meta->model, sizeof(meta->model), "%s", m ? m->name : remote);
+	meta->nlists = m ? m->vocab : 0;
+	meta->signature_layer = m ? signature_layer(m) : SIGNATURE_LAYER_REMOTE;
 	meta->dir_head = InvalidBlockNumber;
 	meta->rows_head = rows_head;
 	meta->rows_tail = rows_tail;
@@ -203,7 +208,7 @@ write_meta(Relation index, Buffer meta_buf, const InferModel *m, BlockNumber row
 }
 
 static InferModel *
-build_model(Relation index)
+build_model(Relation index, const char **remote)
 {
 	const char *name = index_model_option(index);
 
@@ -211,6 +216,12 @@ build_model(Relation index)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION), errmsg("an infer index needs a model"),
 				 errhint("CREATE INDEX ... USING infer (column) WITH (model = 'name')")));
+	*remote = NULL;
+	if (remote_model_name(name))
+	{
+		*remote = pstrdup(name);
+		return NULL;
+	}
 	return model_get(cstring_to_text(name));
 }
 
@@ -233,7 +244,7 @@ infer_ambuild(Relation heap, Relation index, struct IndexInfo *info)
 		return result; /* a model store indexes no rows */
 	}
 	bs.index = index;
-	bs.m = build_model(index);
+	bs.m = build_model(index, &bs.remote);
 	bs.batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "infer index build batch",
 										 ALLOCSET_DEFAULT_SIZES);
 
@@ -246,7 +257,7 @@ infer_ambuild(Relation heap, Relation index, struct IndexInfo *info)
 		BlockNumber rows_tail = BufferGetBlockNumber(bs.rows.buf);
 
 		writer_end(&bs.rows);
-		write_meta(index, meta_buf, bs.m, bs.rows.first, rows_tail, bs.nrows);
+		write_meta(index, meta_buf, bs.m, bs.remote, bs.rows.first, rows_tail, bs.nrows);
 	}
 	UnlockReleaseBuffer(meta_buf);
 	MemoryContextDelete(bs.batch_cxt);

@@ -7,6 +7,7 @@
 #include "utils/builtins.h"
 
 #include "index.h"
+#include "remote.h"
 
 bool
 infer_aminsert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Relation heap,
@@ -20,13 +21,28 @@ infer_aminsert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Rel
 	if (index_source_option(index) != NULL)
 		return false; /* a model store: rows of infer._models are not indexed */
 	index_read_meta(index, &meta);
-	m = index_model(index, &meta);
+	if (meta.signature_layer == SIGNATURE_LAYER_REMOTE)
+	{
+		index_check_remote(index, &meta);
+		m = NULL;
+	}
+	else
+		m = index_model(index, &meta);
 	if (isnull[0] || !text_has_signature(DatumGetTextPP(values[0])))
 	{
 		index_append_row(index, tid, ROW_NULL, NULL, 0);
 		return false;
 	}
-	n = feature_signature(m, DatumGetTextPP(values[0]), "indexed value", sig);
+	if (m == NULL)
+	{
+		text *value = DatumGetTextPP(values[0]);
+		int32 sigs[1][SIGNATURE_SIZE];
+
+		remote_signatures(meta.model, &value, 1, sigs, &n);
+		memcpy(sig, sigs[0], sizeof(int32) * n);
+	}
+	else
+		n = feature_signature(m, DatumGetTextPP(values[0]), "indexed value", sig);
 	index_append_row(index, tid, 0, sig, n);
 	return false;
 }

@@ -27,6 +27,7 @@
 
 #include "guc.h"
 #include "index.h"
+#include "remote.h"
 
 typedef struct Ranked
 {
@@ -44,6 +45,8 @@ typedef struct ScanState
 	InferModel *m;
 	/* <~> under another model than the index's: every row, ranked by that model */
 	InferModel *other;
+	/* the index's model is remote: its server computes the query's dots */
+	bool remote;
 	Ranked *ranked;
 	int nranked;
 	int rankpos;
@@ -157,6 +160,116 @@ rank_stored(IndexScanDesc scan, ScanState *s)
 		blk = InferPageGetOpaque(page)->next;
 		UnlockReleaseBuffer(buf);
 		INFER_CHECK_INTERRUPTS();
+	}
+	qsort(s->ranked, s->nranked, sizeof(Ranked), cmp_ranked);
+}
+
+static int
+cmp_int32(const void *pa, const void *pb)
+{
+	int32 a = *(const int32 *) pa, b = *(const int32 *) pb;
+
+	return a < b ? -1 : a > b;
+}
+
+/*
+ * rank_stored for an index on a remote model: one pass over the ROWS chain
+ * collects every live row's tokens, one request (infer_signature_dots on the
+ * server) gives each distinct token's dots with the query's tokens, computed
+ * with the same signature_dot, and the rows are scored from them with the
+ * same signature_similarity_dots: the ranking a local index of the same
+ * vindex gives.
+ */
+static void
+rank_stored_remote(IndexScanDesc scan, ScanState *s)
+{
+	Relation index = scan->indexRelation;
+	int cap = 1024, rowcap = 1024;
+	int32 *tokens;
+	int ntokens = 0, tokens_cap = 4096;
+	int *first; /* per ranked row: offset of its tokens; count in nsig */
+	int *nsig;
+	int32 *distinct;
+	int ndistinct = 0;
+	int nq = 0;
+	float *table = NULL;
+	float *dots;
+	BlockNumber blk = s->meta.rows_head;
+
+	s->ranked = palloc(sizeof(Ranked) * cap);
+	tokens = palloc(sizeof(int32) * tokens_cap);
+	first = palloc(sizeof(int) * rowcap);
+	nsig = palloc(sizeof(int) * rowcap);
+	while (BlockNumberIsValid(blk))
+	{
+		Buffer buf = ReadBuffer(index, blk);
+		Page page;
+		OffsetNumber max;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		max = PageGetMaxOffsetNumber(page);
+		for (OffsetNumber off = FirstOffsetNumber; off <= max; off++)
+		{
+			RowHeader *h = (RowHeader *) PageGetItem(page, PageGetItemId(page, off));
+			SignatureEntry *e = (SignatureEntry *) ((char *) h + MAXALIGN(sizeof(RowHeader)));
+			int n = Min(h->nsig, SIGNATURE_SIZE);
+			Ranked *r;
+			int at;
+
+			if (h->flags & ROW_DEAD)
+				continue;
+			at = s->nranked;
+			r = next_slot(s, &cap);
+			if (at == rowcap)
+			{
+				rowcap *= 2;
+				first = repalloc(first, sizeof(int) * rowcap);
+				nsig = repalloc(nsig, sizeof(int) * rowcap);
+			}
+			r->tid = h->tid;
+			r->isnull = (h->flags & ROW_NULL) || s->query_null;
+			first[at] = ntokens;
+			nsig[at] = r->isnull ? 0 : n;
+			if (r->isnull)
+				continue;
+			while (ntokens + n > tokens_cap)
+			{
+				tokens_cap *= 2;
+				tokens = repalloc(tokens, sizeof(int32) * tokens_cap);
+			}
+			for (int i = 0; i < n; i++)
+				tokens[ntokens++] = e[i].list;
+		}
+		blk = InferPageGetOpaque(page)->next;
+		UnlockReleaseBuffer(buf);
+		INFER_CHECK_INTERRUPTS();
+	}
+	/* the distinct tokens, sorted: one request for all of them */
+	distinct = palloc(sizeof(int32) * Max(ntokens, 1));
+	memcpy(distinct, tokens, sizeof(int32) * ntokens);
+	qsort(distinct, ntokens, sizeof(int32), cmp_int32);
+	for (int i = 0; i < ntokens; i++)
+		if (ndistinct == 0 || distinct[ndistinct - 1] != distinct[i])
+			distinct[ndistinct++] = distinct[i];
+	if (ndistinct > 0)
+		table = remote_token_dots(s->meta.model, s->query, distinct, ndistinct, &nq);
+	dots = palloc(sizeof(float) * (size_t) SIGNATURE_SIZE * Max(nq, 1));
+	for (int k = 0; k < s->nranked; k++)
+	{
+		Ranked *r = &s->ranked[k];
+
+		if (r->isnull)
+			continue;
+		for (int i = 0; i < nsig[k]; i++)
+		{
+			int32 *hit =
+				bsearch(&tokens[first[k] + i], distinct, ndistinct, sizeof(int32), cmp_int32);
+
+			memcpy(dots + (size_t) i * nq, table + (size_t) (hit - distinct) * nq,
+				   sizeof(float) * nq);
+		}
+		r->distance = 1.0 - signature_similarity_dots(dots, nsig[k], nq);
 	}
 	qsort(s->ranked, s->nranked, sizeof(Ranked), cmp_ranked);
 }
@@ -276,6 +389,11 @@ infer_amrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, in
 								   infer_default_model),
 							errhint("SET infer.default_model = '%s';", s->meta.model)));
 	}
+	else if (s->meta.signature_layer == SIGNATURE_LAYER_REMOTE)
+	{
+		index_check_remote(scan->indexRelation, &s->meta);
+		s->remote = true;
+	}
 	else
 		s->m = index_model(scan->indexRelation, &s->meta);
 	s->query_null = (orderbys[0].sk_flags & SK_ISNULL) != 0;
@@ -300,6 +418,8 @@ infer_amgettuple(IndexScanDesc scan, ScanDirection dir)
 	{
 		if (s->other)
 			rank_with_other_model(scan, s);
+		else if (s->remote)
+			rank_stored_remote(scan, s);
 		else
 			rank_stored(scan, s);
 	}

@@ -12,6 +12,7 @@
 
 #include "guc.h"
 #include "index.h"
+#include "remote.h"
 
 PG_FUNCTION_INFO_V1(infer_am_handler);
 
@@ -165,6 +166,17 @@ index_read_meta(Relation index, InferMetaData *meta)
 }
 
 /* The model an index was built with, checked against its shape. */
+void
+index_check_remote(Relation index, const InferMetaData *meta)
+{
+	if (!remote_model_name(meta->model))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("index \"%s\" was built on remote model \"%s\", which is no longer remote",
+						RelationGetRelationName(index), meta->model),
+				 errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
+}
+
 InferModel *
 index_model(Relation index, const InferMetaData *meta)
 {

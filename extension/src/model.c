@@ -699,10 +699,10 @@ model_get(text *name_arg)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("model \"%s\" is remote (served by %s): this needs a local model", name,
 						row.server_url ? row.server_url : "a model server"),
-				 errhint("walk(), describe(), infer(), similar_to(), implies(), <~> and the other "
-						 "query functions answer from the server; for the column index (CREATE "
-						 "INDEX ... USING infer), infer_diff() or the stored-model index, register "
-						 "the vindex locally with infer_create_model().")));
+				 errhint("walk(), describe(), infer(), similar_to(), implies(), <~>, the column "
+						 "index and the other query functions answer from the server; for "
+						 "infer_diff() or the stored-model index, register the vindex locally "
+						 "with infer_create_model().")));
 	m = model_find_loaded(name);
 	/* a model kept in an index is gone with its index (DROP INDEX) */
 	if (m != NULL &&

@@ -124,6 +124,63 @@ cell_datum(const char *url, const char *cell, Oid type, int32 typmod)
 	return OidInputFunctionCall(input, (char *) cell, ioparam, typmod);
 }
 
+/*
+ * POST /v1/pglite/call of `function` on the server's model `server_model`:
+ * nargs arguments given as (format_type spelling, text or NULL), argument
+ * model_argno being the model; with the forwarded settings and the
+ * statement's remaining time. Raises on every failure.
+ */
+static RemoteAnswer *
+remote_call(const char *server_url, const char *server_model, const char *function, int nargs,
+			const char *const *types, const char *const *values, int model_argno)
+{
+	StringInfoData body;
+	char *fragment;
+	char *url;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"model\":");
+	append_json_string(&body, server_model);
+	appendStringInfoString(&body, ",\"function\":");
+	append_json_string(&body, function);
+	appendStringInfo(&body, ",\"model_arg\":%d,\"args\":[", model_argno);
+	for (int i = 0; i < nargs; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(&body, ',');
+		appendStringInfoString(&body, "{\"type\":");
+		append_json_string(&body, types[i]);
+		appendStringInfoString(&body, ",\"value\":");
+		if (i == model_argno)
+			append_json_string(&body, server_model);
+		else if (values[i] == NULL)
+			appendStringInfoString(&body, "null");
+		else
+			append_json_string(&body, values[i]);
+		appendStringInfoChar(&body, '}');
+	}
+	appendStringInfoString(&body, "],\"settings\":{");
+	for (int i = 0; i < lengthof(forwarded_settings); i++)
+	{
+		const char *v = GetConfigOption(forwarded_settings[i], true, false);
+
+		if (i > 0)
+			appendStringInfoChar(&body, ',');
+		append_json_string(&body, forwarded_settings[i]);
+		appendStringInfoChar(&body, ':');
+		append_json_string(&body, v ? v : "");
+	}
+	appendStringInfoChar(&body, '}');
+	{
+		int left = infer_deadline_left_ms();
+		int timeout = left >= 0 && left < infer_remote_timeout_ms ? left : infer_remote_timeout_ms;
+
+		appendStringInfo(&body, ",\"timeout_ms\":%d}", Max(timeout, 1));
+	}
+	url = split_url(server_url, &fragment);
+	return host_remote_request(url, "/v1/pglite/call", body.data, REMOTE_ANSWER_TABLE);
+}
+
 bool
 remote_dispatch(FunctionCallInfo fcinfo, const char *function, int model_argno, Datum *result)
 {
@@ -135,7 +192,8 @@ remote_dispatch(FunctionCallInfo fcinfo, const char *function, int model_argno, 
 	int nargs;
 	Oid rettype;
 	int nsend;
-	StringInfoData body;
+	const char **types;
+	const char **values;
 	RemoteAnswer *a;
 
 	/* the local path raises the clear errors (no model, bad name, unknown model) */
@@ -162,61 +220,29 @@ remote_dispatch(FunctionCallInfo fcinfo, const char *function, int model_argno, 
 		ReleaseSysCache(proc);
 	}
 	nsend = Max(nargs, model_argno + 1);
-
-	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"model\":");
-	append_json_string(&body, server_model);
-	appendStringInfoString(&body, ",\"function\":");
-	append_json_string(&body, function);
-	appendStringInfo(&body, ",\"model_arg\":%d,\"args\":[", model_argno);
+	types = palloc(sizeof(char *) * nsend);
+	values = palloc(sizeof(char *) * nsend);
 	for (int i = 0; i < nsend; i++)
 	{
 		Oid type = i < nargs ? argtypes[i] : TEXTOID;
 
-		if (i > 0)
-			appendStringInfoChar(&body, ',');
-		appendStringInfoString(&body, "{\"type\":");
-		append_json_string(&body, format_type_be(type));
-		appendStringInfoString(&body, ",\"value\":");
-		if (i == model_argno)
-			append_json_string(&body, server_model);
-		else if (i >= PG_NARGS() || PG_ARGISNULL(i))
-			appendStringInfoString(&body, "null");
-		else
+		types[i] = format_type_be(type);
+		values[i] = NULL;
+		if (i != model_argno && i < PG_NARGS() && !PG_ARGISNULL(i))
 		{
 			Oid out;
 			bool varlena;
 
 			getTypeOutputInfo(type, &out, &varlena);
-			append_json_string(&body, OidOutputFunctionCall(out, PG_GETARG_DATUM(i)));
+			values[i] = OidOutputFunctionCall(out, PG_GETARG_DATUM(i));
 		}
-		appendStringInfoChar(&body, '}');
 	}
-	appendStringInfoString(&body, "],\"settings\":{");
-	for (int i = 0; i < lengthof(forwarded_settings); i++)
-	{
-		const char *v = GetConfigOption(forwarded_settings[i], true, false);
-
-		if (i > 0)
-			appendStringInfoChar(&body, ',');
-		append_json_string(&body, forwarded_settings[i]);
-		appendStringInfoChar(&body, ':');
-		append_json_string(&body, v ? v : "");
-	}
-	appendStringInfoChar(&body, '}');
-	{
-		int left = infer_deadline_left_ms();
-		int timeout = left >= 0 && left < infer_remote_timeout_ms ? left : infer_remote_timeout_ms;
-
-		appendStringInfo(&body, ",\"timeout_ms\":%d}", Max(timeout, 1));
-	}
-
+	a = remote_call(url, server_model, function, nsend, types, values, model_argno);
 	{
 		char *fragment;
 
 		url = split_url(url, &fragment);
 	}
-	a = host_remote_request(url, "/v1/pglite/call", body.data, REMOTE_ANSWER_TABLE);
 
 	if (fcinfo->flinfo->fn_retset)
 	{
@@ -501,4 +527,161 @@ infer_server_stats(PG_FUNCTION_ARGS)
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		}
 	PG_RETURN_VOID();
+}
+
+/* ---- the column index on a remote model (index_build.c, index_insert.c, index_scan.c) ---- */
+
+bool
+remote_model_name(const char *name)
+{
+	char *url;
+	char *server_model;
+
+	return model_remote_lookup(name, &url, &server_model);
+}
+
+/* A remote model's URL and server name; raises when `name` is not a remote model. */
+static void
+remote_lookup_or_raise(const char *name, char **url, char **server_model)
+{
+	if (!model_remote_lookup(name, url, server_model))
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("model \"%s\" is no longer a remote model", name),
+						errhint("An infer index built on a remote model needs it: REINDEX it.")));
+}
+
+/* A non-negative integer cell of the server's answer, else XX001. */
+static int32
+answer_int_cell(const char *url, const char *cell, const char *what)
+{
+	char *end;
+	long v;
+
+	if (cell == NULL)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the model server at %s answered NULL for %s", url, what)));
+	errno = 0;
+	v = strtol(cell, &end, 10);
+	if (end == cell || *end != '\0' || errno != 0 || v < 0 || v > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("the model server at %s answered \"%.60s\" for %s", url, cell, what)));
+	return (int32) v;
+}
+
+void
+remote_signatures(const char *name, text **inputs, int n, int32 (*out)[SIGNATURE_SIZE], int *counts)
+{
+	char *url;
+	char *server_model;
+	Datum *elems;
+	ArrayType *arr;
+	Oid out_fn;
+	bool varlena;
+	const char *types[2] = {"text[]", "text"};
+	const char *values[2];
+	RemoteAnswer *a;
+
+	remote_lookup_or_raise(name, &url, &server_model);
+	for (int i = 0; i < n; i++)
+		counts[i] = 0;
+	if (n == 0)
+		return;
+	elems = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+		elems[i] = PointerGetDatum(inputs[i]);
+	arr = construct_array_builtin(elems, n, TEXTOID);
+	getTypeOutputInfo(TEXTARRAYOID, &out_fn, &varlena);
+	values[0] = OidOutputFunctionCall(out_fn, PointerGetDatum(arr));
+	values[1] = NULL;
+	a = remote_call(url, server_model, "infer_signatures", 2, types, values, 1);
+	if (a->ncols != 4)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the model server at %s answered infer_signatures() with %d "
+							   "columns, expected 4",
+							   url, a->ncols)));
+	for (int r = 0; r < a->nrows; r++)
+	{
+		int32 ord = answer_int_cell(url, a->cells[(size_t) r * 4], "a signature's ord");
+		int32 token = answer_int_cell(url, a->cells[(size_t) r * 4 + 2], "a signature token");
+
+		if (ord < 1 || ord > n || counts[ord - 1] >= SIGNATURE_SIZE)
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+							errmsg("the model server at %s answered infer_signatures() with a "
+								   "row for input %d of %d",
+								   url, ord, n)));
+		out[ord - 1][counts[ord - 1]++] = token;
+	}
+}
+
+float *
+remote_token_dots(const char *name, text *query, const int32 *tokens, int ntok, int *nq)
+{
+	char *url;
+	char *server_model;
+	StringInfoData list;
+	const char *types[3] = {"text", "integer[]", "text"};
+	const char *values[3];
+	RemoteAnswer *a;
+	float *dots = NULL;
+
+	remote_lookup_or_raise(name, &url, &server_model);
+	initStringInfo(&list);
+	appendStringInfoChar(&list, '{');
+	for (int i = 0; i < ntok; i++)
+		appendStringInfo(&list, i ? ",%d" : "%d", tokens[i]);
+	appendStringInfoChar(&list, '}');
+	values[0] = text_to_cstring(query);
+	values[1] = list.data;
+	values[2] = NULL;
+	a = remote_call(url, server_model, "infer_signature_dots", 3, types, values, 2);
+	if (a->ncols != 2 || a->nrows != ntok)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the model server at %s answered infer_signature_dots() with %d "
+							   "columns and %d rows, expected 2 and %d",
+							   url, a->ncols, a->nrows, ntok)));
+	*nq = -1;
+	for (int r = 0; r < a->nrows; r++)
+	{
+		const char *cell = a->cells[(size_t) r * 2 + 1];
+		int k = 0;
+		const char *p;
+
+		if (answer_int_cell(url, a->cells[(size_t) r * 2], "a token") != tokens[r] ||
+			cell == NULL || cell[0] != '{')
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+							errmsg("the model server at %s answered infer_signature_dots() out "
+								   "of order or without dots",
+								   url)));
+		if (*nq < 0)
+		{
+			/* the first row says how many query tokens there are */
+			*nq = cell[1] == '}' ? 0 : 1;
+			for (p = cell; *p; p++)
+				if (*p == ',')
+					(*nq)++;
+			dots = palloc(sizeof(float) * (size_t) Max(ntok, 1) * Max(*nq, 1));
+		}
+		p = cell + 1;
+		while (*p && *p != '}')
+		{
+			char *end;
+			float v = strtof(p, &end);
+
+			if (end == p || k >= *nq || (*end != ',' && *end != '}'))
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("the model server at %s answered \"%.60s\" where dots belong", url,
+								cell)));
+			dots[(size_t) r * *nq + k++] = v;
+			p = *end == ',' ? end + 1 : end;
+		}
+		if (k != *nq)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the model server at %s answered rows of different lengths", url)));
+	}
+	if (*nq < 0)
+		*nq = 0;
+	return dots;
 }

@@ -8,6 +8,8 @@
 
 #include "fmgr.h"
 
+#include "similar.h"
+
 /*
  * When the call's model (argument model_argno, or infer.default_model when
  * that is absent or NULL) is remote, runs `function` (its SQL name on the
@@ -26,5 +28,20 @@ extern bool remote_dispatch(FunctionCallInfo fcinfo, const char *function, int m
 		if (remote_dispatch(fcinfo, (function), (model_argno), &remote_result_))                   \
 			return remote_result_;                                                                 \
 	} while (0)
+
+/* Whether `name` is a remote model (the column index's signatures then come from its server). */
+extern bool remote_model_name(const char *name);
+
+/* feature_signatures_batch for a remote model: infer_signatures on its server. */
+extern void remote_signatures(const char *name, text **inputs, int n, int32 (*out)[SIGNATURE_SIZE],
+							  int *counts);
+
+/*
+ * For an index scan on a remote model: the dot products of each token's
+ * signature vector with the query's tokens' (infer_signature_dots on the
+ * server), ntok x *nq, row i for tokens[i].
+ */
+extern float *remote_token_dots(const char *name, text *query, const int32 *tokens, int ntok,
+								int *nq);
 
 #endif /* PG_INFER_REMOTE_H */

@@ -39,6 +39,7 @@
 PG_FUNCTION_INFO_V1(infer_similar_to);
 PG_FUNCTION_INFO_V1(infer_distance);
 PG_FUNCTION_INFO_V1(infer_signatures);
+PG_FUNCTION_INFO_V1(infer_signature_dots);
 PG_FUNCTION_INFO_V1(infer_similar_to_many);
 PG_FUNCTION_INFO_V1(infer_embedding);
 
@@ -454,6 +455,72 @@ infer_signatures(PG_FUNCTION_ARGS)
 			rows++;
 		}
 	stats_end(m, rows);
+	PG_RETURN_VOID();
+}
+
+/*
+ * infer_signature_dots(query text, tokens int[], model text)
+ *   -> TABLE(token int, dots real[])
+ *
+ * For every token (in the given order), the dot products of its signature
+ * vector with the query's signature tokens' vectors (signature_dot): what an
+ * index scan needs to rank stored signatures against the query
+ * (index_scan.c). A client's index on a remote model asks the server for
+ * them (remote_token_dots), so both rank with the same bits.
+ */
+Datum
+infer_signature_dots(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	InferModel *m;
+	text *query;
+	Datum *elems;
+	bool *nulls;
+	int n;
+	int32 qsig[SIGNATURE_SIZE];
+	int nq = 0;
+	float *qvec;
+	Datum *dots;
+
+	REMOTE_DISPATCH("infer_signature_dots", 2);
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("query and tokens must not be NULL")));
+	stats_begin("infer_signature_dots");
+	query = PG_GETARG_TEXT_PP(0);
+	deconstruct_array_builtin(PG_GETARG_ARRAYTYPE_P(1), INT4OID, &elems, &nulls, &n);
+	m = model_arg(fcinfo, 2);
+	if (text_has_signature(query))
+		nq = feature_signature(m, query, "query", qsig);
+	qvec = signature_vectors(m, qsig, nq);
+	dots = palloc(sizeof(Datum) * Max(nq, 1));
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < n; i++)
+	{
+		int32 t;
+		float *v;
+		Datum values[2];
+		bool isnull[2] = {false, false};
+
+		if (nulls[i])
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+							errmsg("tokens must not contain NULL (element %d)", i + 1)));
+		t = DatumGetInt32(elems[i]);
+		if (t < 0 || t >= m->vocab)
+			ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							errmsg("token %d is outside model \"%s\" (vocabulary of %d)", t,
+								   m->name, m->vocab)));
+		v = signature_vectors(m, &t, 1);
+		for (int j = 0; j < nq; j++)
+			dots[j] = Float4GetDatum(signature_dot(v, qvec + (size_t) j * m->hidden, m->hidden));
+		pfree(v);
+		values[0] = Int32GetDatum(t);
+		values[1] = PointerGetDatum(construct_array_builtin(dots, nq, FLOAT4OID));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
+		INFER_CHECK_INTERRUPTS();
+	}
+	stats_end(m, n);
 	PG_RETURN_VOID();
 }
 

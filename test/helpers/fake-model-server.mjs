@@ -21,6 +21,8 @@ const stats = {
   features_per_layer: 1024,
   architecture: 'test',
   dtype: 'f16',
+  // a misbehaving pglite-infer serve (not a larql-server, whose calls map elsewhere)
+  server: 'pglite-infer',
 }
 const server = createServer((req, res) => {
   if (req.url.startsWith('/v1/stats')) return res.end(JSON.stringify(stats))

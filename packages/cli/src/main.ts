@@ -26,7 +26,11 @@ const USAGE = `usage:
                      [--max-prompt BYTES] [--log]
       serve models over HTTP (larql-server's JSON API and /v1/pglite/*) for
       infer_create_model_remote(); one copy of each model for every client
-      (needs the pglite-infer package; see docs/remote-models.md)
+  pglite-infer serve --pg-port N [--data-dir DIR] [<vindex>|<name>=<vindex>...] [--host H]
+                     [--level L] [--pg-max-connections N] [--allow-dir DIR]... [--log]
+      serve a PGlite with pg_infer, pgvector and pg_trgm over the PostgreSQL wire
+      protocol (psql, any driver); one connection unless --pg-max-connections
+      (needs the pglite-infer package; see docs/remote-models.md, docs/deployment.md)
   pglite-infer --help | -h | help      this text
   pglite-infer --version | -v          the version of the command line`
 

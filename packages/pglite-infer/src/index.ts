@@ -15,6 +15,7 @@ import { inferNamespace, type EmscriptenFSWriter, type InferNamespace } from './
 
 export { HostError, type HostOptions, type InferHost } from './host/types.js'
 export { defaultHost } from './host/bridge.js'
+export { RemoteCancel } from './host/remote-call.js'
 export { downloadVindex } from './namespace.js'
 export type {
   CreateModelOptions,

@@ -6,7 +6,14 @@ import {
 } from '@pglite-infer/compute'
 import type { AdapterSummary } from '@pglite-infer/compute/webgpu'
 import { ModelHost } from './models.js'
-import { encodeAnswer, RemoteCaller } from './remote-call.js'
+import {
+  encodeAnswer,
+  RemoteCaller,
+  sharedRemoteCaller,
+  type RemoteCancel,
+  type RemoteRequest,
+} from './remote-call.js'
+import { larqlCall } from './larql.js'
 import { TokenizerCache } from './tokenizers.js'
 import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
 
@@ -43,6 +50,7 @@ export class HostBridge {
   private readonly forwardShapes = new Map<string, [number, number, number, number]>()
   private readonly computeOptions: HostOptions['compute']
   private remoteCaller: RemoteCaller | undefined
+  private remoteCancel: RemoteCancel | undefined
   /** Models by name, with their tokenizers (host/models.ts). */
   readonly models: ModelHost
 
@@ -52,6 +60,7 @@ export class HostBridge {
   ) {
     this.models = new ModelHost(() => this.fs, options)
     this.computeOptions = options.compute
+    this.remoteCancel = options.remoteCancel
   }
 
   tokenize(
@@ -465,8 +474,12 @@ export class HostBridge {
   ): number {
     return this.run(() => {
       const server = readCString(mod, url)
-      this.remoteCaller ??= new RemoteCaller()
-      const r = this.remoteCaller.request({
+      // one worker thread for every database of this thread (they cannot wait
+      // at the same time: the thread blocks), unless this one has its own cancel
+      const caller = (this.remoteCaller ??= this.remoteCancel
+        ? new RemoteCaller(this.remoteCancel)
+        : sharedRemoteCaller())
+      const req: RemoteRequest = {
         url: server,
         method: method === 1 ? 'POST' : 'GET',
         path: readCString(mod, path),
@@ -474,7 +487,17 @@ export class HostBridge {
         timeoutMs,
         retries,
         deadlineMs,
-      })
+      }
+      // a real larql-server has no /v1/pglite/call: map the call onto its endpoints
+      if (req.path === '/v1/pglite/call' && caller.serverKind(req) === 'larql') {
+        const started = Date.now()
+        const table = larqlCall(server, req.body!, (m, p, b) => {
+          const left = deadlineMs > 0 ? Math.max(0, deadlineMs - (Date.now() - started)) : -1
+          return caller.request({ ...req, method: m, path: p, body: b, deadlineMs: left }).body
+        })
+        return encodeAnswer(server, table, mode)
+      }
+      const r = caller.request(req)
       return mode === 0 ? new Uint8Array(0) : encodeAnswer(server, r.body, mode)
     })
   }

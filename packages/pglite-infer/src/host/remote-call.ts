@@ -37,15 +37,109 @@ const WORKER_MODULE = './remote-call-worker.js'
 /** A worker that does not report this long after its own timeouts is given up. */
 const GRACE_MS = 2000
 
+/*
+ * The shared Int32 cells of a RemoteCaller: [0] bumped by the worker on each
+ * answer and by RemoteCancel.cancel() (the caller waits on it); [1] cancel
+ * requested; [2] a call is in flight.
+ */
+const ANSWERS = 0
+const CANCEL = 1
+const IN_FLIGHT = 2
+
+/**
+ * An application-level cancel of the remote call in flight (PostgreSQL's
+ * "canceling statement due to user request", 57014). The thread that runs
+ * PGlite is blocked in Atomics.wait while a remote call is in flight, so the
+ * cancel is made from another thread through shared memory:
+ *
+ *   // the page / main thread, PGlite in a worker
+ *   const cancel = new RemoteCancel()
+ *   new Worker(url, { workerData: { cancel: cancel.buffer } })
+ *   cancel.follow(abortController.signal)        // or cancel.cancel()
+ *
+ *   // the worker
+ *   createPgInfer({ remoteCancel: RemoteCancel.from(workerData.cancel) })
+ */
+export class RemoteCancel {
+  readonly buffer: SharedArrayBuffer
+  private readonly cells: Int32Array
+
+  constructor(buffer: SharedArrayBuffer = new SharedArrayBuffer(12)) {
+    if (buffer.byteLength < 12)
+      throw new RangeError('RemoteCancel needs a 12-byte SharedArrayBuffer')
+    this.buffer = buffer
+    this.cells = new Int32Array(buffer, 0, 3)
+  }
+
+  /** The same cancel in another thread (its `buffer` sent there). */
+  static from(buffer: SharedArrayBuffer): RemoteCancel {
+    return new RemoteCancel(buffer)
+  }
+
+  /** Whether a remote call is waiting for its server now. */
+  get inFlight(): boolean {
+    return Atomics.load(this.cells, IN_FLIGHT) !== 0
+  }
+
+  /**
+   * Ends the remote call in flight (it raises 57014 at once, and its
+   * connection is closed so the server drops the work); false when none is.
+   */
+  cancel(): boolean {
+    if (!this.inFlight) return false
+    Atomics.store(this.cells, CANCEL, 1)
+    Atomics.add(this.cells, ANSWERS, 1)
+    Atomics.notify(this.cells, ANSWERS)
+    return true
+  }
+
+  /** cancel() when `signal` aborts; returns the function that stops following it. */
+  follow(signal: AbortSignal): () => void {
+    const onAbort = () => void this.cancel()
+    if (signal.aborted) onAbort()
+    signal.addEventListener('abort', onAbort)
+    return () => signal.removeEventListener('abort', onAbort)
+  }
+}
+
 export class RemoteCaller {
+  constructor(private readonly cancel?: RemoteCancel) {}
+
   private worker: import('node:worker_threads').Worker | undefined
   private port: import('node:worker_threads').MessagePort | undefined
   private flag: Int32Array | undefined
   private nextId = 1
   private workers: Workers | undefined
 
+  /** Per server URL (without #model): a pglite-infer serve, or another larql-server. */
+  private kinds = new Map<string, 'pglite' | 'larql'>()
+
+  /**
+   * Whether the server at req.url is a pglite-infer serve (answers
+   * /v1/pglite/call) or another larql-server: its /v1/stats says
+   * `"server": "pglite-infer"` or not. Learnt from the registration's
+   * /v1/stats answer, else asked once.
+   */
+  serverKind(req: RemoteRequest): 'pglite' | 'larql' {
+    const key = req.url.replace(/#.*$/, '')
+    let kind = this.kinds.get(key)
+    if (!kind) {
+      const r = this.request({ ...req, method: 'GET', path: '/v1/stats', body: undefined })
+      kind = statsKind(r.body)
+      this.kinds.set(key, kind)
+    }
+    return kind
+  }
+
   /** The server's answer body (status 2xx), or a HostError with a SQLSTATE. */
   request(req: RemoteRequest): { status: number; body: string } {
+    const answer = this.requestOnce(req)
+    if (req.path.startsWith('/v1/stats'))
+      this.kinds.set(req.url.replace(/#.*$/, ''), statsKind(answer.body))
+    return answer
+  }
+
+  private requestOnce(req: RemoteRequest): { status: number; body: string } {
     if (req.deadlineMs === 0) throw cancelled()
     const target = parseServerUrl(req.url)
     this.start()
@@ -64,6 +158,23 @@ export class RemoteCaller {
     const cap = started + req.timeoutMs * (req.retries + 1) + 250 * req.retries + GRACE_MS
     const deadline = req.deadlineMs > 0 ? started + req.deadlineMs : Infinity
     const flag = this.flag!
+    Atomics.store(flag, CANCEL, 0)
+    Atomics.store(flag, IN_FLIGHT, 1)
+    try {
+      return this.wait(req, id, started, cap, deadline, flag)
+    } finally {
+      Atomics.store(flag, IN_FLIGHT, 0)
+    }
+  }
+
+  private wait(
+    req: RemoteRequest,
+    id: number,
+    started: number,
+    cap: number,
+    deadline: number,
+    flag: Int32Array,
+  ): { status: number; body: string } {
     for (;;) {
       // read the counter first: an answer posted after the drain changes it
       const seen = Atomics.load(flag, 0)
@@ -73,6 +184,11 @@ export class RemoteCaller {
         return { status: reply.status!, body: reply.body! }
       }
       const now = Date.now()
+      if (Atomics.load(flag, CANCEL)) {
+        // RemoteCancel.cancel() from another thread: the same as a deadline
+        this.worker!.postMessage({ abort: id })
+        throw new HostError('canceling statement due to user request', '57014')
+      }
       if (now >= deadline) {
         // the worker closes the connection: the server drops the request
         this.worker!.postMessage({ abort: id })
@@ -119,7 +235,7 @@ export class RemoteCaller {
         '0A000',
       )
     this.workers = workers
-    const signal = new SharedArrayBuffer(4)
+    const signal = this.cancel?.buffer ?? new SharedArrayBuffer(12)
     const { port1, port2 } = new workers.MessageChannel()
     const url = new URL(WORKER_MODULE, import.meta.url)
     let worker: import('node:worker_threads').Worker
@@ -151,6 +267,27 @@ export class RemoteCaller {
     this.pending.clear()
     void w?.terminate().catch(() => undefined)
   }
+}
+
+/** A pglite-infer serve says so in /v1/stats; anything else is taken for a larql-server. */
+function statsKind(body: string): 'pglite' | 'larql' {
+  try {
+    return (JSON.parse(body) as { server?: unknown }).server === 'pglite-infer' ? 'pglite' : 'larql'
+  } catch {
+    return 'pglite' // not JSON: the call itself reports what is wrong
+  }
+}
+
+let shared: RemoteCaller | undefined
+
+/**
+ * The RemoteCaller of every database of this thread that has no RemoteCancel
+ * of its own: one worker thread (and one keep-alive connection pool) per
+ * thread instead of one per database. Safe because a thread makes one remote
+ * call at a time (it blocks until the answer).
+ */
+export function sharedRemoteCaller(): RemoteCaller {
+  return (shared ??= new RemoteCaller())
 }
 
 function cancelled(): HostError {

@@ -40,6 +40,15 @@ export interface HostOptions {
    * and the longest wait for one call.
    */
   compute?: ComputeClientOptions
+  /**
+   * Cancels a remote model's call in flight from another thread
+   * (docs/remote-models.md, "Cancellation"): the thread that runs PGlite
+   * is blocked while a remote call waits, so the cancel comes from the
+   * thread that is not: a page or main thread whose PGlite runs in a
+   * worker. `new RemoteCancel()` there, its `buffer` to the worker,
+   * `RemoteCancel.from(buffer)` here.
+   */
+  remoteCancel?: import('./remote-call.js').RemoteCancel
 }
 
 /** The part of PGlite's emscripten Module the bridge uses. */

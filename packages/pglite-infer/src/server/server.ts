@@ -9,7 +9,7 @@
  *
  *   - the larql-server JSON subset that pg_infer's client (crates/infer-client)
  *     consumes: /v1/health, /v1/models, /v1/stats, /v1/describe, /v1/walk,
- *     /v1/relations, /v1/infer, /v1/embed, /v1/warmup, /v1/cache/stats;
+ *     /v1/relations, /v1/rank, /v1/infer, /v1/embed, /v1/warmup, /v1/cache/stats;
  *   - pglite-infer's own: POST /v1/pglite/call (one whitelisted pg_infer SQL
  *     function, bound parameters, rows back as text) and GET
  *     /v1/pglite/server (queue and memory figures).
@@ -120,6 +120,7 @@ export const CALLABLE_FUNCTIONS = new Set([
   'infer_distance',
   'infer_embedding',
   'infer_signatures',
+  'infer_signature_dots',
   'infer_warmup',
 ])
 
@@ -132,6 +133,7 @@ const CALLABLE_TYPES = new Set([
   'boolean',
   'bigint',
   'text[]',
+  'integer[]',
 ])
 
 /** Settings a call may carry: those that change pg_infer's answers. */
@@ -218,10 +220,8 @@ export async function startModelServer(options: ModelServerOptions): Promise<Mod
     }
     running++
     try {
-      if (isAbandoned()) {
-        counters.abandoned++
-        throw new HttpError(499, 'the client went away', 'client_closed')
-      }
+      // a client gone while its request waited: the work is dropped
+      if (isAbandoned()) throw new HttpError(499, 'the client went away', 'client_closed')
       return await work()
     } finally {
       running--
@@ -455,6 +455,30 @@ export async function startModelServer(options: ModelServerOptions): Promise<Mod
         latency_ms: performance.now() - t0,
       }
     },
+    'POST /v1/rank': async (q, b, ab) => {
+      // larql-server's rank (crates/infer-client RankResponse): candidates by
+      // similar_to(candidate, query), best first
+      const m = model((b.model as string) ?? q.get('model'))
+      const query = checkPrompt('query', b.query)
+      if (!Array.isArray(b.candidates) || b.candidates.length > 10_000)
+        throw new HttpError(400, '"candidates" must be an array of at most 10000 strings')
+      const candidates = b.candidates.map((c, i) => checkPrompt(`candidates[${i}]`, c))
+      const top = intParam(b.top_k ?? b.top, 0, 'top_k')
+      const t0 = performance.now()
+      const r = await serialized(ab, () =>
+        sql('SELECT similar_to_many($1, $2, $3)', [candidates, query, m.name]),
+      )
+      const scores = String(r.rows[0]?.[0] ?? '{}')
+        .slice(1, -1)
+        .split(',')
+        .filter(Boolean)
+        .map((x) => (x === 'NULL' ? 0 : Number(x)))
+      let results = scores
+        .map((score, index) => ({ index, score }))
+        .sort((x, y) => y.score - x.score || x.index - y.index)
+      if (top > 0) results = results.slice(0, top)
+      return { results, latency_ms: performance.now() - t0 }
+    },
     'POST /v1/embed': async (q, b, ab) => {
       const m = model((b.model as string) ?? q.get('model'))
       const text = checkPrompt('text', b.text ?? b.prompt ?? b.input)
@@ -587,7 +611,12 @@ export async function startModelServer(options: ModelServerOptions): Promise<Mod
     }
     if (options.log)
       process.stderr.write(`${req.method} ${req.url} ${status} ${Date.now() - t0}ms\n`)
-    if (gone) return
+    if (gone) {
+      // dropped before it ran, or ran (bounded by the client's remaining
+      // time as statement_timeout) with nobody left to answer
+      counters.abandoned++
+      return
+    }
     const text = JSON.stringify(payload)
     res.writeHead(status, {
       'content-type': 'application/json',
