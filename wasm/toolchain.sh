@@ -48,6 +48,13 @@ if ! command -v debootstrap >/dev/null 2>&1; then
 fi
 
 mkdir -p "$CACHE"
+# Clones building at the same time share the root: one creates it, the
+# others wait here and then find it ready.
+command -v flock >/dev/null 2>&1 && { exec 9>"$CACHE/.lock"; flock 9; }
+if [ -f "$ROOT/.ready" ]; then
+  echo "chroot $ROOT"
+  exit 0
+fi
 if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
   log "creating a Debian trixie root in $ROOT (about a minute)"
   rm -rf "$ROOT.tmp"

@@ -38,11 +38,14 @@ async function downMetaEngine(
   }
   if (c.compute === 'auto' && process.env.PGLITE_INFER_WEBGPU_AUTO !== '0') {
     try {
-      const { WebGpuDownMetaEngine } = await import('@pglite-infer/compute/webgpu')
-      const engine = await WebGpuDownMetaEngine.create()
-      if (!engine.backend.adapter.software)
+      const { WebGpuDownMetaEngine, probeNodeAdapter } =
+        await import('@pglite-infer/compute/webgpu')
+      // asked first without a device: a software adapter is skipped unopened
+      const adapter = probeNodeAdapter()
+      if (adapter && !adapter.software) {
+        const engine = await WebGpuDownMetaEngine.create()
         return { engine, name: `webgpu (${engine.backend.adapter.name})` }
-      await engine.close()
+      }
     } catch {
       // no webgpu package, driver or adapter: the next engine
     }

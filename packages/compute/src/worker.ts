@@ -64,7 +64,25 @@ async function createBackend(): Promise<ComputeBackend> {
   return OnnxBackend.create({ threads: data.threads })
 }
 
+function replyJson(reply: SharedArrayBuffer, value: unknown): void {
+  const bytes = encoder.encode(JSON.stringify(value))
+  new Uint8Array(reply).set(bytes.subarray(0, reply.byteLength))
+  report(STATUS_OK, Math.min(bytes.length, reply.byteLength))
+}
+
 async function serve(req: Request): Promise<void> {
+  if (req.op === 'probe' && backend === undefined && data.backend === 'webgpu') {
+    // 'auto' asks before it decides: no device yet (a software adapter, which
+    // auto skips, would print Dawn's warnings when one is created)
+    const { probeNodeAdapter } = await import('./webgpu/node.js')
+    const summary = probeNodeAdapter(data.webgpu ?? {})
+    if (!summary) {
+      backend = createBackend() // reports why there is no adapter
+      await backend
+    }
+    replyJson(req.reply, summary)
+    return
+  }
   backend ??= createBackend()
   const b = await backend.catch((e: unknown) => {
     backend = undefined // the next request tries again (and reports again)
@@ -104,13 +122,12 @@ async function serve(req: Request): Promise<void> {
       await b.loadGate(req.model, req.layers)
       report(STATUS_OK, 0)
       return
-    case 'probe': {
-      const summary = (b as ComputeBackend & { adapter?: unknown }).adapter ?? { name: b.name }
-      const bytes = encoder.encode(JSON.stringify(summary))
-      new Uint8Array(req.reply).set(bytes.subarray(0, req.reply.byteLength))
-      report(STATUS_OK, Math.min(bytes.length, req.reply.byteLength))
+    case 'probe':
+      replyJson(
+        req.reply,
+        (b as ComputeBackend & { adapter?: unknown }).adapter ?? { name: b.name },
+      )
       return
-    }
     case 'gateTopK': {
       if (req.crash) process.exit(3)
       if (req.loseDevice) (b as ComputeBackend & { loseDevice?: () => void }).loseDevice?.()

@@ -93,6 +93,20 @@ export function isSoftwareAdapter(adapter: GPUAdapter): boolean {
   return SOFTWARE.test(`${info.vendor} ${info.architecture} ${info.device} ${info.description}`)
 }
 
+/** What an adapter offers, read without creating a device. */
+export function summarizeAdapter(adapter: GPUAdapter, shaderF16: boolean): AdapterSummary {
+  const info = adapter.info
+  return {
+    name: info.description || info.device || info.vendor || 'unknown adapter',
+    vendor: info.vendor,
+    architecture: info.architecture,
+    software: isSoftwareAdapter(adapter),
+    shaderF16,
+    maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+    maxBufferSize: adapter.limits.maxBufferSize,
+  }
+}
+
 interface Part {
   rows: number
   rowBase: number
@@ -202,16 +216,9 @@ export class WebGpuBackend implements ComputeBackend {
     } catch (e) {
       throw new ComputeError(`the WebGPU adapter gave no device: ${(e as Error).message}`, '58000')
     }
-    const info = adapter.info
-    const summary: AdapterSummary = {
-      name: info.description || info.device || info.vendor || 'unknown adapter',
-      vendor: info.vendor,
-      architecture: info.architecture,
-      software: isSoftwareAdapter(adapter),
-      shaderF16: f16,
-      maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
-      maxBufferSize: device.limits.maxBufferSize,
-    }
+    const summary = summarizeAdapter(adapter, f16)
+    summary.maxStorageBufferBindingSize = device.limits.maxStorageBufferBindingSize
+    summary.maxBufferSize = device.limits.maxBufferSize
     return new WebGpuBackend(gpu, device, summary, options)
   }
 

@@ -7,6 +7,7 @@ export {
   WebGpuBackend,
   GpuDeviceLostError,
   isSoftwareAdapter,
+  summarizeAdapter,
   type AdapterSummary,
   type WebGpuBackendOptions,
 } from './backend.js'
@@ -14,6 +15,7 @@ export {
   createNodeWebGpuBackend,
   loadWebGpu,
   nodeGpu,
+  probeNodeAdapter,
   WEBGPU_INSTALL_HINT,
   type NodeWebGpuOptions,
 } from './node.js'

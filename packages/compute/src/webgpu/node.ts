@@ -5,8 +5,15 @@
  * A browser's Web Worker passes `navigator.gpu` to WebGpuBackend.create
  * instead, and needs nothing here.
  */
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { ComputeError } from '../types.js'
-import { WebGpuBackend, type WebGpuBackendOptions } from './backend.js'
+import {
+  summarizeAdapter,
+  WebGpuBackend,
+  type AdapterSummary,
+  type WebGpuBackendOptions,
+} from './backend.js'
 
 /** What to install when Node has no WebGPU adapter. */
 export const WEBGPU_INSTALL_HINT =
@@ -65,4 +72,28 @@ export async function createNodeWebGpuBackend(
 ): Promise<WebGpuBackend> {
   const gpu = await nodeGpu(options.dawn)
   return WebGpuBackend.create(gpu, options, `Dawn found none; ${WEBGPU_INSTALL_HINT}`)
+}
+
+/**
+ * The adapter Dawn would give, without creating a device, asked in a child
+ * process: what 'auto' looks at before it decides. Dawn prints warnings
+ * about a CPU emulation such as lavapipe on stderr as it enumerates it;
+ * the child's stderr is dropped, so a machine without a GPU prints nothing.
+ * Null when there is no package, driver or adapter (or the probe fails).
+ */
+export function probeNodeAdapter(
+  options: Pick<NodeWebGpuOptions, 'dawn' | 'powerPreference' | 'shaderF16'> = {},
+): AdapterSummary | null {
+  const child = fileURLToPath(new URL('./probe-child.js', import.meta.url))
+  const r = spawnSync(process.execPath, [child, JSON.stringify(options)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 60_000,
+  })
+  if (r.status !== 0) return null
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? 'null') as AdapterSummary | null
+  } catch {
+    return null
+  }
 }
