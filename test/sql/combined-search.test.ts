@@ -52,10 +52,10 @@ ORDER BY combined_score DESC
 LIMIT 10`
 
 beforeAll(async () => {
-  // A fresh database, not a testing-helper snapshot: in two of three fresh
-  // clones the snapshot path left this file spinning at full CPU (a
-  // synchronous loop inside WASM, cause not yet found); a direct create
-  // has never done so.
+  // A fresh database, as an application creates one. (This file once spun
+  // at full CPU in fresh clones: pg_trgm's similarity() trapped in a side
+  // module the preload plugin had left unrelocated, and PGlite swallowed
+  // the trap; see side-module-preload.test.ts and trap-guard.test.ts.)
   db = await PGlite.create({ extensions: { infer: testPgInfer(), vector, pg_trgm } })
   await db.exec(`CREATE EXTENSION IF NOT EXISTS pg_infer;
                  CREATE EXTENSION IF NOT EXISTS vector;

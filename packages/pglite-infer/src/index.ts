@@ -77,6 +77,15 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
       return {
         emscriptenOpts: {
           ...emscriptenOpts,
+          // Load side modules (pg_infer, pg_trgm, vector, ...) when
+          // PostgreSQL dlopens them, not in emscripten's preload plugin.
+          // That plugin instantiates every bundled .so concurrently while
+          // the file system is mounted; when one of them fails its
+          // symbol check it throws before __wasm_apply_data_relocs, and the
+          // unrelocated copy stays registered: the first call into it
+          // (pg_trgm's similarity(), say) traps or returns nothing.
+          // docs/architecture.md, "Side modules load at dlopen".
+          noWasmDecoding: true,
           preRun: [
             ...preRun,
             (mod: HookableModule & TrapGuardModule & { FS?: EmscriptenFSWriter }) => {
