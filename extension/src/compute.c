@@ -201,7 +201,9 @@ ComputeBackendKind
 compute_forward_backend(void)
 {
 	/* 'auto' is 'wasm' today: docs/compute.md says why */
-	return infer_compute == COMPUTE_ONNX ? COMPUTE_ONNX : COMPUTE_WASM;
+	if (infer_compute == COMPUTE_ONNX || infer_compute == COMPUTE_WEBGPU)
+		return infer_compute;
+	return COMPUTE_WASM;
 }
 
 /* Runs get ids unique within this backend process (the worker keys KV caches by them). */
@@ -353,9 +355,9 @@ host_forward_load(InferModel *m, const char *key)
 	pfree(spec);
 
 	stats_compute_bytes(m->name, COMPUTE_PART_FORWARD, bytes);
-	infer_log_info("pg_infer: compute backend \"onnx\" now holds the forward weights of model "
+	infer_log_info("pg_infer: compute backend \"%s\" now holds the forward weights of model "
 				   "\"%s\" (" INT64_FORMAT " bytes of matrices)",
-				   m->name, bytes);
+				   backend_name(), m->name, bytes);
 }
 
 /* What a step answers: last (hidden), logits (vocab), then the captures asked for. */

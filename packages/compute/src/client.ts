@@ -135,10 +135,12 @@ export class ComputeClient {
     const reply = new SharedArrayBuffer(Math.max(replyFloats * 4, 4))
     const crash = this.crashNext
     const stallMs = this.stallNextMs
+    const loseDevice = this.loseDeviceNext
     this.crashNext = false
     this.stallNextMs = 0
+    this.loseDeviceNext = false
     this.call(
-      { op: 'forwardStep', ...request, reply, crash, stallMs },
+      { op: 'forwardStep', ...request, reply, crash, stallMs, loseDevice },
       [request.ids.buffer as ArrayBuffer],
       statementLeftMs,
     )
@@ -201,7 +203,7 @@ export class ComputeClient {
     this.crashNext = true
   }
 
-  /** Test hook (webgpu): the GPU device is destroyed before the next gateTopK. */
+  /** Test hook (webgpu): the GPU device is destroyed before the next gateTopK or forwardStep. */
   loseDeviceNextCall(): void {
     this.loseDeviceNext = true
   }

@@ -52,6 +52,7 @@ export type Request =
       reply: SharedArrayBuffer
       crash?: boolean
       stallMs?: number
+      loseDevice?: boolean
     })
   | { op: 'endRun'; run: number }
   /** How many runs hold a KV cache in the worker (the answer's length field). */

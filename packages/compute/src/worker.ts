@@ -104,6 +104,7 @@ async function serve(req: Request): Promise<void> {
       return
     case 'forwardStep': {
       if (req.crash) process.exit(3)
+      if (req.loseDevice) (b as ComputeBackend & { loseDevice?: () => void }).loseDevice?.()
       if (req.stallMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, req.stallMs)
       const r = await b.forwardStep(req)
       const out = new Float32Array(req.reply)

@@ -19,10 +19,13 @@
  * in C's order (topk.ts), so the sets equal the built-in kernel's.
  */
 import { compareHits, mergeTopK, type Hit } from '../topk.js'
+import { GpuForward } from './forward.js'
 import {
   ComputeError,
   type ComputeBackend,
+  type ForwardStepRequest,
   type ForwardStepResult,
+  type ForwardWeights,
   type GateLayer,
   type GateTopKRequest,
   type GateTopKResult,
@@ -156,6 +159,8 @@ export class WebGpuBackend implements ComputeBackend {
   /** The binding limit weights, scores and candidates are split by, and its name. */
   readonly maxBinding: number
   readonly bindingLimit: string
+  /** The forward step's weights, KV caches and kernels (forward.ts). */
+  private readonly forward: GpuForward
 
   private constructor(
     /**
@@ -179,6 +184,7 @@ export class WebGpuBackend implements ComputeBackend {
         : `maxStorageBufferBindingSize (${binding} bytes)`
     adapter.maxStorageBufferBindingSize = binding
     adapter.maxBufferSize = buffer
+    this.forward = new GpuForward(device, this.maxBinding, this.bindingLimit)
     void device.lost.then((info) => {
       this.lostReason = `${info.reason}${info.message ? `: ${info.message}` : ''}`
     })
@@ -226,35 +232,42 @@ export class WebGpuBackend implements ComputeBackend {
     return this.models.has(model)
   }
 
-  // The forward step is not on WebGPU yet (issue 11): C runs forward steps
-  // on wasm unless infer.compute = 'onnx' (compute.c compute_forward_backend),
-  // so these are never reached through SQL.
-  async loadForward(): Promise<void> {
-    throw noForwardStep()
+  async loadForward(model: string, weights: ForwardWeights): Promise<void> {
+    this.checkDevice('loadForward')
+    await this.forward.load(model, weights)
+    this.checkDevice('loadForward')
   }
 
-  hasForward(): boolean {
-    return false
+  hasForward(model: string): boolean {
+    return this.forward.has(model)
   }
 
-  async forwardStep(): Promise<ForwardStepResult> {
-    throw noForwardStep()
+  async forwardStep(request: ForwardStepRequest): Promise<ForwardStepResult> {
+    this.checkDevice('forwardStep')
+    try {
+      return await this.forward.step(request)
+    } catch (e) {
+      if (this.lostReason !== undefined) throw this.lostError('forwardStep', e)
+      throw e
+    }
   }
 
-  endRun(): void {}
+  endRun(run: number): void {
+    this.forward.endRun(run)
+  }
 
   openRuns(): number {
-    return 0
+    return this.forward.openRuns()
   }
 
   /** Bytes of weights the GPU holds for a model. */
   modelBytes(model: string): number {
-    return this.models.get(model)?.bytes ?? 0
+    return (this.models.get(model)?.bytes ?? 0) + this.forward.bytes(model)
   }
 
   async loadGate(model: string, layers: GateLayer[]): Promise<void> {
     this.checkDevice('loadGate')
-    this.dropModel(model)
+    this.dropGate(model)
     if (layers.length === 0) throw new ComputeError(`model "${model}" has no layers`, '22023')
     const hidden = layers[0]!.hidden
     if (hidden * 4 > this.maxBinding)
@@ -371,6 +384,12 @@ export class WebGpuBackend implements ComputeBackend {
   }
 
   dropModel(model: string): void {
+    this.forward.drop(model)
+    this.dropGate(model)
+  }
+
+  /** Frees a model's gate rows (a new loadGate replaces them; its forward weights stay). */
+  private dropGate(model: string): void {
     const m = this.models.get(model)
     if (!m) return
     this.models.delete(model)
@@ -612,6 +631,7 @@ export class WebGpuBackend implements ComputeBackend {
   }
 
   async dispose(): Promise<void> {
+    this.forward.dispose()
     for (const model of [...this.models.keys()]) this.dropModel(model)
     for (const s of this.scratch.values()) s.buffer.destroy()
     this.scratch.clear()
@@ -643,11 +663,4 @@ function destroyModel(m: GpuModel): void {
 
 function pad4(n: number): number {
   return Math.ceil(n / 4) * 4
-}
-
-function noForwardStep(): ComputeError {
-  return new ComputeError(
-    "the webgpu backend has no forward step yet; SET infer.compute = 'onnx' or 'wasm'",
-    '0A000',
-  )
 }

@@ -331,6 +331,12 @@ export class HostBridge {
     })
   }
 
+  /** The client serving forward steps on a backend C names (onnx or webgpu). */
+  private forwardClient(backend: number): ComputeClient {
+    checkForwardBackend(backend)
+    return backend === 3 ? this.webgpu : this.compute
+  }
+
   /** One tensor of a model's forward weights from C's heap (compute.c host_forward_load). */
   computeLoadTensor(
     mod: WasmModule,
@@ -345,7 +351,7 @@ export class HostBridge {
     nfix: number,
   ): number {
     return this.run(() => {
-      checkBackend(backend)
+      this.forwardClient(backend)
       const model = readCString(mod, key)
       const role = readCString(mod, name)
       // compute.c sends l0.q first: a load cut short (an error, a timeout) leaves nothing behind
@@ -373,18 +379,14 @@ export class HostBridge {
     deadlineMs: number,
   ): number {
     return this.run(() => {
-      checkBackend(backend)
+      const client = this.forwardClient(backend)
       const model = readCString(mod, key)
       const tensors = this.forwardLoads.get(model) ?? {}
       this.forwardLoads.delete(model)
       const words = new Float64Array(mod.HEAPU8.buffer, spec, nwords).slice()
       // compute.h ForwardSpecWord: FS_LAYERS 1, FS_HIDDEN 2, FS_VOCAB 3, FS_INTERMEDIATE 7
       this.forwardShapes.set(model, [words[2]!, words[3]!, words[1]!, words[7]!])
-      this.compute.loadForward(
-        model,
-        { spec: words, tensors },
-        deadlineMs >= 0 ? deadlineMs : undefined,
-      )
+      client.loadForward(model, { spec: words, tensors }, deadlineMs >= 0 ? deadlineMs : undefined)
       return new Uint8Array(0)
     })
   }
@@ -405,16 +407,18 @@ export class HostBridge {
     deadlineMs: number,
   ): number {
     const model = readCString(mod, key)
-    if (this.run(() => checkBackend(backend)) < 0) return -1
+    let client: ComputeClient | undefined
+    if (this.run(() => ((client = this.forwardClient(backend)), new Uint8Array(0))) < 0) return -1
+    const c: ComputeClient = client!
     const shape = this.forwardShapes.get(model)
-    if (!shape || !this.compute.hasForward(model)) return -3
+    if (!shape || !c.hasForward(model)) return -3
     const [hidden, vocab, layers, intermediate] = shape
     const wantAct = (want & 1) !== 0
     const wantResid = (want & 2) !== 0
     const floats =
       hidden + vocab + (wantAct ? layers * intermediate : 0) + (wantResid ? layers * hidden : 0)
     return this.run(() =>
-      this.compute.forwardStep(
+      c.forwardStep(
         {
           model,
           run,
@@ -433,6 +437,7 @@ export class HostBridge {
   computeForwardEnd(_mod: WasmModule, run: number): number {
     try {
       this.computeClient?.endRun(run)
+      this.webgpuClient?.endRun(run)
     } catch {
       // nothing to report from a memory context callback
     }
@@ -536,15 +541,10 @@ export class HostBridge {
   }
 }
 
-/**
- * The forward step's backend as C passes it (compute.h ComputeBackendKind):
- * only 'onnx' (2) runs forward steps on the host (compute.c
- * compute_forward_backend; webgpu serves gate passes only so far).
- */
-function checkBackend(backend: number): Uint8Array {
-  if (backend !== 2)
+/** The forward step's backends as C passes them (compute.h ComputeBackendKind: onnx 2, webgpu 3). */
+function checkForwardBackend(backend: number): void {
+  if (backend !== 2 && backend !== 3)
     throw new HostError(`compute backend ${backend} is not a host backend`, '22023')
-  return new Uint8Array(0)
 }
 
 /** GateFixup triples (gate_knn.h): int32 row, int32 col, float value. */

@@ -1,0 +1,179 @@
+/**
+ * The forward step's architecture words (compute.h ForwardSpecWord) and what
+ * every backend computes per step from positions: RoPE tables and attention
+ * masks. No Node or ONNX imports: the WebGPU backend uses it in browsers too.
+ */
+import { ComputeError } from './types.js'
+
+/** Keep in step with extension/src/compute.h (ForwardSpecWord). */
+export const FORWARD_SPEC_VERSION = 1
+export const FS = {
+  VERSION: 0,
+  LAYERS: 1,
+  HIDDEN: 2,
+  VOCAB: 3,
+  HEADS: 4,
+  KV_HEADS: 5,
+  HEAD_DIM: 6,
+  INTERMEDIATE: 7,
+  LAYERNORM: 8,
+  NORM_OFFSET: 9,
+  NORM_EPS: 10,
+  LEARNED_POSITIONS: 11,
+  ACTIVATION: 12,
+  PLAIN_FFN: 13,
+  TIED: 14,
+  QK_NORM: 15,
+  SANDWICH: 16,
+  SLIDING_WINDOW: 17,
+  ATTN_SCALE: 18,
+  ATTN_SOFTCAP: 19,
+  FINAL_SOFTCAP: 20,
+  EMBED_SCALE: 21,
+  FIXED_WORDS: 22,
+} as const
+
+/** forward.h Activation */
+export const ACT_SILU = 0
+export const ACT_GELU_TANH = 1
+export const ACT_GELU = 2
+
+export interface ForwardArch {
+  layers: number
+  hidden: number
+  vocab: number
+  heads: number
+  kvHeads: number
+  headDim: number
+  intermediate: number
+  layernorm: boolean
+  normOffset: number
+  normEps: number
+  learnedPositions: boolean
+  activation: number
+  plainFfn: boolean
+  tied: boolean
+  qkNorm: boolean
+  sandwich: boolean
+  slidingWindow: number
+  attnScale: number
+  attnSoftcap: number
+  finalSoftcap: number
+  embedScale: number
+  sliding: boolean[]
+}
+
+export function parseSpec(spec: Float64Array): ForwardArch {
+  const w = (i: number) => spec[i]!
+  if (spec.length < FS.FIXED_WORDS || w(FS.VERSION) !== FORWARD_SPEC_VERSION)
+    throw new ComputeError(
+      `forward spec version ${w(FS.VERSION)}, expected ${FORWARD_SPEC_VERSION}`,
+      '22023',
+    )
+  const layers = w(FS.LAYERS)
+  if (spec.length !== FS.FIXED_WORDS + layers)
+    throw new ComputeError(`forward spec has ${spec.length} words for ${layers} layers`, '22023')
+  const a: ForwardArch = {
+    layers,
+    hidden: w(FS.HIDDEN),
+    vocab: w(FS.VOCAB),
+    heads: w(FS.HEADS),
+    kvHeads: w(FS.KV_HEADS),
+    headDim: w(FS.HEAD_DIM),
+    intermediate: w(FS.INTERMEDIATE),
+    layernorm: w(FS.LAYERNORM) !== 0,
+    normOffset: w(FS.NORM_OFFSET),
+    normEps: w(FS.NORM_EPS),
+    learnedPositions: w(FS.LEARNED_POSITIONS) !== 0,
+    activation: w(FS.ACTIVATION),
+    plainFfn: w(FS.PLAIN_FFN) !== 0,
+    tied: w(FS.TIED) !== 0,
+    qkNorm: w(FS.QK_NORM) !== 0,
+    sandwich: w(FS.SANDWICH) !== 0,
+    slidingWindow: w(FS.SLIDING_WINDOW),
+    attnScale: w(FS.ATTN_SCALE),
+    attnSoftcap: w(FS.ATTN_SOFTCAP),
+    finalSoftcap: w(FS.FINAL_SOFTCAP),
+    embedScale: w(FS.EMBED_SCALE),
+    sliding: Array.from(spec.subarray(FS.FIXED_WORDS), (v) => v !== 0),
+  }
+  const ints = [a.layers, a.hidden, a.vocab, a.heads, a.kvHeads, a.headDim, a.intermediate]
+  if (
+    ints.some((v) => !Number.isInteger(v) || v <= 0) ||
+    a.heads % a.kvHeads !== 0 ||
+    a.headDim % 2 !== 0 ||
+    ![ACT_SILU, ACT_GELU_TANH, ACT_GELU].includes(a.activation)
+  )
+    throw new ComputeError('forward spec: an invalid shape or activation', '22023')
+  return a
+}
+
+/**
+ * What a step feeds besides the ids and the KV cache, for positions
+ * pos..pos+n-1: RoPE cos/sin (angles in float32, as forward.c rope()),
+ * the additive masks (causal; sliding layers see the last `window`
+ * positions), GPT-2's position ids.
+ */
+export function positionFeeds(
+  a: ForwardArch,
+  invFreq: Float32Array | undefined,
+  invFreqLocal: Float32Array | undefined,
+  pos: number,
+  n: number,
+): {
+  cos?: [Float32Array, Float32Array]
+  sin?: [Float32Array, Float32Array]
+  maskG: Float32Array
+  maskL: Float32Array
+  posIds?: BigInt64Array
+} {
+  const hd = a.headDim
+  const total = pos + n
+  const group = a.heads / a.kvHeads
+  const tables = (f: Float32Array) => ropeTables(f, hd, pos, n)
+  const mask = (window: number) => {
+    const m = new Float32Array(group * n * total)
+    for (let t = 0; t < n; t++) {
+      const p = pos + t
+      const lo = window > 0 ? Math.max(0, p - window + 1) : 0
+      for (let j = 0; j < total; j++) if (j < lo || j > p) m[t * total + j] = -Infinity
+    }
+    for (let g = 1; g < group; g++) m.copyWithin(g * n * total, 0, n * total)
+    return m
+  }
+  const out: ReturnType<typeof positionFeeds> = {
+    maskG: mask(0),
+    maskL: mask(a.slidingWindow),
+  }
+  if (!a.learnedPositions) {
+    if (!invFreq) throw new ComputeError('forward weights: "inv_freq" is missing', '22023')
+    const g = tables(invFreq)
+    const l = invFreqLocal && invFreqLocal !== invFreq ? tables(invFreqLocal) : g
+    out.cos = [g[0], l[0]]
+    out.sin = [g[1], l[1]]
+  } else out.posIds = BigInt64Array.from({ length: n }, (_, t) => BigInt(pos + t))
+  return out
+}
+
+/**
+ * RoPE's cos and sin for positions pos..pos+n-1, [n, head_dim] each, both
+ * halves of a row alike: angles in float32, as forward.c rope() and
+ * transformers compute them, from the inv_freq table C computed.
+ */
+export function ropeTables(
+  invFreq: Float32Array,
+  hd: number,
+  pos: number,
+  n: number,
+): readonly [Float32Array<ArrayBuffer>, Float32Array<ArrayBuffer>] {
+  const half = hd / 2
+  const cos = new Float32Array(n * hd)
+  const sin = new Float32Array(n * hd)
+  for (let t = 0; t < n; t++)
+    for (let i = 0; i < half; i++) {
+      const ang = Math.fround(invFreq[i]! * Math.fround(pos + t))
+      cos[t * hd + i] = cos[t * hd + i + half] = Math.cos(ang)
+      sin[t * hd + i] = sin[t * hd + i + half] = Math.sin(ang)
+    }
+  return [cos, sin]
+}
