@@ -7,7 +7,8 @@
 // statement_timeout ends a step with 57014; a prompt whose KV cache cannot
 // fit the device's binding limit is 54000 naming the limit.
 import { describe, expect, it } from 'vitest'
-import { sqlError } from '../helpers/db.js'
+import { openDb, sqlError } from '../helpers/db.js'
+import { fixtureVindex } from '../helpers/vindex.js'
 import { webgpuAvailable } from '../helpers/webgpu.js'
 import { forwardEquivalence, on, type InferRow } from './forward-equivalence.js'
 
@@ -66,5 +67,53 @@ describe.skipIf(!gpu)('webgpu forward step: robustness', () => {
       "select compute_bytes from infer_models() where name = 's'",
     )
     expect(Number(rows[0]!.compute_bytes)).toBeGreaterThan(0)
+  })
+
+  it('matrices split by a low binding limit give the same answers', async () => {
+    // f16 rows of the fixture are 512 bytes: 64 KiB parts hold 128 rows
+    const d = await openDb({ compute: { webgpu: { maxStorageBufferBindingSize: 65536 } } })
+    try {
+      await d.query("select infer_create_model('q16', $1, 'inference')", [
+        await fixtureVindex('f16', 'inference'),
+      ])
+      const sql = "select * from infer('The currency of Japan is the', 10, 'q16')"
+      const wasm = await on(d, 'wasm', async () => (await d.query<InferRow>(sql)).rows)
+      const split = await on(d, 'webgpu', async () => (await d.query<InferRow>(sql)).rows)
+      expect(split.map((r) => r.token)).toEqual(wasm.map((r) => r.token))
+      split.forEach((r, i) =>
+        expect(Math.abs(r.probability - wasm[i]!.probability)).toBeLessThanOrEqual(
+          1e-4 * Math.max(1, wasm[i]!.probability),
+        ),
+      )
+    } finally {
+      await d.infer.webgpu.terminate()
+      await d.close()
+    }
+  })
+
+  it('a row or a prompt larger than the limit is 54000 naming it; the session goes on', async () => {
+    const d = await openDb({ compute: { webgpu: { maxStorageBufferBindingSize: 65536 } } })
+    const tiny = await openDb({ compute: { webgpu: { maxStorageBufferBindingSize: 1000 } } })
+    try {
+      const dir = await fixtureVindex('f32', 'inference')
+      await d.query("select infer_create_model('q', $1, 'inference')", [dir])
+      await tiny.query("select infer_create_model('q', $1, 'inference')", [dir])
+      // an f32 row of 256 values is 1024 bytes: no split fits 1000; a prompt
+      // of ~85 tokens needs 85 x 256 x 4 bytes of residual stream alone
+      const row = await on(tiny, 'webgpu', () => sqlError(tiny, PROMPT))
+      expect(row.code).toBe('54000')
+      expect(row.message).toMatch(/maxStorageBufferBindingSize \(1000 bytes\)/)
+      const long = `select * from infer('${'The capital of France is Paris. '.repeat(12)}', 3, 'q')`
+      const e = await on(d, 'webgpu', () => sqlError(d, long))
+      expect(e.code).toBe('54000')
+      expect(e.message).toMatch(/maxStorageBufferBindingSize \(65536 bytes\)/)
+      await on(d, 'webgpu', async () => expect((await d.query(PROMPT)).rows).toHaveLength(3))
+      expect((await tiny.query(PROMPT)).rows).toHaveLength(3) // wasm
+    } finally {
+      for (const x of [d, tiny]) {
+        await x.infer.webgpu.terminate()
+        await x.close()
+      }
+    }
   })
 })

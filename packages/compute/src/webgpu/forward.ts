@@ -408,7 +408,15 @@ export class GpuForward {
       )
     const b = this.device.createBuffer({
       label: key,
-      size: Math.max(256, pad4(Math.ceil(bytes * 1.25))),
+      // room to grow, but a storage buffer is bound whole: never past the limit
+      size: Math.max(
+        256,
+        pad4(
+          (usage & STORAGE) !== 0
+            ? Math.max(bytes, Math.min(Math.ceil(bytes * 1.25), this.maxBinding))
+            : Math.ceil(bytes * 1.25),
+        ),
+      ),
       usage,
     })
     this.scratch.set(key, b)
