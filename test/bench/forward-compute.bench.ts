@@ -12,14 +12,13 @@
  * and builds the session: reported on its own line, not in the ratios.
  */
 import { PGlite } from '@electric-sql/pglite'
-import { loadTokenizer } from '@pglite-infer/vindex'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { InferNamespace } from 'pglite-infer'
 import { testPgInfer } from '../helpers/db.js'
-import { addInferenceWeights, TOKENIZER_SOURCE, writeSyntheticVindex } from './synthetic-vindex.js'
+import { addInferenceWeights, promptOfTokens, writeSyntheticVindex } from './synthetic-vindex.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -30,19 +29,6 @@ const { values: args } = parseArgs({
 const RUNS = Number(args.runs)
 const WARMUP = Number(args.warmup)
 const ROOT = resolve(import.meta.dirname, '..', '..')
-
-/** Exactly `n` tokens of the fixture's tokenizer (Qwen2: no special tokens added). */
-function promptOf(n: number): string {
-  const tok = loadTokenizer(readFileSync(TOKENIZER_SOURCE, 'utf8'))
-  const words =
-    'The capital of France is Paris. The capital of Japan is Tokyo. The currency of Germany is the euro.'
-  const ids: number[] = []
-  while (ids.length < n) ids.push(...tok.encode(words, { add_special_tokens: false }).ids)
-  const out = tok.decode(ids.slice(0, n))
-  if (tok.encode(out, { add_special_tokens: true }).ids.length !== n)
-    throw new Error(`prompt is not ${n} tokens`)
-  return out
-}
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
@@ -66,8 +52,8 @@ try {
     db.query<{ token: string; probability: number }>("select * from infer($1, 10, 'm')", [prompt])
 
   const cases = [
-    { what: 'prefill, 64-token prompt', prompt: promptOf(64), tokens: 64 },
-    { what: 'single-token step (1-token prompt)', prompt: promptOf(1), tokens: 1 },
+    { what: 'prefill, 64-token prompt', prompt: await promptOfTokens(64), tokens: 64 },
+    { what: 'single-token step (1-token prompt)', prompt: await promptOfTokens(1), tokens: 1 },
   ]
   await backend('onnx')
   let t = performance.now()

@@ -5,7 +5,7 @@
  * measures a slice and says so.
  *
  *   npx tsx test/bench/gpu-check.bench.ts [--walks 8] [--features 256] [--js-features 16]
- *                                         [--batches 16,64] [--reps 3]
+ *                                         [--batches 16,64] [--reps 3] [--forward-runs 3]
  *
  * - walk(): one gate pass of one query through SQL (infer.compute = wasm,
  *   onnx, webgpu) on the synthetic 0.5B-shaped vindex (24 x 4864 x 896, f16);
@@ -16,8 +16,11 @@
  * - down_meta at the 0.5B shape (vocab 151936 x hidden 896): --features
  *   features on onnx and webgpu, --js-features on the JavaScript kernel;
  *   whole-model times extrapolated (features are independent).
- * - decode / prefill: the forward step is not behind the seam yet (branch
- *   fwd): printed as "n/a" rows to fill in.
+ * - decode / prefill: infer() through SQL on the same shape with forward
+ *   weights (f16): a 1-token prompt (one single-token step) and a 64-token
+ *   prompt, median of --forward-runs after one warm-up, the first step of
+ *   each host backend (weights to its worker) excluded; the top-10 tokens
+ *   are compared with wasm's.
  */
 import { PGlite } from '@electric-sql/pglite'
 import { OnnxDownMetaEngine } from '@pglite-infer/compute/downmeta'
@@ -30,7 +33,12 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { InferNamespace } from 'pglite-infer'
 import { testPgInfer } from '../helpers/db.js'
-import { QWEN05B_SHAPE, writeSyntheticVindex } from './synthetic-vindex.js'
+import {
+  addInferenceWeights,
+  promptOfTokens,
+  QWEN05B_SHAPE,
+  writeSyntheticVindex,
+} from './synthetic-vindex.js'
 
 const { values } = parseArgs({
   options: {
@@ -39,6 +47,7 @@ const { values } = parseArgs({
     'js-features': { type: 'string', default: '16' },
     batches: { type: 'string', default: '16,64' },
     reps: { type: 'string', default: '3' },
+    'forward-runs': { type: 'string', default: '3' },
   },
 })
 const WALKS = Number(values.walks)
@@ -46,6 +55,7 @@ const FEATURES = Number(values.features)
 const JS_FEATURES = Number(values['js-features'])
 const BATCHES = values.batches.split(',').map(Number)
 const REPS = Number(values.reps)
+const FORWARD_RUNS = Number(values['forward-runs'])
 const S = QWEN05B_SHAPE
 
 const log = (s: string) => process.stderr.write(`${s}\n`)
@@ -202,8 +212,51 @@ try {
     ratio(per.js, per.webgpu),
     ratio(per.onnx, per.webgpu),
   ])
-  rows.push(['decode, one token (forward step: branch fwd)', 'n/a', 'n/a', 'n/a', 'n/a', 'n/a'])
-  rows.push(['prefill, 64 tokens (forward step: branch fwd)', 'n/a', 'n/a', 'n/a', 'n/a', 'n/a'])
+
+  // --- the forward step through SQL -------------------------------------------
+  log('forward weights for the synthetic vindex...')
+  addInferenceWeights(synth.dir)
+  const fdb = (await PGlite.create({ extensions: { infer: testPgInfer() } })) as PGlite & {
+    infer: InferNamespace
+  }
+  await fdb.exec('CREATE EXTENSION pg_infer')
+  await fdb.exec('set infer.verify_checksums = off') // the weight files are listed unchecked
+  await fdb.query("select infer_create_model('f', $1, 'inference')", [synth.dir])
+  const infer = (prompt: string) =>
+    fdb.query<{ token: string }>("select * from infer($1, 10, 'f')", [prompt])
+  for (const [what, n] of [
+    ['decode: one single-token step, ms', 1],
+    ['prefill: 64-token prompt, ms', 64],
+  ] as const) {
+    const prompt = await promptOfTokens(n)
+    const ms: Record<string, number> = {}
+    const top: Record<string, string> = {}
+    for (const be of ['wasm', 'onnx', 'webgpu']) {
+      await fdb.exec(`set infer.compute = '${be}'`)
+      log(`${what}, ${be}...`)
+      await infer(prompt) // warm-up (a host backend's first step loads the weights)
+      const runs: number[] = []
+      for (let i = 0; i < FORWARD_RUNS; i++)
+        runs.push(
+          await timed(
+            async () => (top[be] = (await infer(prompt)).rows.map((r) => r.token).join('|')),
+          ),
+        )
+      ms[be] = runs.sort((a, b) => a - b)[Math.floor(runs.length / 2)]!
+    }
+    const same = top.onnx === top.wasm && top.webgpu === top.wasm ? '' : ' (top-10 DIFFERS)'
+    rows.push([
+      `${what}${same}`,
+      fmt(ms.wasm!),
+      fmt(ms.onnx!),
+      fmt(ms.webgpu!),
+      ratio(ms.wasm!, ms.webgpu!),
+      ratio(ms.onnx!, ms.webgpu!),
+    ])
+  }
+  await fdb.infer.compute.terminate()
+  await fdb.infer.webgpu.terminate()
+  await fdb.close()
 } finally {
   rmSync(work, { recursive: true, force: true })
 }
@@ -215,6 +268,6 @@ console.log(
   `shape: Qwen2.5-0.5B (${S.layers} x ${S.features} x ${S.hidden}, f16 gate rows; vocab 151936)`,
 )
 console.log('')
-console.log('| workload | wasm (js) | onnx | webgpu | webgpu / wasm | webgpu / onnx |')
+console.log('| workload | wasm (js) | onnx | webgpu | webgpu speed-up over wasm | over onnx |')
 console.log('|---|---:|---:|---:|---:|---:|')
 for (const r of rows) console.log(`| ${r.join(' | ')} |`)

@@ -5,7 +5,7 @@
 # a Vulkan loader and driver (libvulkan1 + the vendor's ICD; lavapipe from
 # mesa-vulkan-drivers is a CPU emulation: correct, not fast).
 #
-#   bash test/bench/gpu-check.sh [--walks 8] [--features 256] [--js-features 16] [--batches 16,64] [--reps 3]
+#   bash test/bench/gpu-check.sh [--walks 8] [--features 256] [--js-features 16] [--batches 16,64] [--reps 3] [--forward-runs 3]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 if command -v vulkaninfo >/dev/null 2>&1; then

@@ -450,3 +450,17 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
   process.stderr.write('\n')
   console.log(`${v.dir}: ${(v.bytes / 1e6).toFixed(0)} MB in ${v.seconds.toFixed(1)} s`)
 }
+
+/** Exactly `n` tokens of the fixture's tokenizer (Qwen2: no special tokens added). */
+export async function promptOfTokens(n: number): Promise<string> {
+  const { loadTokenizer } = await import('@pglite-infer/vindex')
+  const tok = loadTokenizer(readFileSync(TOKENIZER_SOURCE, 'utf8'))
+  const words =
+    'The capital of France is Paris. The capital of Japan is Tokyo. The currency of Germany is the euro.'
+  const ids: number[] = []
+  while (ids.length < n) ids.push(...tok.encode(words, { add_special_tokens: false }).ids)
+  const out = tok.decode(ids.slice(0, n))
+  if (tok.encode(out, { add_special_tokens: true }).ids.length !== n)
+    throw new Error(`prompt is not ${n} tokens`)
+  return out
+}
