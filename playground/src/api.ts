@@ -36,6 +36,13 @@ export interface DbApi {
     level: 'browse' | 'inference',
     onProgress: (p: Progress) => void,
   ): Promise<string>
+  /**
+   * Starts the WebGPU compute worker (navigator.gpu in a Web Worker beside
+   * the database's) and sets infer.compute = 'webgpu' for the session: gate
+   * passes and forward steps run on the GPU. The adapter's name, or an error
+   * saying why there is none.
+   */
+  useGpu(): Promise<string>
   query(sql: string, params?: unknown[]): Promise<QueryResult>
   /** A script of several statements; the last statement's rows. */
   exec(sql: string): Promise<QueryResult>

@@ -160,6 +160,15 @@ const api: DbApi = {
     })
   },
 
+  async useGpu() {
+    const d = need()
+    // the GPU's worker must be running before the database thread waits on it
+    await d.infer.webgpu.start()
+    const adapter = d.infer.webgpu.probe()
+    await d.exec("set infer.compute = 'webgpu'")
+    return `${adapter.name || adapter.vendor}${adapter.software ? ' (software)' : ''}`
+  },
+
   async query(sql, params = []) {
     const t0 = performance.now()
     const r = await need().query<Record<string, unknown>>(sql, params)

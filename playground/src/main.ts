@@ -66,15 +66,19 @@ function mountPanels(): void {
 async function start(): Promise<void> {
   isolationBanner()
   mountPanels()
-  const memory = new URLSearchParams(location.search).has('memory')
+  const params = new URLSearchParams(location.search)
+  const memory = params.has('memory')
   const open = await db.open(memory, new URL('.', location.href).href)
   await db.loadDemo(Comlink.proxy(showProgress))
+  // ?compute=webgpu: gate passes and forward steps on the GPU (docs/webgpu.md)
+  const gpu = params.get('compute') === 'webgpu' ? await db.useGpu() : undefined
   status.className = 'status ready'
   status.textContent =
     `${open.postgres.split(' on ')[0]} · pg_infer ${open.pgInfer} · pgvector ${open.vector} · ` +
     'model "countries" ' +
     (open.persisted ? 'loaded from this tab’s database' : 'registered') +
-    (memory ? ' (in memory)' : ' (IndexedDB)')
+    (memory ? ' (in memory)' : ' (IndexedDB)') +
+    (gpu ? ` · compute: webgpu on ${gpu}` : '')
   document.body.dataset.ready = 'true'
   for (const b of document.querySelectorAll<HTMLButtonElement>('button.run')) b.disabled = false
 }

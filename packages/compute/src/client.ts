@@ -30,7 +30,20 @@ import type { AdapterSummary } from './webgpu/backend.js'
 import type { NodeWebGpuOptions } from './webgpu/node.js'
 
 type Workers = typeof import('node:worker_threads')
-type Worker = import('node:worker_threads').Worker
+
+/** A running compute worker, Node's worker_threads or a browser's Web Worker. */
+interface WorkerHandle {
+  postMessage(message: unknown, transfer?: ArrayBuffer[]): void
+  /** False once it exited (Node says so; a browser worker says so before it closes). */
+  alive(): boolean
+  terminate(): Promise<unknown>
+}
+
+/** Whether this is a browser (or Deno-like) thread rather than Node: its workers are Web Workers. */
+function inBrowser(): boolean {
+  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process
+  return typeof proc?.versions?.node !== 'string' && typeof globalThis.Worker === 'function'
+}
 
 export interface ComputeClientOptions {
   /** The worker's backend (default 'onnx'). */
@@ -50,7 +63,7 @@ const POLL_MS = 50
 const WORKER_MODULE = './worker.js'
 
 export class ComputeClient {
-  private worker: Worker | undefined
+  private worker: WorkerHandle | undefined
   private control: SharedArrayBuffer | undefined
   /** Models loaded into the running worker. */
   private readonly loaded = new Set<string>()
@@ -67,7 +80,7 @@ export class ComputeClient {
 
   /** Whether the running worker holds this model (false after a restart). */
   hasModel(model: string): boolean {
-    return this.worker !== undefined && this.worker.threadId !== -1 && this.loaded.has(model)
+    return this.worker?.alive() === true && this.loaded.has(model)
   }
 
   loadGate(model: string, layers: GateLayer[]): void {
@@ -106,7 +119,7 @@ export class ComputeClient {
 
   /** Whether the running worker holds this model's forward weights (false after a restart). */
   hasForward(model: string): boolean {
-    return this.worker !== undefined && this.worker.threadId !== -1 && this.loadedForward.has(model)
+    return this.worker?.alive() === true && this.loadedForward.has(model)
   }
 
   /** `statementLeftMs`: the session build counts against statement_timeout (57014 past it). */
@@ -149,7 +162,7 @@ export class ComputeClient {
 
   /** Frees a run's KV cache in the worker; never throws, never waits. */
   endRun(run: number): void {
-    if (!this.worker || this.worker.threadId === -1) return
+    if (!this.worker?.alive()) return
     try {
       this.worker.postMessage({ op: 'endRun', run } satisfies Request)
     } catch {
@@ -162,7 +175,7 @@ export class ComputeClient {
    * is freed when C frees its run, at the latest at transaction end.
    */
   openRuns(): number {
-    if (!this.worker || this.worker.threadId === -1) return 0
+    if (!this.worker?.alive()) return 0
     return this.call({ op: 'openRuns' }, [])
   }
 
@@ -213,21 +226,87 @@ export class ComputeClient {
     this.stallNextMs = ms
   }
 
-  private start(): { worker: Worker; control: Int32Array } {
-    if (this.worker && this.worker.threadId !== -1 && this.control)
-      return { worker: this.worker, control: new Int32Array(this.control, 0, 4) }
-    this.worker = undefined
-    this.loaded.clear()
-    this.loadedForward.clear()
-    const workers = nodeWorkers(this.options.backend ?? 'onnx')
-    const control = new SharedArrayBuffer(CONTROL_BYTES)
-    const data: WorkerData = {
-      control,
+  private workerData(): WorkerData {
+    this.control = new SharedArrayBuffer(CONTROL_BYTES)
+    return {
+      control: this.control,
       backend: this.options.backend ?? 'onnx',
       threads: this.options.threads,
       webgpu: this.options.webgpu,
     }
-    let worker: Worker
+  }
+
+  private forget(): void {
+    this.worker = undefined
+    this.loaded.clear()
+    this.loadedForward.clear()
+  }
+
+  /**
+   * Starts the worker and waits until it listens. In Node calls start it
+   * themselves; in a browser this must come first (a thread blocked in
+   * Atomics.wait cannot let a new Web Worker start): `await
+   * db.infer.webgpu.start()`. Errors: the backend's, e.g. no WebGPU there.
+   */
+  async start(): Promise<void> {
+    if (!inBrowser()) {
+      this.running()
+      return
+    }
+    if (this.worker?.alive()) return
+    this.forget()
+    const data = this.workerData()
+    let closed = false
+    let w: Worker
+    try {
+      w = new Worker(new URL('./browser-worker.js', import.meta.url), { type: 'module' })
+    } catch (e) {
+      throw new ComputeError(`cannot start the compute worker: ${(e as Error).message}`, '58000')
+    }
+    await new Promise<void>((resolve, reject) => {
+      w.onmessage = (e: MessageEvent<{ ready: boolean; error?: string }>) =>
+        e.data.ready ? resolve() : reject(new ComputeError(e.data.error ?? 'no worker', '0A000'))
+      w.onerror = (e) =>
+        reject(new ComputeError(`the compute worker failed to start: ${e.message}`, '58000'))
+      w.postMessage(data)
+    }).catch((e: unknown) => {
+      w.terminate()
+      throw e
+    })
+    w.onmessage = null
+    w.onerror = () => {
+      closed = true
+    }
+    this.worker = {
+      postMessage: (m, t) => w.postMessage(m, t ?? []),
+      alive: () => !closed,
+      terminate: async () => {
+        closed = true
+        w.terminate()
+      },
+    }
+  }
+
+  /** The running worker and its control words; in Node a new one if there is none. */
+  private running(): { worker: WorkerHandle; control: Int32Array } {
+    if (this.worker?.alive() && this.control)
+      return { worker: this.worker, control: new Int32Array(this.control, 0, 4) }
+    this.forget()
+    if (inBrowser() && this.options.backend !== 'webgpu')
+      throw new ComputeError(
+        `infer.compute = '${this.options.backend ?? 'onnx'}' is not available in browsers yet ` +
+          `(onnxruntime-web is not wired in); use 'webgpu' or 'wasm'`,
+        '0A000',
+      )
+    if (inBrowser())
+      throw new ComputeError(
+        `the ${this.options.backend ?? 'onnx'} compute worker is not running: in a browser it ` +
+          `starts before the database waits on it, with await db.infer.webgpu.start()`,
+        '55000',
+      )
+    const workers = nodeWorkers(this.options.backend ?? 'onnx')
+    const data = this.workerData()
+    let worker: import('node:worker_threads').Worker
     try {
       worker = new workers.Worker(new URL(WORKER_MODULE, import.meta.url), { workerData: data })
     } catch (e) {
@@ -235,21 +314,21 @@ export class ComputeClient {
     }
     worker.unref()
     worker.on('error', () => undefined) // reported through the control buffer
+    const handle: WorkerHandle = {
+      postMessage: (m, t) => worker.postMessage(m, t),
+      alive: () => worker.threadId !== -1,
+      terminate: () => worker.terminate(),
+    }
     worker.on('exit', () => {
-      if (this.worker === worker) {
-        this.worker = undefined
-        this.loaded.clear()
-        this.loadedForward.clear()
-      }
+      if (this.worker === handle) this.forget()
     })
-    this.worker = worker
-    this.control = control
-    return { worker, control: new Int32Array(control, 0, 4) }
+    this.worker = handle
+    return { worker: handle, control: new Int32Array(data.control, 0, 4) }
   }
 
   /** Posts a request and blocks until the worker answers; returns the answer's length. */
   private call(request: Request, transfer: ArrayBuffer[], statementLeftMs?: number): number {
-    const { worker, control } = this.start()
+    const { worker, control } = this.running()
     Atomics.store(control, 0, STATUS_PENDING)
     worker.postMessage(request, transfer)
     const started = Date.now()
@@ -263,11 +342,11 @@ export class ComputeClient {
         throw new ComputeError('canceling statement due to statement timeout', '57014')
       }
       const left = Math.min(deadline, statementDeadline) - Date.now()
-      if (worker.threadId === -1 || deadline - Date.now() <= 0) {
+      if (!worker.alive() || deadline - Date.now() <= 0) {
         // gone without a word, or too slow: never wait forever
         void this.terminate().catch(() => undefined)
         throw new ComputeError(
-          worker.threadId === -1
+          !worker.alive()
             ? `the compute worker stopped during ${request.op}; the next call starts a new one`
             : `the compute worker did not answer ${request.op} within ${Math.round(this.timeoutMs / 1000)} s`,
           '58000',
@@ -279,17 +358,20 @@ export class ComputeClient {
     const length = Atomics.load(control, 1)
     if (status === STATUS_OK) return length
     const text = new TextDecoder().decode(new Uint8Array(this.control!, ERROR_AT, length).slice())
-    if (status === STATUS_DEAD) {
-      this.worker = undefined
-      this.loaded.clear()
-      this.loadedForward.clear()
-      void worker.terminate().catch(() => undefined)
-    }
-    let err: { sqlstate: string; message: string }
+    let err: { sqlstate: string; message: string; gone?: boolean }
     try {
-      err = JSON.parse(text) as { sqlstate: string; message: string }
+      err = JSON.parse(text) as typeof err
     } catch {
       err = { sqlstate: '58000', message: text }
+    }
+    if (status === STATUS_DEAD) {
+      // the backend is gone (its models with it); the worker too unless it
+      // said it stays and starts a new backend (a browser's worker, which
+      // cannot be restarted from here)
+      const stays = err.gone === false
+      this.forget()
+      if (stays) this.worker = worker
+      else void worker.terminate().catch(() => undefined)
     }
     throw new ComputeError(err.message, err.sqlstate)
   }

@@ -225,7 +225,9 @@ export class HostBridge {
     if (probedAdapter === undefined) {
       try {
         probedAdapter = this.webgpu.probe()
-      } catch {
+      } catch (e) {
+        // a browser's worker not started yet (db.infer.webgpu.start()): ask again later
+        if ((e as ComputeError).sqlstate === '55000') return (this.autoClient = undefined) ?? null
         probedAdapter = null // no package, no driver, no adapter: wasm serves 'auto'
       }
     }
