@@ -178,6 +178,7 @@ export function createWorkerServer(env: WorkerEnvironment): WorkerServer {
             }
             if (waits) fail(e, STATUS_DEAD)
             env.exit(4)
+            return
           }
           if (waits) fail(e)
         } finally {
