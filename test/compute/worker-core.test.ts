@@ -52,7 +52,9 @@ async function ask(server: ReturnType<typeof createWorkerServer>, control: Share
   const words = new Int32Array(control, 0, 4)
   Atomics.store(words, 0, STATUS_PENDING)
   server.onRequest({ op: 'openRuns' } satisfies Request)
-  await Atomics.waitAsync(words, 0, STATUS_PENDING, 5000).value
+  const until = Date.now() + 5000
+  while (Atomics.load(words, 0) === STATUS_PENDING && Date.now() < until)
+    await new Promise((r) => setTimeout(r, 1))
   const status = Atomics.load(words, 0)
   const length = Atomics.load(words, 1)
   const error =
