@@ -3,7 +3,7 @@
  * every backend computes per step from positions: RoPE tables and attention
  * masks. No Node or ONNX imports: the WebGPU backend uses it in browsers too.
  */
-import { ComputeError } from './types.js'
+import { ComputeError, type ForwardTensor } from './types.js'
 
 /** Keep in step with extension/src/compute.h (ForwardSpecWord). */
 export const FORWARD_SPEC_VERSION = 1
@@ -176,4 +176,39 @@ export function ropeTables(
       sin[t * hd + i] = sin[t * hd + i + half] = Math.sin(ang)
     }
   return [cos, sin]
+}
+
+/** A forward tensor by role name, checked to be rows x cols (22023 naming it otherwise). */
+export function forwardTensor(
+  tensors: Record<string, ForwardTensor>,
+  name: string,
+  rows: number,
+  cols: number,
+): ForwardTensor {
+  const t = tensors[name]
+  if (!t) throw new ComputeError(`forward weights: "${name}" is missing`, '22023')
+  if (t.rows !== rows || t.cols !== cols || t.data.length !== rows * cols)
+    throw new ComputeError(
+      `forward weights: "${name}" is ${t.rows} x ${t.cols} (${t.data.length} values), expected ${rows} x ${cols}`,
+      '22023',
+    )
+  return t
+}
+
+/**
+ * An f16 matrix's halves with its subnormal fix-ups put back (C moved them
+ * out of its rows, gate_split_subnormals): a copy when there are any.
+ */
+export function halvesWithFixups(t: ForwardTensor): Uint16Array {
+  const half = t.data as Uint16Array
+  const fix = t.fixups
+  if (!fix || fix.values.length === 0) return half
+  const out = half.slice()
+  for (let j = 0; j < fix.values.length; j++) {
+    const v = fix.values[j]!
+    // an f16 subnormal is exactly representable: sign, then v * 2^24 as the mantissa
+    out[fix.rows[j]! * t.cols + fix.cols[j]!] =
+      (v < 0 || Object.is(v, -0) ? 0x8000 : 0) | Math.round(Math.abs(v) * 2 ** 24)
+  }
+  return out
 }

@@ -20,7 +20,13 @@
  */
 import { createRequire } from 'node:module'
 import type { onnx as OnnxTypes } from 'onnx-proto'
-import { type ForwardArch, ACT_GELU_TANH, ACT_SILU } from './forward-spec.js'
+import {
+  ACT_GELU_TANH,
+  ACT_SILU,
+  forwardTensor,
+  halvesWithFixups,
+  type ForwardArch,
+} from './forward-spec.js'
 import { ComputeError, type ForwardTensor } from './types.js'
 
 export {
@@ -36,11 +42,6 @@ let proto: typeof import('onnx-proto') | undefined
 function onnxProto(): typeof import('onnx-proto') {
   proto ??= createRequire(import.meta.url)('onnx-proto') as typeof import('onnx-proto')
   return proto
-}
-
-/** f16 bits of an f16 subnormal value (a fix-up: exactly representable). */
-function subnormalHalf(v: number): number {
-  return (v < 0 || Object.is(v, -0) ? 0x8000 : 0) | Math.round(Math.abs(v) * 2 ** 24)
 }
 
 /** The graph's input and output names. */
@@ -130,16 +131,7 @@ export function buildForwardGraph(
   }
 
   const has = (name: string) => tensors[name] !== undefined
-  const get = (name: string, rows: number, cols: number): ForwardTensor => {
-    const t = tensors[name]
-    if (!t) throw new ComputeError(`forward weights: "${name}" is missing`, '22023')
-    if (t.rows !== rows || t.cols !== cols || t.data.length !== rows * cols)
-      throw new ComputeError(
-        `forward weights: "${name}" is ${t.rows} x ${t.cols} (${t.data.length} values), expected ${rows} x ${cols}`,
-        '22023',
-      )
-    return t
-  }
+  const get = (name: string, rows: number, cols: number) => forwardTensor(tensors, name, rows, cols)
   /** A float32 vector (C widened every vector at load). */
   const vector = (name: string, n: number, map?: (v: number) => number): string => {
     const t = get(name, 1, n)
@@ -156,13 +148,7 @@ export function buildForwardGraph(
     let out: string
     if (t.dtype === 'f32') out = f32Init(t.data as Float32Array, [rows, cols])
     else {
-      let half = t.data as Uint16Array
-      const fix = t.fixups
-      if (fix && fix.values.length > 0) {
-        half = half.slice()
-        for (let j = 0; j < fix.values.length; j++)
-          half[fix.rows[j]! * cols + fix.cols[j]!] = subnormalHalf(fix.values[j]!)
-      }
+      const half = halvesWithFixups(t)
       const w = fresh('h')
       inits.push({
         name: w,

@@ -10,7 +10,13 @@
  * grown by doubling. One readback per step: the residual and logits at the
  * last position, and the captured activations and residuals when asked.
  */
-import { parseSpec, ropeTables, type ForwardArch } from '../forward-spec.js'
+import {
+  forwardTensor,
+  halvesWithFixups,
+  parseSpec,
+  ropeTables,
+  type ForwardArch,
+} from '../forward-spec.js'
 import { halfToFloat } from '../topk.js'
 import {
   ComputeError,
@@ -98,11 +104,6 @@ interface Copy {
   bytes: number
 }
 
-/** f16 bits of an f16 subnormal value (a fix-up: exactly representable). */
-function subnormalHalf(v: number): number {
-  return (v < 0 || Object.is(v, -0) ? 0x8000 : 0) | Math.round(Math.abs(v) * 2 ** 24)
-}
-
 function pad4(n: number): number {
   return Math.ceil(n / 4) * 4
 }
@@ -165,16 +166,8 @@ export class GpuForward {
     const { hidden: H, intermediate: I, headDim: hd, heads, kvHeads } = a
     const qdim = heads * hd
     const kvdim = kvHeads * hd
-    const need = (name: string, rows: number, cols: number): ForwardTensor => {
-      const t = tensors[name]
-      if (!t) throw new ComputeError(`forward weights: "${name}" is missing`, '22023')
-      if (t.rows !== rows || t.cols !== cols || t.data.length !== rows * cols)
-        throw new ComputeError(
-          `forward weights: "${name}" is ${t.rows} x ${t.cols} (${t.data.length} values), expected ${rows} x ${cols}`,
-          '22023',
-        )
-      return t
-    }
+    const need = (name: string, rows: number, cols: number) =>
+      forwardTensor(tensors, name, rows, cols)
     const matrix = (name: string, rows: number, cols: number) =>
       m.matrices.set(name, this.uploadMatrix(name, need(name, rows, cols), m))
     const vector = (name: string, n: number, offset = 0, optional = false) => {
@@ -243,14 +236,7 @@ export class GpuForward {
   /** A matrix in parts of whole rows that fit a binding; f16 fix-ups put back into the halves. */
   private uploadMatrix(name: string, t: ForwardTensor, m: GpuForwardModel): GpuMatrix {
     const f16 = t.dtype === 'f16'
-    let data = t.data
-    if (f16 && t.fixups && t.fixups.values.length > 0) {
-      const half = (data as Uint16Array).slice()
-      const fx = t.fixups
-      for (let j = 0; j < fx.values.length; j++)
-        half[fx.rows[j]! * t.cols + fx.cols[j]!] = subnormalHalf(fx.values[j]!)
-      data = half
-    }
+    const data = f16 ? halvesWithFixups(t) : t.data
     const rowBytes = t.cols * (f16 ? 2 : 4)
     let perPart = Math.floor(this.maxBinding / rowBytes)
     // f16 parts start on a whole u32: an odd row count needs an even-width row
