@@ -37,12 +37,12 @@ export interface DbApi {
     onProgress: (p: Progress) => void,
   ): Promise<string>
   /**
-   * Starts the WebGPU compute worker (navigator.gpu in a Web Worker beside
-   * the database's) and sets infer.compute = 'webgpu' for the session: gate
-   * passes and forward steps run on the GPU. The adapter's name, or an error
-   * saying why there is none.
+   * Starts a compute worker beside the database's and sets infer.compute for
+   * the session: 'webgpu' (navigator.gpu) runs gate passes and forward steps
+   * on the GPU, 'onnx' on onnxruntime-web. What serves it (the adapter's
+   * name), or an error saying why nothing can.
    */
-  useGpu(): Promise<string>
+  useCompute(backend: 'webgpu' | 'onnx'): Promise<string>
   query(sql: string, params?: unknown[]): Promise<QueryResult>
   /** A script of several statements; the last statement's rows. */
   exec(sql: string): Promise<QueryResult>

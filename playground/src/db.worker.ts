@@ -160,13 +160,14 @@ const api: DbApi = {
     })
   },
 
-  async useGpu() {
+  async useCompute(backend) {
     const d = need()
-    // the GPU's worker must be running before the database thread waits on it
-    await d.infer.webgpu.start()
-    const adapter = d.infer.webgpu.probe()
-    await d.exec("set infer.compute = 'webgpu'")
-    return `${adapter.name || adapter.vendor}${adapter.software ? ' (software)' : ''}`
+    // a compute worker must be running before the database thread waits on it
+    const client = backend === 'webgpu' ? d.infer.webgpu : d.infer.compute
+    await client.start()
+    const served = client.probe()
+    await d.exec(`set infer.compute = '${backend}'`)
+    return `${served.name || served.vendor}${served.software ? ' (software)' : ''}`
   },
 
   async query(sql, params = []) {

@@ -70,15 +70,18 @@ async function start(): Promise<void> {
   const memory = params.has('memory')
   const open = await db.open(memory, new URL('.', location.href).href)
   await db.loadDemo(Comlink.proxy(showProgress))
-  // ?compute=webgpu: gate passes and forward steps on the GPU (docs/webgpu.md)
-  const gpu = params.get('compute') === 'webgpu' ? await db.useGpu() : undefined
+  // ?compute=webgpu | onnx: gate passes and forward steps in a compute worker
+  // (docs/webgpu.md, docs/compute.md)
+  const backend = params.get('compute')
+  const served =
+    backend === 'webgpu' || backend === 'onnx' ? await db.useCompute(backend) : undefined
   status.className = 'status ready'
   status.textContent =
     `${open.postgres.split(' on ')[0]} · pg_infer ${open.pgInfer} · pgvector ${open.vector} · ` +
     'model "countries" ' +
     (open.persisted ? 'loaded from this tab’s database' : 'registered') +
     (memory ? ' (in memory)' : ' (IndexedDB)') +
-    (gpu ? ` · compute: webgpu on ${gpu}` : '')
+    (served ? ` · compute: ${backend} on ${served}` : '')
   document.body.dataset.ready = 'true'
   for (const b of document.querySelectorAll<HTMLButtonElement>('button.run')) b.disabled = false
 }

@@ -256,48 +256,54 @@ describe('the playground in Chromium', () => {
     await context.close()
   })
 
-  it('?compute=webgpu: the compute worker on navigator.gpu serves walk() and infer() like wasm', async () => {
-    const context = await browser.newContext()
-    const page = await context.newPage()
-    const errors: string[] = []
-    page.on('pageerror', (e) => errors.push(e.message))
-    await page.goto(`${server.url}?memory&compute=webgpu`)
-    await page.waitForSelector('body[data-ready]', { timeout: 240_000 })
-    expect(await page.getAttribute('body', 'data-ready')).toBe('true')
-    expect(await page.innerText('#status')).toMatch(/ · compute: webgpu on \S/)
-    expect(
-      await run(page, 'sql', { sql: "select current_setting('infer.compute') as compute" }),
-    ).toEqual([['webgpu']])
-    // rows formatted to 4 significant digits: names and order exactly, numbers within 1e-3
-    const same = (gpu: string[][], cpu: string[][], numeric: number[]) => {
-      expect(gpu.map((r) => r.filter((_, i) => !numeric.includes(i)))).toEqual(
-        cpu.map((r) => r.filter((_, i) => !numeric.includes(i))),
+  // webgpu: navigator.gpu (SwiftShader here); onnx: onnxruntime-web's wasm EP
+  it.each(['webgpu', 'onnx'])(
+    '?compute=%s: a compute worker beside the database serves walk() and infer() like wasm',
+    async (backend) => {
+      const context = await browser.newContext()
+      const page = await context.newPage()
+      const errors: string[] = []
+      page.on('pageerror', (e) => errors.push(e.message))
+      await page.goto(`${server.url}?memory&compute=${backend}`)
+      await page.waitForSelector('body[data-ready]', { timeout: 240_000 })
+      expect(await page.getAttribute('body', 'data-ready')).toBe('true')
+      expect(await page.innerText('#status')).toMatch(new RegExp(` · compute: ${backend} on \\S`))
+      expect(
+        await run(page, 'sql', { sql: "select current_setting('infer.compute') as compute" }),
+      ).toEqual([[backend]])
+      // rows formatted to 4 significant digits: names and order exactly, numbers within 1e-3
+      const same = (gpu: string[][], cpu: string[][], numeric: number[]) => {
+        expect(gpu.map((r) => r.filter((_, i) => !numeric.includes(i)))).toEqual(
+          cpu.map((r) => r.filter((_, i) => !numeric.includes(i))),
+        )
+        gpu.forEach((r, j) =>
+          numeric.forEach((i) => {
+            const [a, b] = [Number(r[i]), Number(cpu[j]![i])]
+            expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-3 * Math.max(Math.abs(b), 1e-3))
+          }),
+        )
+      }
+      same(
+        await run(page, 'infer', { prompt: 'The capital of Japan is' }),
+        await nodeCells('select * from infer($1, 10)', ['The capital of Japan is']),
+        [1],
       )
-      gpu.forEach((r, j) =>
-        numeric.forEach((i) => {
-          const [a, b] = [Number(r[i]), Number(cpu[j]![i])]
-          expect(Math.abs(a - b)).toBeLessThanOrEqual(1e-3 * Math.max(Math.abs(b), 1e-3))
-        }),
+      same(
+        await run(page, 'walk', { prompt: 'The capital of France is' }),
+        await nodeCells('select * from walk($1, 8, per_layer => true)', [
+          'The capital of France is',
+        ]),
+        [2],
       )
-    }
-    same(
-      await run(page, 'infer', { prompt: 'The capital of Japan is' }),
-      await nodeCells('select * from infer($1, 10)', ['The capital of Japan is']),
-      [1],
-    )
-    same(
-      await run(page, 'walk', { prompt: 'The capital of France is' }),
-      await nodeCells('select * from walk($1, 8, per_layer => true)', ['The capital of France is']),
-      [2],
-    )
-    // the GPU worker holds the forward weights and the gate rows
-    const held = await run(page, 'sql', {
-      sql: "select compute_bytes > 0 as held from infer_models() where model_name = 'countries'",
-    })
-    expect(held).toEqual([['true']])
-    expect(errors).toEqual([])
-    await context.close()
-  })
+      // the compute worker holds the forward weights and the gate rows
+      const held = await run(page, 'sql', {
+        sql: "select compute_bytes > 0 as held from infer_models() where model_name = 'countries'",
+      })
+      expect(held).toEqual([['true']])
+      expect(errors).toEqual([])
+      await context.close()
+    },
+  )
 
   it('the policy is enforced: without wasm-unsafe-eval the page cannot start', async () => {
     const none = await serveStatic(DIST, { 'Content-Security-Policy': "script-src 'self'" })

@@ -132,6 +132,37 @@ describe('OnnxBackend.gateTopK', () => {
   })
 })
 
+describe('onnxruntime-web (where onnxruntime-node cannot be loaded)', () => {
+  it('takes over with its wasm execution provider and gives the same hits', async () => {
+    const web = await OnnxBackend.create({
+      threads: 1,
+      loadNative: () => Promise.reject(new Error('simulated: onnxruntime-node is not installed')),
+    })
+    try {
+      expect([backend.executionProvider, web.executionProvider]).toEqual(['cpu', 'wasm'])
+      await web.loadGate('t', tiedLayers())
+      const q = Float32Array.from({ length: hidden }, (_, i) => (i % 3 ? -0.25 : 1))
+      const req = {
+        model: 't',
+        nq: 1,
+        perLayerK: 4,
+        k: 9,
+        rank: 'abs' as const,
+        positiveOnly: false,
+      }
+      const a = await backend.gateTopK({ ...req, queries: q.slice() })
+      const b = await web.gateTopK({ ...req, queries: q.slice() })
+      expect([Array.from(b.layers), Array.from(b.features)]).toEqual([
+        Array.from(a.layers),
+        Array.from(a.features),
+      ])
+      expect(Array.from(b.scores)).toEqual(Array.from(a.scores))
+    } finally {
+      await web.dispose()
+    }
+  })
+})
+
 describe('ComputeClient (worker, synchronous)', () => {
   it('answers in C layout, and restarts after terminate()', async () => {
     const client = new ComputeClient({ threads: 1 })

@@ -292,18 +292,14 @@ export class ComputeClient {
     if (this.worker?.alive() && this.control)
       return { worker: this.worker, control: new Int32Array(this.control, 0, 4) }
     this.forget()
-    if (inBrowser() && this.options.backend !== 'webgpu')
+    if (inBrowser()) {
+      const backend = this.options.backend ?? 'onnx'
       throw new ComputeError(
-        `infer.compute = '${this.options.backend ?? 'onnx'}' is not available in browsers yet ` +
-          `(onnxruntime-web is not wired in); use 'webgpu' or 'wasm'`,
-        '0A000',
-      )
-    if (inBrowser())
-      throw new ComputeError(
-        `the ${this.options.backend ?? 'onnx'} compute worker is not running: in a browser it ` +
-          `starts before the database waits on it, with await db.infer.webgpu.start()`,
+        `the ${backend} compute worker is not running: in a browser it starts before the ` +
+          `database waits on it, with await db.infer.${backend === 'onnx' ? 'compute' : 'webgpu'}.start()`,
         '55000',
       )
+    }
     const workers = nodeWorkers(this.options.backend ?? 'onnx')
     const data = this.workerData()
     let worker: import('node:worker_threads').Worker

@@ -18,8 +18,8 @@
  * creation, so every matmul is float32 like the C pass and the serialized
  * graph stays half as large.
  */
-import { createRequire } from 'node:module'
 import type { onnx as OnnxTypes } from 'onnx-proto'
+import { onnxProto } from './onnx-proto.js'
 import {
   ACT_GELU_TANH,
   ACT_SILU,
@@ -37,12 +37,6 @@ export {
   ropeTables,
   type ForwardArch,
 } from './forward-spec.js'
-
-let proto: typeof import('onnx-proto') | undefined
-function onnxProto(): typeof import('onnx-proto') {
-  proto ??= createRequire(import.meta.url)('onnx-proto') as typeof import('onnx-proto')
-  return proto
-}
 
 /** The graph's input and output names. */
 export const pastK = (l: number) => `past_k_${l}`

@@ -9,9 +9,9 @@
  * merged across layers in C's order (topk.ts), so the sets equal the
  * built-in kernel's; scores may differ in the last bits (summation order).
  */
-import { createRequire } from 'node:module'
 import type * as Ort from 'onnxruntime-node'
 import type { onnx as OnnxTypes } from 'onnx-proto'
+import { onnxProto } from './onnx-proto.js'
 import {
   buildForwardGraph,
   parseSpec,
@@ -37,18 +37,29 @@ import {
 export interface OnnxBackendOptions {
   /** Intra-op threads (default: PGLITE_INFER_ONNX_THREADS, else 2). */
   threads?: number
+  /**
+   * The ONNX Runtime module (default: onnxruntime-node). Browsers pass
+   * onnxruntime-web's, whose sessions run on its 'wasm' execution provider.
+   */
+  ort?: OrtModule
+  /** Default ['cpu'] (onnxruntime-node); ['wasm'] for onnxruntime-web. */
+  executionProviders?: string[]
+  /** Tests: how onnxruntime-node is loaded (its absence simulated). */
+  loadNative?: () => Promise<OrtModule>
 }
 
 /** The install command a missing onnxruntime-node is reported with. */
 export const ONNX_INSTALL_HINT = 'ONNXRUNTIME_NODE_INSTALL=skip npm i onnxruntime-node'
 
 type OrtModule = typeof Ort
-type OnnxProto = typeof import('onnx-proto')
 
 /** Loads onnxruntime-node, or fails with the package name and the install command. */
 export async function loadOrt(): Promise<OrtModule> {
   try {
-    const mod = (await import('onnxruntime-node')) as OrtModule & { default?: OrtModule }
+    // a computed name: bundlers for the browser must not follow a Node-only
+    // import (they fold a constant one); browsers pass onnxruntime-web instead
+    const name = ['onnxruntime', 'node'].join('-')
+    const mod = (await import(/* @vite-ignore */ name)) as OrtModule & { default?: OrtModule }
     return mod.InferenceSession ? mod : mod.default!
   } catch (e) {
     throw new ComputeError(
@@ -57,6 +68,13 @@ export async function loadOrt(): Promise<OrtModule> {
       '58000',
     )
   }
+}
+
+/** onnxruntime-web, whose WebAssembly execution provider runs in Node and in browsers. */
+async function loadOrtWeb(): Promise<OrtModule> {
+  const name = ['onnxruntime', 'web'].join('-')
+  const mod = (await import(/* @vite-ignore */ name)) as OrtModule & { default?: OrtModule }
+  return mod.InferenceSession ? mod : mod.default!
 }
 
 interface ModelSession {
@@ -86,17 +104,40 @@ export class OnnxBackend implements ComputeBackend {
   private readonly forwards = new Map<string, ForwardSession>()
   private readonly runs = new Map<number, Run>()
   private readonly threads: number
+  private readonly providers: string[]
 
   private constructor(
     private readonly ort: OrtModule,
     options: OnnxBackendOptions,
   ) {
-    const env = Number(process.env.PGLITE_INFER_ONNX_THREADS)
+    const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
+    const env = Number(proc?.env?.PGLITE_INFER_ONNX_THREADS)
+    this.providers = options.executionProviders ?? ['cpu']
     this.threads = Math.max(1, Math.min(64, options.threads ?? (env > 0 ? env : 2)))
   }
 
+  /**
+   * onnxruntime-node's CPU execution provider; where that package cannot be
+   * loaded (not installed, no binary for the platform), onnxruntime-web's
+   * WebAssembly one, which runs anywhere (slower); an error naming both when
+   * neither loads. `options.ort` chooses the module instead.
+   */
   static async create(options: OnnxBackendOptions = {}): Promise<OnnxBackend> {
-    return new OnnxBackend(await loadOrt(), options)
+    if (options.ort) return new OnnxBackend(options.ort, options)
+    let native: unknown
+    try {
+      return new OnnxBackend(await (options.loadNative ?? loadOrt)(), options)
+    } catch (e) {
+      native = e
+    }
+    const web = await loadOrtWeb().catch(() => undefined)
+    if (!web) throw native
+    return new OnnxBackend(web, { ...options, executionProviders: ['wasm'] })
+  }
+
+  /** 'cpu' (onnxruntime-node) or 'wasm' (onnxruntime-web): where sessions run. */
+  get executionProvider(): string {
+    return this.providers.join(',')
   }
 
   hasModel(model: string): boolean {
@@ -110,7 +151,7 @@ export class OnnxBackend implements ComputeBackend {
     const bytes = buildGateGraph(layers)
     const extra = { session: { intra_op: { allow_spinning: '0' } } }
     const session = await this.ort.InferenceSession.create(bytes, {
-      executionProviders: ['cpu'],
+      executionProviders: this.providers,
       intraOpNumThreads: this.threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
@@ -246,7 +287,7 @@ export class OnnxBackend implements ComputeBackend {
 
   private sessionOptions(): Ort.InferenceSession.SessionOptions {
     return {
-      executionProviders: ['cpu'],
+      executionProviders: this.providers,
       intraOpNumThreads: this.threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
@@ -304,14 +345,6 @@ export class OnnxBackend implements ComputeBackend {
   async dispose(): Promise<void> {
     for (const model of [...this.models.keys(), ...this.forwards.keys()]) this.dropModel(model)
   }
-}
-
-let proto: OnnxProto | undefined
-
-/** onnx-proto is CommonJS: its value through require, its types from the import. */
-function onnxProto(): OnnxProto {
-  proto ??= createRequire(import.meta.url)('onnx-proto') as OnnxProto
-  return proto
 }
 
 /** f32 rows of a layer, exact: f16 widened, the subnormal fix-ups put back. */
