@@ -819,10 +819,9 @@ infer_warmup(PG_FUNCTION_ARGS)
 				inputs[n++] = DatumGetTextPP(elems[i]);
 		if (n > 0)
 		{
-			int32(*sigs)[SIGNATURE_SIZE] = palloc(sizeof(*sigs) * n);
-			int *counts = palloc(sizeof(int) * n);
+			Signature *sigs = palloc_extended(sizeof(Signature) * n, MCXT_ALLOC_HUGE);
 
-			feature_signatures_batch(m, inputs, n, sigs, counts);
+			feature_signatures_batch(m, inputs, n, sigs);
 		}
 	}
 	stats_end(m, n);
