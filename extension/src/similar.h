@@ -44,7 +44,7 @@ text_has_signature(const text *t)
 #define SIGNATURE_VERSION 3
 #define SIGNATURE_CONTINUATION 8
 #define SIGNATURE_PROMPT_MAX 64
-#define SIGNATURE_WEIGHT_POWER 4
+#define SIGNATURE_WEIGHT_POWER 2
 /* the smallest prior a weight is computed from (a bound on one token's weight) */
 #define SIGNATURE_PRIOR_FLOOR 1e-12
 
