@@ -339,6 +339,23 @@ describe('several templates per relation', () => {
     await db.query("select infer_add_relation('m', 'capital', 'The capital of {} is')")
   })
 
+  it('a relation whose templates weigh less than 1 in all answers with at most that weight', async () => {
+    const capital = async () =>
+      (await predicted('France')).find((r) => r.relation === 'capital')!.confidence
+    await db.exec('set infer.min_confidence = 0')
+    const full = await capital()
+    // a scored template keeps its precision as weight: 0.8 means right 8 times in 10
+    await db.exec(
+      "update infer.relation_templates set weight = 0.8 where model = 'm' and relation = 'capital'",
+    )
+    const weighted = await capital()
+    await db.exec(
+      "update infer.relation_templates set weight = 1 where model = 'm' and relation = 'capital'; reset infer.min_confidence",
+    )
+    expect(full).toBeGreaterThan(0.9)
+    expect(weighted).toBeCloseTo(0.8 * full, 12)
+  })
+
   it('refuses bad templates and arguments clearly', async () => {
     expect((await sqlError(db, "select infer_add_relation('m', 'x', '{}'::text[])")).code).toBe(
       '22023',
