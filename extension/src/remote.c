@@ -673,8 +673,8 @@ remote_token_dots(const char *name, text *query, const int32 *tokens, int ntok, 
 		if (wend == wcell || *wend != '\0' || !(weights[r] >= 0))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("the model server at %s answered \"%.60s\" where a weight belongs",
-							url, wcell)));
+					 errmsg("the model server at %s answered \"%.60s\" where a weight belongs", url,
+							wcell)));
 		if (*nq < 0)
 		{
 			/* the first row says how many query tokens there are */

@@ -380,8 +380,8 @@ signature_add(Signature *sig, int32 id, float conf)
 static void
 signature_continue(InferModel *m, const char *form, Signature *sig)
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_infer signature",
-											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext cxt =
+		AllocSetContextCreate(CurrentMemoryContext, "pg_infer signature", ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	text *prompt = cstring_to_text(form);
 	int n;

@@ -93,8 +93,8 @@ extern double signature_similarity_vectors(const float *a, const float *wa, int 
 extern float signature_dot(const float *x, const float *y, int hidden);
 
 /* The same from the dots of a's tokens (rows) with b's (columns), na x nb, and the weights. */
-extern double signature_similarity_dots(const float *dots, const float *wa, int na,
-										const float *wb, int nb);
+extern double signature_similarity_dots(const float *dots, const float *wa, int na, const float *wb,
+										int nb);
 
 /* The same from two signatures. */
 extern double signature_similarity(InferModel *m, const Signature *a, const Signature *b);

@@ -111,9 +111,7 @@ function devSet(): { sentences: Sentence[]; queries: Query[] } {
       kind: 'value',
       text: v,
       gains: new Map(
-        sentences
-          .filter((x) => x.relation === c.relation && x.object === v)
-          .map((x) => [x.id, 1]),
+        sentences.filter((x) => x.relation === c.relation && x.object === v).map((x) => [x.id, 1]),
       ),
     })
   return { sentences, queries }
@@ -136,7 +134,11 @@ try {
     (await db.query<{ id: number }>(sql, [q])).rows.map((r) => r.id)
   const res = new Map<string, { ndcg: number[]; p5: number[]; kind: Map<string, number[]> }>()
   const record = (m: string, q: Query, ranked: number[]) => {
-    const s = res.get(m) ?? { ndcg: [], p5: [], kind: new Map() }
+    const s = res.get(m) ?? {
+      ndcg: [] as number[],
+      p5: [] as number[],
+      kind: new Map<string, number[]>(),
+    }
     const n = ndcgAt10(ranked, q)
     s.ndcg.push(n)
     s.p5.push(precisionAt5(ranked, q))
