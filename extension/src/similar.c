@@ -426,12 +426,15 @@ signature_continue(InferModel *m, const char *form, Signature *sig)
 /*
  * The signatures of recent texts, per loaded model: a direct-mapped table
  * of SIGNATURE_CACHE slots by a hash of the text, each holding the text and
- * its signature (a new text in a taken slot replaces it). A signature is a
+ * its signature (a new text in a taken slot replaces it); texts over
+ * SIGNATURE_CACHE_TEXT_MAX bytes are computed every time. A signature is a
  * function of the text and the model alone, and computing one is a forward
  * pass, which a sort by <~> or similar_to_many would otherwise repeat for
  * every query.
  */
 #define SIGNATURE_CACHE 4096
+/* longer texts are not kept: the cache stays under about 12 MB */
+#define SIGNATURE_CACHE_TEXT_MAX 1024
 
 typedef struct SignatureCacheEntry
 {
@@ -482,6 +485,8 @@ feature_signature(InferModel *m, text *input, const char *what, Signature *out)
 		signature_continue(m, form, out);
 	pfree(ids);
 	pfree(form);
+	if (len > SIGNATURE_CACHE_TEXT_MAX)
+		return out->n;
 	if (e != NULL)
 	{
 		pfree(e->text);
