@@ -616,11 +616,12 @@ RETURNS TABLE (ord int, layer int, feature int, score float8)
 AS 'MODULE_PATHNAME', 'infer_signatures'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
--- For each token, the dot products of its signature vector with the query's
--- signature tokens' vectors: what an index scan ranks stored signatures with
--- (a column index on a remote model asks its server for them).
+-- For each token, its specificity weight and the dot products of its
+-- signature vector with the query's signature tokens' vectors: what an index
+-- scan ranks stored signatures with (a column index on a remote model asks
+-- its server for them).
 CREATE FUNCTION infer_signature_dots(query text, tokens int[], model text DEFAULT NULL)
-RETURNS TABLE (token int, dots real[])
+RETURNS TABLE (token int, weight real, dots real[])
 AS 'MODULE_PATHNAME', 'infer_signature_dots'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 

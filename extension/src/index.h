@@ -115,6 +115,7 @@ typedef struct RowHeader
 	uint16 unused;
 } RowHeader;
 
+/* version 3: a signature token (list) and its confidence (score) */
 typedef struct SignatureEntry
 {
 	int32 list;
@@ -152,9 +153,9 @@ extern InferModel *index_model(Relation index, const InferMetaData *meta);
 
 /* An index on a remote model: checks the model is still remote (else REINDEX). */
 extern void index_check_remote(Relation index, const InferMetaData *meta);
-extern char *index_make_row(ItemPointer tid, uint16 flags, const int32 *sig, int nsig, Size *size);
-extern void index_append_row(Relation index, ItemPointer tid, uint16 flags, const int32 *sig,
-							 int nsig);
+/* A ROWS item: the signature's tokens and confidences (sig NULL: none). */
+extern char *index_make_row(ItemPointer tid, uint16 flags, const Signature *sig, Size *size);
+extern void index_append_row(Relation index, ItemPointer tid, uint16 flags, const Signature *sig);
 
 /* the phases */
 extern IndexBuildResult *infer_ambuild(Relation heap, Relation index, struct IndexInfo *info);

@@ -110,10 +110,10 @@ typedef struct BuildState
 } BuildState;
 
 static void
-rows_add(BuildState *bs, ItemPointer tid, uint16 flags, const int32 *sig, int nsig)
+rows_add(BuildState *bs, ItemPointer tid, uint16 flags, const Signature *sig)
 {
 	Size size;
-	char *item = index_make_row(tid, flags, sig, nsig, &size);
+	char *item = index_make_row(tid, flags, sig, &size);
 	EntryWriter *w = &bs->rows;
 
 	if (PageAddItem(w->page, item, size, InvalidOffsetNumber, false, false) == InvalidOffsetNumber)
@@ -131,22 +131,18 @@ static void
 flush_batch(BuildState *bs)
 {
 	MemoryContext old;
-	int32(*sigs)[SIGNATURE_SIZE];
-	int *counts;
+	Signature *sigs;
 
 	if (bs->nbatch == 0)
 		return;
 	old = MemoryContextSwitchTo(bs->batch_cxt);
-	sigs = palloc(sizeof(*sigs) * bs->nbatch);
-	counts = palloc(sizeof(int) * bs->nbatch);
+	sigs = palloc(sizeof(Signature) * bs->nbatch);
 	if (bs->remote)
-		remote_signatures(bs->remote, bs->texts, bs->nbatch, sigs, counts);
+		remote_signatures(bs->remote, bs->texts, bs->nbatch, sigs);
 	else
-		feature_signatures_batch(bs->m, bs->texts, bs->nbatch, sigs, counts);
+		feature_signatures_batch(bs->m, bs->texts, bs->nbatch, sigs);
 	for (int i = 0; i < bs->nbatch; i++)
-	{
-		rows_add(bs, &bs->tids[i], 0, sigs[i], counts[i]);
-	}
+		rows_add(bs, &bs->tids[i], 0, &sigs[i]);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(bs->batch_cxt);
 	bs->nbatch = 0;
@@ -165,7 +161,7 @@ build_callback(Relation index, ItemPointer tid, Datum *values, bool *isnull, boo
 	/* a text with no possible signature is stored like NULL (knowledge.h) */
 	if (isnull[0] || !text_has_signature(DatumGetTextPP(values[0])))
 	{
-		rows_add(bs, tid, ROW_NULL, NULL, 0);
+		rows_add(bs, tid, ROW_NULL, NULL);
 		return;
 	}
 	bs->tids[bs->nbatch] = *tid;

@@ -15,8 +15,7 @@ infer_aminsert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Rel
 {
 	InferMetaData meta;
 	InferModel *m;
-	int32 sig[SIGNATURE_SIZE];
-	int n;
+	Signature *sig = palloc(sizeof(Signature));
 
 	if (index_source_option(index) != NULL)
 		return false; /* a model store: rows of infer._models are not indexed */
@@ -30,19 +29,17 @@ infer_aminsert(Relation index, Datum *values, bool *isnull, ItemPointer tid, Rel
 		m = index_model(index, &meta);
 	if (isnull[0] || !text_has_signature(DatumGetTextPP(values[0])))
 	{
-		index_append_row(index, tid, ROW_NULL, NULL, 0);
+		index_append_row(index, tid, ROW_NULL, NULL);
 		return false;
 	}
 	if (m == NULL)
 	{
 		text *value = DatumGetTextPP(values[0]);
-		int32 sigs[1][SIGNATURE_SIZE];
 
-		remote_signatures(meta.model, &value, 1, sigs, &n);
-		memcpy(sig, sigs[0], sizeof(int32) * n);
+		remote_signatures(meta.model, &value, 1, sig);
 	}
 	else
-		n = feature_signature(m, DatumGetTextPP(values[0]), "indexed value", sig);
-	index_append_row(index, tid, 0, sig, n);
+		feature_signature(m, DatumGetTextPP(values[0]), "indexed value", sig);
+	index_append_row(index, tid, 0, sig);
 	return false;
 }

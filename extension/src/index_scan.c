@@ -2,8 +2,8 @@
  * index_scan.c: ORDER BY col <~> 'query' served by an `infer` index.
  *
  * distance(row) = 1 - similarity(row's signature, query's signature), as
- * infer_distance computes it (similar.c, signature definition version 2).
- * Each row's signature (its tokens) was computed once, when the row was
+ * infer_distance computes it (similar.c, signature definition version 3).
+ * Each row's signature (its tokens and confidences) was computed once, when the row was
  * indexed; the scan computes the query's token vectors once, scores every
  * live row from its stored tokens, and returns rows by distance ascending,
  * ties in TID order, then rows whose value is NULL (distance NULL) in TID
@@ -88,18 +88,29 @@ rank_stored(IndexScanDesc scan, ScanState *s)
 {
 	Relation index = scan->indexRelation;
 	InferModel *m = s->m;
-	int32 qsig[SIGNATURE_SIZE];
-	int nq = s->query_null ? 0 : feature_signature(m, s->query, "query", qsig);
-	float *qvec = signature_vectors(m, qsig, nq);
+	Signature *qsig = palloc(sizeof(Signature));
+	int nq;
+	float *qvec;
+	float *qw;
 	int32 *slot = palloc(sizeof(int32) * m->vocab);
 	float *table;
+	float *table_w;
 	int ntable = 0, table_cap = 256;
-	float *dots = palloc(sizeof(float) * (size_t) SIGNATURE_SIZE * Max(nq, 1));
+	float *dots;
+	float *rw = palloc(sizeof(float) * SIGNATURE_SIZE);
 	int cap = 1024;
 	BlockNumber blk = s->meta.rows_head;
 
+	qsig->n = 0;
+	if (!s->query_null)
+		feature_signature(m, s->query, "query", qsig);
+	nq = qsig->n;
+	qvec = signature_vectors(m, qsig->ids, nq);
+	qw = signature_weights(m, qsig);
+	dots = palloc(sizeof(float) * (size_t) SIGNATURE_SIZE * Max(nq, 1));
 	memset(slot, 0xff, sizeof(int32) * m->vocab); /* -1: not seen */
 	table = palloc(sizeof(float) * (size_t) table_cap * Max(nq, 1));
+	table_w = palloc(sizeof(float) * table_cap);
 	s->ranked = palloc(sizeof(Ranked) * cap);
 	while (BlockNumberIsValid(blk))
 	{
@@ -144,7 +155,9 @@ rank_stored(IndexScanDesc scan, ScanState *s)
 							table_cap *= 2;
 							table =
 								repalloc(table, sizeof(float) * (size_t) table_cap * Max(nq, 1));
+							table_w = repalloc(table_w, sizeof(float) * table_cap);
 						}
+						table_w[ntable] = signature_token_weight(m, t);
 						for (int j = 0; j < nq; j++)
 							table[(size_t) ntable * nq + j] =
 								signature_dot(v, qvec + (size_t) j * m->hidden, m->hidden);
@@ -153,8 +166,9 @@ rank_stored(IndexScanDesc scan, ScanState *s)
 					}
 					memcpy(dots + (size_t) i * nq, table + (size_t) slot[t] * nq,
 						   sizeof(float) * nq);
+					rw[i] = signature_weight(e[i].score, table_w[slot[t]]);
 				}
-				r->distance = 1.0 - signature_similarity_dots(dots, n, nq);
+				r->distance = 1.0 - signature_similarity_dots(dots, rw, n, qw, nq);
 			}
 		}
 		blk = InferPageGetOpaque(page)->next;
@@ -186,6 +200,7 @@ rank_stored_remote(IndexScanDesc scan, ScanState *s)
 	Relation index = scan->indexRelation;
 	int cap = 1024, rowcap = 1024;
 	int32 *tokens;
+	float *confs;
 	int ntokens = 0, tokens_cap = 4096;
 	int *first; /* per ranked row: offset of its tokens; count in nsig */
 	int *nsig;
@@ -193,11 +208,16 @@ rank_stored_remote(IndexScanDesc scan, ScanState *s)
 	int ndistinct = 0;
 	int nq = 0;
 	float *table = NULL;
+	float *weights;
 	float *dots;
+	float *rw = palloc(sizeof(float) * SIGNATURE_SIZE);
+	float *qw;
+	Signature *qsig = palloc(sizeof(Signature));
 	BlockNumber blk = s->meta.rows_head;
 
 	s->ranked = palloc(sizeof(Ranked) * cap);
 	tokens = palloc(sizeof(int32) * tokens_cap);
+	confs = palloc(sizeof(float) * tokens_cap);
 	first = palloc(sizeof(int) * rowcap);
 	nsig = palloc(sizeof(int) * rowcap);
 	while (BlockNumberIsValid(blk))
@@ -237,23 +257,47 @@ rank_stored_remote(IndexScanDesc scan, ScanState *s)
 			{
 				tokens_cap *= 2;
 				tokens = repalloc(tokens, sizeof(int32) * tokens_cap);
+				confs = repalloc(confs, sizeof(float) * tokens_cap);
 			}
 			for (int i = 0; i < n; i++)
+			{
+				confs[ntokens] = e[i].score;
 				tokens[ntokens++] = e[i].list;
+			}
 		}
 		blk = InferPageGetOpaque(page)->next;
 		UnlockReleaseBuffer(buf);
 		INFER_CHECK_INTERRUPTS();
 	}
-	/* the distinct tokens, sorted: one request for all of them */
-	distinct = palloc(sizeof(int32) * Max(ntokens, 1));
+	/* the query's signature (tokens, confidences) from the server */
+	qsig->n = 0;
+	if (!s->query_null && ntokens > 0)
+		remote_signatures(s->meta.model, &s->query, 1, qsig);
+	/* the distinct tokens of the rows and the query, sorted: one request for all of them */
+	distinct = palloc(sizeof(int32) * Max(ntokens + qsig->n, 1));
 	memcpy(distinct, tokens, sizeof(int32) * ntokens);
-	qsort(distinct, ntokens, sizeof(int32), cmp_int32);
-	for (int i = 0; i < ntokens; i++)
+	memcpy(distinct + ntokens, qsig->ids, sizeof(int32) * qsig->n);
+	qsort(distinct, ntokens + qsig->n, sizeof(int32), cmp_int32);
+	for (int i = 0; i < ntokens + qsig->n; i++)
 		if (ndistinct == 0 || distinct[ndistinct - 1] != distinct[i])
 			distinct[ndistinct++] = distinct[i];
-	if (ndistinct > 0)
-		table = remote_token_dots(s->meta.model, s->query, distinct, ndistinct, &nq);
+	weights = palloc(sizeof(float) * Max(ndistinct, 1));
+	if (ntokens > 0 && ndistinct > 0)
+	{
+		table = remote_token_dots(s->meta.model, s->query, distinct, ndistinct, &nq, weights);
+		if (nq != qsig->n)
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+							errmsg("the model server of \"%s\" answered %d query dots for a "
+								   "query signature of %d tokens",
+								   s->meta.model, nq, qsig->n)));
+	}
+	qw = palloc(sizeof(float) * Max(qsig->n, 1));
+	for (int j = 0; j < qsig->n; j++)
+	{
+		int32 *hit = bsearch(&qsig->ids[j], distinct, ndistinct, sizeof(int32), cmp_int32);
+
+		qw[j] = signature_weight(qsig->conf[j], weights[hit - distinct]);
+	}
 	dots = palloc(sizeof(float) * (size_t) SIGNATURE_SIZE * Max(nq, 1));
 	for (int k = 0; k < s->nranked; k++)
 	{
@@ -268,8 +312,9 @@ rank_stored_remote(IndexScanDesc scan, ScanState *s)
 
 			memcpy(dots + (size_t) i * nq, table + (size_t) (hit - distinct) * nq,
 				   sizeof(float) * nq);
+			rw[i] = signature_weight(confs[first[k] + i], weights[hit - distinct]);
 		}
-		r->distance = 1.0 - signature_similarity_dots(dots, nsig[k], nq);
+		r->distance = 1.0 - signature_similarity_dots(dots, rw, nsig[k], qw, nq);
 	}
 	qsort(s->ranked, s->nranked, sizeof(Ranked), cmp_ranked);
 }
@@ -287,11 +332,14 @@ rank_with_other_model(IndexScanDesc scan, ScanState *s)
 {
 	Relation index = scan->indexRelation, heap = scan->heapRelation;
 	AttrNumber attnum = index->rd_index->indkey.values[0];
-	int32 qsig[SIGNATURE_SIZE], rsig[SIGNATURE_SIZE];
-	int nq = s->query_null ? 0 : feature_signature(s->other, s->query, "query", qsig);
+	Signature *qsig = palloc(sizeof(Signature));
+	Signature *rsig = palloc(sizeof(Signature));
 	int cap = 1024;
 	BlockNumber blk = s->meta.rows_head;
 
+	qsig->n = 0;
+	if (!s->query_null)
+		feature_signature(s->other, s->query, "query", qsig);
 	s->ranked = palloc(sizeof(Ranked) * cap);
 	while (BlockNumberIsValid(blk))
 	{
@@ -332,9 +380,8 @@ rank_with_other_model(IndexScanDesc scan, ScanState *s)
 			r->isnull = isnull || s->query_null || !text_has_signature(DatumGetTextPP(value));
 			if (!r->isnull)
 			{
-				int nr = feature_signature(s->other, DatumGetTextPP(value), "indexed value", rsig);
-
-				r->distance = 1.0 - signature_similarity(s->other, rsig, nr, qsig, nq);
+				feature_signature(s->other, DatumGetTextPP(value), "indexed value", rsig);
+				r->distance = 1.0 - signature_similarity(s->other, rsig, qsig);
 			}
 			ReleaseBuffer(hbuf);
 			INFER_CHECK_INTERRUPTS();

@@ -211,10 +211,11 @@ register_meta(GenericXLogState *state, Buffer meta_buf)
 
 /* Builds a ROWS item in palloc'd memory; *size is set. */
 char *
-index_make_row(ItemPointer tid, uint16 flags, const int32 *sig, int nsig, Size *size)
+index_make_row(ItemPointer tid, uint16 flags, const Signature *sig, Size *size)
 {
 	RowHeader *h;
 	SignatureEntry *e;
+	int nsig = sig ? sig->n : 0;
 
 	*size = MAXALIGN(sizeof(RowHeader)) + nsig * sizeof(SignatureEntry);
 	h = palloc0(*size);
@@ -224,18 +225,18 @@ index_make_row(ItemPointer tid, uint16 flags, const int32 *sig, int nsig, Size *
 	e = (SignatureEntry *) ((char *) h + MAXALIGN(sizeof(RowHeader)));
 	for (int i = 0; i < nsig; i++)
 	{
-		e[i].list = sig[i]; /* a token id */
-		e[i].score = 1;
+		e[i].list = sig->ids[i]; /* a token id */
+		e[i].score = sig->conf[i];
 	}
 	return (char *) h;
 }
 
 /* Appends one row's item to the ROWS chain (after the build). */
 void
-index_append_row(Relation index, ItemPointer tid, uint16 flags, const int32 *sig, int nsig)
+index_append_row(Relation index, ItemPointer tid, uint16 flags, const Signature *sig)
 {
 	Size size;
-	char *item = index_make_row(tid, flags, sig, nsig, &size);
+	char *item = index_make_row(tid, flags, sig, &size);
 	Buffer meta_buf = ReadBuffer(index, INFER_META_BLKNO);
 	GenericXLogState *state;
 	InferMetaData *meta;

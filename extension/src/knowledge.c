@@ -163,7 +163,7 @@ word_cost(InferModel *m, const char *w, int len)
  * 'FRANCE' read as 'France', 'bosnia and herzegovina' as 'Bosnia and
  * Herzegovina', 'euro' stays 'euro'. Returns it with its mid-sentence tokens.
  */
-static char *
+char *
 entity_form(InferModel *m, text *input, const char *what, int32 **ids, int *n)
 {
 	int len = VARSIZE_ANY_EXHDR(input);

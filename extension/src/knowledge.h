@@ -29,6 +29,9 @@ typedef enum QueryMode
  */
 extern char *entity_text(InferModel *m, text *input, const char *what);
 
+/* entity_text and entity_tokens in one: the form, and its tokens into *ids, *n. */
+extern char *entity_form(InferModel *m, text *input, const char *what, int32 **ids, int *n);
+
 /*
  * The token ids of a text as it occurs mid-sentence: its entity form after a
  * space when the tokenizer marks word starts with one (" Paris" is one token

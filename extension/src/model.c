@@ -819,10 +819,11 @@ infer_warmup(PG_FUNCTION_ARGS)
 				inputs[n++] = DatumGetTextPP(elems[i]);
 		if (n > 0)
 		{
-			int32(*sigs)[SIGNATURE_SIZE] = palloc(sizeof(*sigs) * n);
-			int *counts = palloc(sizeof(int) * n);
+			Signature *sigs = palloc_extended(sizeof(Signature) * n, MCXT_ALLOC_HUGE);
 
-			feature_signatures_batch(m, inputs, n, sigs, counts);
+			feature_signatures_batch(m, inputs, n, sigs);
+			/* token weights, knowledge-state mean: one pass over a vocabulary sample */
+			(void) signature_token_weight(m, sigs[0].n > 0 ? sigs[0].ids[0] : 0);
 		}
 	}
 	stats_end(m, n);

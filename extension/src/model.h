@@ -87,6 +87,8 @@ typedef struct InferModel
 	float *embed_mean;    /* hidden: the mean input embedding over the vocabulary */
 	float *state_mean;    /* hidden: the mean knowledge state over a vocabulary sample */
 	float **token_state;  /* vocab: a token's unit knowledge vector, NULL until computed */
+	float *token_weight; /* vocab: signature specificity weights (similar.c), NULL until computed */
+	struct SignatureCacheEntry **signature_cache; /* similar.c: recent texts' signatures */
 } InferModel;
 
 /*

@@ -570,7 +570,7 @@ answer_int_cell(const char *url, const char *cell, const char *what)
 }
 
 void
-remote_signatures(const char *name, text **inputs, int n, int32 (*out)[SIGNATURE_SIZE], int *counts)
+remote_signatures(const char *name, text **inputs, int n, Signature *out)
 {
 	char *url;
 	char *server_model;
@@ -584,7 +584,7 @@ remote_signatures(const char *name, text **inputs, int n, int32 (*out)[SIGNATURE
 
 	remote_lookup_or_raise(name, &url, &server_model);
 	for (int i = 0; i < n; i++)
-		counts[i] = 0;
+		out[i].n = 0;
 	if (n == 0)
 		return;
 	elems = palloc(sizeof(Datum) * n);
@@ -604,18 +604,32 @@ remote_signatures(const char *name, text **inputs, int n, int32 (*out)[SIGNATURE
 	{
 		int32 ord = answer_int_cell(url, a->cells[(size_t) r * 4], "a signature's ord");
 		int32 token = answer_int_cell(url, a->cells[(size_t) r * 4 + 2], "a signature token");
+		const char *score = a->cells[(size_t) r * 4 + 3];
+		char *end = NULL;
+		double conf = score ? strtod(score, &end) : 0;
+		Signature *sig;
 
-		if (ord < 1 || ord > n || counts[ord - 1] >= SIGNATURE_SIZE)
+		if (ord < 1 || ord > n || out[ord - 1].n >= SIGNATURE_SIZE)
 			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
 							errmsg("the model server at %s answered infer_signatures() with a "
 								   "row for input %d of %d",
 								   url, ord, n)));
-		out[ord - 1][counts[ord - 1]++] = token;
+		if (score == NULL || end == score || *end != '\0' || !(conf > 0 && conf <= 1))
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+							errmsg("the model server at %s answered \"%.60s\" for a signature "
+								   "token's confidence",
+								   url, score ? score : "NULL")));
+		sig = &out[ord - 1];
+		sig->ids[sig->n] = token;
+		/* the server's float8 is a float4 confidence: the same bits back */
+		sig->conf[sig->n] = (float) conf;
+		sig->n++;
 	}
 }
 
 float *
-remote_token_dots(const char *name, text *query, const int32 *tokens, int ntok, int *nq)
+remote_token_dots(const char *name, text *query, const int32 *tokens, int ntok, int *nq,
+				  float *weights)
 {
 	char *url;
 	char *server_model;
@@ -635,24 +649,32 @@ remote_token_dots(const char *name, text *query, const int32 *tokens, int ntok, 
 	values[1] = list.data;
 	values[2] = NULL;
 	a = remote_call(url, server_model, "infer_signature_dots", 3, types, values, 2);
-	if (a->ncols != 2 || a->nrows != ntok)
+	if (a->ncols != 3 || a->nrows != ntok)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
 						errmsg("the model server at %s answered infer_signature_dots() with %d "
-							   "columns and %d rows, expected 2 and %d",
+							   "columns and %d rows, expected 3 and %d",
 							   url, a->ncols, a->nrows, ntok)));
 	*nq = -1;
 	for (int r = 0; r < a->nrows; r++)
 	{
-		const char *cell = a->cells[(size_t) r * 2 + 1];
+		const char *wcell = a->cells[(size_t) r * 3 + 1];
+		const char *cell = a->cells[(size_t) r * 3 + 2];
 		int k = 0;
 		const char *p;
+		char *wend = NULL;
 
-		if (answer_int_cell(url, a->cells[(size_t) r * 2], "a token") != tokens[r] ||
-			cell == NULL || cell[0] != '{')
+		if (answer_int_cell(url, a->cells[(size_t) r * 3], "a token") != tokens[r] ||
+			cell == NULL || cell[0] != '{' || wcell == NULL)
 			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
 							errmsg("the model server at %s answered infer_signature_dots() out "
 								   "of order or without dots",
 								   url)));
+		weights[r] = strtof(wcell, &wend);
+		if (wend == wcell || *wend != '\0' || !(weights[r] >= 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("the model server at %s answered \"%.60s\" where a weight belongs", url,
+							wcell)));
 		if (*nq < 0)
 		{
 			/* the first row says how many query tokens there are */

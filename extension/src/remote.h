@@ -33,15 +33,15 @@ extern bool remote_dispatch(FunctionCallInfo fcinfo, const char *function, int m
 extern bool remote_model_name(const char *name);
 
 /* feature_signatures_batch for a remote model: infer_signatures on its server. */
-extern void remote_signatures(const char *name, text **inputs, int n, int32 (*out)[SIGNATURE_SIZE],
-							  int *counts);
+extern void remote_signatures(const char *name, text **inputs, int n, Signature *out);
 
 /*
  * For an index scan on a remote model: the dot products of each token's
- * signature vector with the query's tokens' (infer_signature_dots on the
- * server), ntok x *nq, row i for tokens[i].
+ * signature vector with the query's signature tokens' (infer_signature_dots
+ * on the server), ntok x *nq, row i for tokens[i], and each token's
+ * specificity weight into weights[i].
  */
 extern float *remote_token_dots(const char *name, text *query, const int32 *tokens, int ntok,
-								int *nq);
+								int *nq, float *weights);
 
 #endif /* PG_INFER_REMOTE_H */

@@ -3,16 +3,22 @@
  *            infer_distance(a text, b text) -> float8
  *            infer_embedding(input text, model text) -> real[]
  *
- * Signature definition version 2 (docs/index-am.md): a text's signature is
- * the set of distinct tokens of its entity form mid-sentence (knowledge.h
- * entity_tokens: the case rule, a leading space where the tokenizer marks
- * word starts), each standing for its input embedding minus the
- * vocabulary's mean embedding, normalized. similar_to is a symmetric late
- * interaction over the two sets: for every token of a its best cosine with a
- * token of b, averaged, and the same from b to a, the two means averaged
- * (in [-1, 1]; 1 for the same set of tokens). infer_distance = 1 -
- * similar_to. The column index stores each row's tokens and ranks rows with
- * the same function, so index scans order rows exactly as sorts by <~> do.
+ * Signature definition version 3 (similar.h, docs/index-am.md): a text's
+ * signature is its own tokens (entity form mid-sentence, confidence 1) and,
+ * for a model with inference weights, the tokens of the model's greedy
+ * continuation of it, each with the probability the model gave it: what
+ * the model knows about the text ('Paris' -> ' is the capital of France.').
+ * Every token stands for a unit vector (its knowledge state; for a
+ * browse-level model its centered input embedding) and weighs its
+ * confidence x (-ln p_prior)^4, p_prior the model's prior of the token (its
+ * mean next-token probability after a vocabulary sample), so generic words
+ * weigh almost nothing and specific ones decide. similar_to is a symmetric
+ * weighted late interaction: for every token of a its best cosine with a
+ * token of b, weighted mean, and the same from b to a, the two averaged (in
+ * [-1, 1]; 1 for the same set of tokens). infer_distance = 1 - similar_to.
+ * The column index stores each row's tokens and confidences and ranks rows
+ * with the same function, so index scans order rows exactly as sorts by <~>
+ * do.
  */
 #include "pg_infer.h"
 
@@ -84,23 +90,97 @@ signature_layer(const InferModel *m)
 	return m->layers / 2;
 }
 
-/* The residual stream after `layer` of one token run alone (no special tokens). */
-static void
-run_token(InferModel *m, int32 id, int layer, float *out)
+/* Steps of the greedy continuation of each sample token that the prior averages over. */
+#define PRIOR_STEPS 8
+
+/*
+ * The residual stream after `layer` of one token run alone (no special
+ * tokens) into out. When `probs` is not NULL, the model then continues the
+ * token greedily for PRIOR_STEPS steps (stopping at EOS), and the softmax of
+ * every step's next-token logits is added to probs (double, vocab); returns
+ * the number of distributions added.
+ */
+static int
+run_token(InferModel *m, int32 id, int layer, float *out, double *probs)
 {
 	MemoryContext cxt =
 		AllocSetContextCreate(CurrentMemoryContext, "pg_infer token state", ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	ForwardRun *run = forward_begin(m, 1, 1, false, true);
+	int steps = probs ? PRIOR_STEPS : 0;
+	int added = 0;
+	ForwardRun *run = forward_begin(m, 1 + steps, 1, false, true);
 
 	forward_step(run, &id, 1);
 	memcpy(out, run->capture.resid + (size_t) layer * m->hidden, sizeof(float) * m->hidden);
+	if (probs)
+	{
+		float *logits = palloc_extended(sizeof(float) * m->vocab, MCXT_ALLOC_HUGE);
+
+		for (int s = 0; s < steps; s++)
+		{
+			double max = -INFINITY, z = 0;
+			int32 best = 0;
+
+			forward_logits(run, run->last, logits);
+			for (int v = 0; v < m->vocab; v++)
+				if (logits[v] > logits[best])
+					best = v;
+			max = logits[best];
+			for (int v = 0; v < m->vocab; v++)
+				z += exp(logits[v] - max);
+			for (int v = 0; v < m->vocab; v++)
+				probs[v] += exp(logits[v] - max) / z;
+			added++;
+			if (best == run->fm->eos || s + 1 == steps)
+				break;
+			forward_step(run, &best, 1);
+		}
+	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
+	return added;
 }
 
 /* Tokens of the vocabulary sample the knowledge states are centered on. */
 #define STATE_SAMPLE 512
+
+/*
+ * The vocabulary sample's statistics, computed once per loaded model: the
+ * mean knowledge state (what token states are centered on) and the prior,
+ * the mean next-token distribution after each sample token read alone,
+ * from which every token's specificity weight (-ln p_prior)^POWER comes.
+ */
+static void
+sample_statistics(InferModel *m)
+{
+	int layer = signature_layer(m);
+	int stride = Max(1, m->vocab / STATE_SAMPLE);
+	double *acc = palloc0(sizeof(double) * m->hidden);
+	double *prior = palloc_extended(sizeof(double) * m->vocab, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	float *v = palloc(sizeof(float) * m->hidden);
+	float *mean = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
+	float *weight = MemoryContextAllocExtended(m->cxt, sizeof(float) * m->vocab, MCXT_ALLOC_HUGE);
+	int count = 0;
+	int dists = 0;
+
+	for (int t = 0; t < m->vocab; t += stride, count++)
+	{
+		dists += run_token(m, t, layer, v, prior);
+		for (int h = 0; h < m->hidden; h++)
+			acc[h] += v[h];
+		INFER_CHECK_INTERRUPTS();
+	}
+	for (int h = 0; h < m->hidden; h++)
+		mean[h] = (float) (acc[h] / count);
+	for (int t = 0; t < m->vocab; t++)
+		weight[t] = (float) pow(-log(Max(prior[t] / Max(dists, 1), SIGNATURE_PRIOR_FLOOR)),
+								SIGNATURE_WEIGHT_POWER);
+	pfree(acc);
+	pfree(prior);
+	pfree(v);
+	m->state_mean = mean;
+	m->token_weight = weight;
+}
 
 /*
  * A token's knowledge vector: its residual stream after the first layer of
@@ -117,32 +197,13 @@ token_state(InferModel *m, int32 id)
 	if (m->token_state == NULL)
 		m->token_state = MemoryContextAllocZero(m->cxt, sizeof(float *) * m->vocab);
 	if (m->state_mean == NULL)
-	{
-		int stride = Max(1, m->vocab / STATE_SAMPLE);
-		double *acc = palloc0(sizeof(double) * m->hidden);
-		float *v = palloc(sizeof(float) * m->hidden);
-		float *mean = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
-		int count = 0;
-
-		for (int t = 0; t < m->vocab; t += stride, count++)
-		{
-			run_token(m, t, layer, v);
-			for (int h = 0; h < m->hidden; h++)
-				acc[h] += v[h];
-			INFER_CHECK_INTERRUPTS();
-		}
-		for (int h = 0; h < m->hidden; h++)
-			mean[h] = (float) (acc[h] / count);
-		pfree(acc);
-		pfree(v);
-		m->state_mean = mean;
-	}
+		sample_statistics(m);
 	if (m->token_state[id] == NULL)
 	{
 		float *v = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
 		double norm = 0;
 
-		run_token(m, id, layer, v);
+		run_token(m, id, layer, v, NULL);
 		for (int h = 0; h < m->hidden; h++)
 		{
 			v[h] -= m->state_mean[h];
@@ -154,6 +215,26 @@ token_state(InferModel *m, int32 id)
 		m->token_state[id] = v;
 	}
 	return m->token_state[id];
+}
+
+float
+signature_token_weight(InferModel *m, int32 id)
+{
+	if (signature_layer(m) < 0)
+		return 1;
+	if (m->token_weight == NULL)
+		sample_statistics(m);
+	return m->token_weight[id];
+}
+
+float *
+signature_weights(InferModel *m, const Signature *sig)
+{
+	float *w = palloc(sizeof(float) * Max(sig->n, 1));
+
+	for (int i = 0; i < sig->n; i++)
+		w[i] = signature_weight(sig->conf[i], signature_token_weight(m, sig->ids[i]));
+	return w;
 }
 
 float *
@@ -203,10 +284,10 @@ signature_dot(const float *x, const float *y, int hidden)
 }
 
 double
-signature_similarity_dots(const float *dots, int na, int nb)
+signature_similarity_dots(const float *dots, const float *wa, int na, const float *wb, int nb)
 {
 	double *best_b;
-	double sum_a = 0, sum_b = 0;
+	double sum_a = 0, sum_b = 0, weight_a = 0, weight_b = 0;
 
 	if (na == 0 || nb == 0)
 		return 0;
@@ -224,16 +305,23 @@ signature_similarity_dots(const float *dots, int na, int nb)
 			best = Max(best, dot);
 			best_b[j] = Max(best_b[j], dot);
 		}
-		sum_a += best;
+		sum_a += (double) wa[i] * best;
+		weight_a += wa[i];
 	}
 	for (int j = 0; j < nb; j++)
-		sum_b += best_b[j];
+	{
+		sum_b += (double) wb[j] * best_b[j];
+		weight_b += wb[j];
+	}
 	pfree(best_b);
-	return (sum_a / na + sum_b / nb) / 2;
+	if (!(weight_a > 0) || !(weight_b > 0))
+		return 0;
+	return (sum_a / weight_a + sum_b / weight_b) / 2;
 }
 
 double
-signature_similarity_vectors(const float *a, int na, const float *b, int nb, int hidden)
+signature_similarity_vectors(const float *a, const float *wa, int na, const float *b,
+							 const float *wb, int nb, int hidden)
 {
 	float *dots;
 	double s;
@@ -245,51 +333,187 @@ signature_similarity_vectors(const float *a, int na, const float *b, int nb, int
 		for (int j = 0; j < nb; j++)
 			dots[(size_t) i * nb + j] =
 				signature_dot(a + (size_t) i * hidden, b + (size_t) j * hidden, hidden);
-	s = signature_similarity_dots(dots, na, nb);
+	s = signature_similarity_dots(dots, wa, na, wb, nb);
 	pfree(dots);
 	return s;
 }
 
 double
-signature_similarity(InferModel *m, const int32 *a, int na, const int32 *b, int nb)
+signature_similarity(InferModel *m, const Signature *a, const Signature *b)
 {
-	float *va = signature_vectors(m, a, na);
-	float *vb = signature_vectors(m, b, nb);
-	double s = signature_similarity_vectors(va, na, vb, nb, m->hidden);
+	float *va = signature_vectors(m, a->ids, a->n);
+	float *vb = signature_vectors(m, b->ids, b->n);
+	float *wa = signature_weights(m, a);
+	float *wb = signature_weights(m, b);
+	double s = signature_similarity_vectors(va, wa, a->n, vb, wb, b->n, m->hidden);
 
 	pfree(va);
 	pfree(vb);
+	pfree(wa);
+	pfree(wb);
 	return s;
 }
 
+/* Adds a token to a signature, or raises its confidence if it is there. */
+static void
+signature_add(Signature *sig, int32 id, float conf)
+{
+	for (int j = 0; j < sig->n; j++)
+		if (sig->ids[j] == id)
+		{
+			sig->conf[j] = Max(sig->conf[j], conf);
+			return;
+		}
+	if (sig->n < SIGNATURE_SIZE)
+	{
+		sig->ids[sig->n] = id;
+		sig->conf[sig->n] = conf;
+		sig->n++;
+	}
+}
+
+/*
+ * The model's greedy continuation of a text (its entity form, as a prompt):
+ * up to SIGNATURE_CONTINUATION tokens, stopping before EOS or a token with a
+ * line break, each added with its probability.
+ */
+static void
+signature_continue(InferModel *m, const char *form, Signature *sig)
+{
+	MemoryContext cxt =
+		AllocSetContextCreate(CurrentMemoryContext, "pg_infer signature", ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	text *prompt = cstring_to_text(form);
+	int n;
+	int32 *ids = forward_tokens(m, prompt, &n);
+
+	if (n <= SIGNATURE_PROMPT_MAX &&
+		(m->fwd->max_positions <= 0 || n + SIGNATURE_CONTINUATION <= m->fwd->max_positions))
+	{
+		ForwardRun *run = forward_begin(m, n + SIGNATURE_CONTINUATION, n, false, false);
+		double path = 1;
+		float *logits = palloc_extended(sizeof(float) * m->vocab, MCXT_ALLOC_HUGE);
+
+		forward_step(run, ids, n);
+		for (int i = 0; i < SIGNATURE_CONTINUATION; i++)
+		{
+			double max = -INFINITY, z = 0;
+			int32 best = 0;
+			DecodedToken *t;
+
+			forward_logits(run, run->last, logits);
+			for (int v = 0; v < m->vocab; v++)
+				if (logits[v] > logits[best])
+					best = v;
+			max = logits[best];
+			for (int v = 0; v < m->vocab; v++)
+				z += exp(logits[v] - max);
+			if (best == run->fm->eos)
+				break;
+			t = decode_tokens(m, &best, 1);
+			if (strchr(t->raw, '\n') != NULL || strchr(t->raw, '\r') != NULL)
+				break;
+			path *= 1.0 / z;
+			signature_add(sig, best, (float) path);
+			if (i + 1 < SIGNATURE_CONTINUATION)
+				forward_step(run, &best, 1);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
+
+/*
+ * The signatures of recent texts, per loaded model: a direct-mapped table
+ * of SIGNATURE_CACHE slots by a hash of the text, each holding the text and
+ * its signature (a new text in a taken slot replaces it); texts over
+ * SIGNATURE_CACHE_TEXT_MAX bytes are computed every time. A signature is a
+ * function of the text and the model alone, and computing one is a forward
+ * pass, which a sort by <~> or similar_to_many would otherwise repeat for
+ * every query.
+ */
+#define SIGNATURE_CACHE 4096
+/* longer texts are not kept: the cache stays under about 12 MB */
+#define SIGNATURE_CACHE_TEXT_MAX 1024
+
+typedef struct SignatureCacheEntry
+{
+	Size len;
+	char *text;
+	int n;
+	int32 *ids;
+	float *conf;
+} SignatureCacheEntry;
+
+static uint32
+text_hash(const char *s, Size len)
+{
+	uint32 h = 2166136261u; /* FNV-1a */
+
+	for (Size i = 0; i < len; i++)
+		h = (h ^ (unsigned char) s[i]) * 16777619u;
+	return h;
+}
+
 int
-feature_signature(InferModel *m, text *input, const char *what, int32 *out)
+feature_signature(InferModel *m, text *input, const char *what, Signature *out)
 {
 	int n;
-	int32 *ids = entity_tokens(m, input, what, &n);
-	int count = 0;
+	int32 *ids;
+	char *form;
+	Size len = VARSIZE_ANY_EXHDR(input);
+	const char *data = VARDATA_ANY(input);
+	uint32 slot = text_hash(data, len) % SIGNATURE_CACHE;
+	SignatureCacheEntry *e;
 
-	for (int i = 0; i < n && count < SIGNATURE_SIZE; i++)
+	if (m->signature_cache == NULL)
+		m->signature_cache =
+			MemoryContextAllocZero(m->cxt, sizeof(SignatureCacheEntry *) * SIGNATURE_CACHE);
+	e = m->signature_cache[slot];
+	if (e != NULL && e->len == len && memcmp(e->text, data, len) == 0)
 	{
-		bool seen = false;
-
-		for (int j = 0; j < count && !seen; j++)
-			seen = out[j] == ids[i];
-		if (!seen)
-			out[count++] = ids[i];
+		out->n = e->n;
+		memcpy(out->ids, e->ids, sizeof(int32) * e->n);
+		memcpy(out->conf, e->conf, sizeof(float) * e->n);
+		return out->n;
 	}
+	form = entity_form(m, input, what, &ids, &n);
+	out->n = 0;
+	for (int i = 0; i < n; i++)
+		signature_add(out, ids[i], 1);
+	if (m->fwd != NULL)
+		signature_continue(m, form, out);
 	pfree(ids);
-	return count;
+	pfree(form);
+	if (len > SIGNATURE_CACHE_TEXT_MAX)
+		return out->n;
+	if (e != NULL)
+	{
+		pfree(e->text);
+		pfree(e->ids);
+		pfree(e->conf);
+		pfree(e);
+	}
+	e = MemoryContextAlloc(m->cxt, sizeof(SignatureCacheEntry));
+	e->len = len;
+	e->text = MemoryContextAlloc(m->cxt, Max(len, 1));
+	memcpy(e->text, data, len);
+	e->n = out->n;
+	e->ids = MemoryContextAlloc(m->cxt, sizeof(int32) * Max(out->n, 1));
+	e->conf = MemoryContextAlloc(m->cxt, sizeof(float) * Max(out->n, 1));
+	memcpy(e->ids, out->ids, sizeof(int32) * out->n);
+	memcpy(e->conf, out->conf, sizeof(float) * out->n);
+	m->signature_cache[slot] = e;
+	return out->n;
 }
 
 void
-feature_signatures_batch(InferModel *m, text **inputs, int n, int32 (*out)[SIGNATURE_SIZE],
-						 int *counts)
+feature_signatures_batch(InferModel *m, text **inputs, int n, Signature *out)
 {
 	for (int i = 0; i < n; i++)
 	{
-		counts[i] = feature_signature(m, inputs[i], "text", out[i]);
-		/* tokenizing thousands of texts is long work */
+		feature_signature(m, inputs[i], "text", &out[i]);
+		/* a forward pass per text is long work */
 		INFER_CHECK_INTERRUPTS();
 	}
 }
@@ -297,21 +521,21 @@ feature_signatures_batch(InferModel *m, text **inputs, int n, int32 (*out)[SIGNA
 /*
  * The last signature computed for each argument of a call site, kept in
  * fn_extra: in `ORDER BY col <~> 'query'` one side is the same text for
- * every row, and recomputing its signature (a full gate scan) per row would
+ * every row, and recomputing its signature (a forward pass) per row would
  * double the cost of every distance.
  */
 typedef struct CachedSignature
 {
 	uint64 generation; /* of the model: a re-created model has a new one */
 	text *input;
-	int n;
-	int32 ids[SIGNATURE_SIZE];
+	Signature sig;
 	float *vectors; /* n x hidden unit vectors, in fn_mcxt */
+	float *weights; /* n weights, in fn_mcxt */
 } CachedSignature;
 
-static int
+static CachedSignature *
 cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m, text *input,
-				 const char *what, float **out)
+				 const char *what)
 {
 	Size len = VARSIZE_ANY_EXHDR(input);
 
@@ -319,19 +543,26 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 		VARSIZE_ANY_EXHDR(cache->input) != len ||
 		memcmp(VARDATA_ANY(cache->input), VARDATA_ANY(input), len) != 0)
 	{
-		float *v;
+		float *v, *w;
+		int n;
 
 		/* a sort by <~> computes one signature per row: a statement_timeout checkpoint */
 		INFER_CHECK_INTERRUPTS();
 		stats_cache(false);
-		cache->n = feature_signature(m, input, what, cache->ids);
-		v = signature_vectors(m, cache->ids, cache->n);
+		n = feature_signature(m, input, what, &cache->sig);
+		v = signature_vectors(m, cache->sig.ids, n);
+		w = signature_weights(m, &cache->sig);
 		if (cache->vectors)
 			pfree(cache->vectors);
+		if (cache->weights)
+			pfree(cache->weights);
 		cache->vectors = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt,
-											sizeof(float) * (size_t) Max(cache->n, 1) * m->hidden);
-		memcpy(cache->vectors, v, sizeof(float) * (size_t) cache->n * m->hidden);
+											sizeof(float) * (size_t) Max(n, 1) * m->hidden);
+		memcpy(cache->vectors, v, sizeof(float) * (size_t) n * m->hidden);
+		cache->weights = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(float) * Max(n, 1));
+		memcpy(cache->weights, w, sizeof(float) * n);
 		pfree(v);
+		pfree(w);
 		if (cache->input)
 			pfree(cache->input);
 		cache->input = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, VARHDRSZ + len);
@@ -341,8 +572,7 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 	}
 	else
 		stats_cache(true);
-	*out = cache->vectors;
-	return cache->n;
+	return cache;
 }
 
 static double
@@ -352,10 +582,7 @@ similar_texts(FunctionCallInfo fcinfo, int model_argno, const char *function)
 	text *b = required_text(fcinfo, 1, "b");
 	InferModel *m;
 	CachedSignature *cache = fcinfo->flinfo->fn_extra;
-	float *sa;
-	float *sb;
-	int na;
-	int nb;
+	CachedSignature *ca, *cb;
 	double score;
 
 	stats_begin(function);
@@ -364,9 +591,10 @@ similar_texts(FunctionCallInfo fcinfo, int model_argno, const char *function)
 	if (cache == NULL)
 		cache = fcinfo->flinfo->fn_extra =
 			MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, 2 * sizeof(CachedSignature));
-	na = cached_signature(fcinfo, &cache[0], m, a, "a", &sa);
-	nb = cached_signature(fcinfo, &cache[1], m, b, "b", &sb);
-	score = signature_similarity_vectors(sa, na, sb, nb, m->hidden);
+	ca = cached_signature(fcinfo, &cache[0], m, a, "a");
+	cb = cached_signature(fcinfo, &cache[1], m, b, "b");
+	score = signature_similarity_vectors(ca->vectors, ca->weights, ca->sig.n, cb->vectors,
+										 cb->weights, cb->sig.n, m->hidden);
 	stats_end(m, 1);
 	return score;
 }
@@ -413,8 +641,7 @@ infer_signatures(PG_FUNCTION_ARGS)
 	int n;
 	InferModel *m;
 	text **inputs;
-	int32(*sigs)[SIGNATURE_SIZE];
-	int *counts;
+	Signature *sigs;
 	int64 rows = 0;
 
 	REMOTE_DISPATCH("infer_signatures", 1);
@@ -434,23 +661,22 @@ infer_signatures(PG_FUNCTION_ARGS)
 							errmsg("inputs must not contain NULL (element %d)", i + 1)));
 		inputs[i] = DatumGetTextPP(elems[i]);
 	}
-	sigs = palloc(sizeof(*sigs) * (n > 0 ? n : 1));
-	counts = palloc(sizeof(int) * (n > 0 ? n : 1));
-	feature_signatures_batch(m, inputs, n, sigs, counts);
+	sigs = palloc_extended(sizeof(Signature) * (n > 0 ? n : 1), MCXT_ALLOC_HUGE);
+	feature_signatures_batch(m, inputs, n, sigs);
 
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < n; i++)
-		for (int j = 0; j < counts[i]; j++)
+		for (int j = 0; j < sigs[i].n; j++)
 		{
 			Datum values[4];
 			bool isnull[4] = {false, false, false, false};
 
 			values[0] = Int32GetDatum(i + 1);
-			/* a token signature: no layer, the token id, weight 1 */
+			/* a token signature: no layer, the token id, its confidence */
 			isnull[1] = true;
 			values[1] = (Datum) 0;
-			values[2] = Int32GetDatum(sigs[i][j]);
-			values[3] = Float8GetDatum(1.0);
+			values[2] = Int32GetDatum(sigs[i].ids[j]);
+			values[3] = Float8GetDatum((double) sigs[i].conf[j]);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
 			rows++;
 		}
@@ -460,13 +686,15 @@ infer_signatures(PG_FUNCTION_ARGS)
 
 /*
  * infer_signature_dots(query text, tokens int[], model text)
- *   -> TABLE(token int, dots real[])
+ *   -> TABLE(token int, weight real, dots real[])
  *
- * For every token (in the given order), the dot products of its signature
- * vector with the query's signature tokens' vectors (signature_dot): what an
- * index scan needs to rank stored signatures against the query
- * (index_scan.c). A client's index on a remote model asks the server for
- * them (remote_token_dots), so both rank with the same bits.
+ * For every token (in the given order), its specificity weight
+ * (signature_token_weight) and the dot products of its signature vector with
+ * the query's signature tokens' vectors (signature_dot), in the order of the
+ * query's signature (infer_signatures): what an index scan needs to rank
+ * stored signatures against the query (index_scan.c). A client's index on a
+ * remote model asks the server for them (remote_token_dots), so both rank
+ * with the same bits.
  */
 Datum
 infer_signature_dots(PG_FUNCTION_ARGS)
@@ -477,8 +705,7 @@ infer_signature_dots(PG_FUNCTION_ARGS)
 	Datum *elems;
 	bool *nulls;
 	int n;
-	int32 qsig[SIGNATURE_SIZE];
-	int nq = 0;
+	Signature *qsig = palloc(sizeof(Signature));
 	float *qvec;
 	Datum *dots;
 
@@ -491,17 +718,18 @@ infer_signature_dots(PG_FUNCTION_ARGS)
 	query = PG_GETARG_TEXT_PP(0);
 	deconstruct_array_builtin(PG_GETARG_ARRAYTYPE_P(1), INT4OID, &elems, &nulls, &n);
 	m = model_arg(fcinfo, 2);
+	qsig->n = 0;
 	if (text_has_signature(query))
-		nq = feature_signature(m, query, "query", qsig);
-	qvec = signature_vectors(m, qsig, nq);
-	dots = palloc(sizeof(Datum) * Max(nq, 1));
+		feature_signature(m, query, "query", qsig);
+	qvec = signature_vectors(m, qsig->ids, qsig->n);
+	dots = palloc(sizeof(Datum) * Max(qsig->n, 1));
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < n; i++)
 	{
 		int32 t;
 		float *v;
-		Datum values[2];
-		bool isnull[2] = {false, false};
+		Datum values[3];
+		bool isnull[3] = {false, false, false};
 
 		if (nulls[i])
 			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -512,11 +740,12 @@ infer_signature_dots(PG_FUNCTION_ARGS)
 							errmsg("token %d is outside model \"%s\" (vocabulary of %d)", t,
 								   m->name, m->vocab)));
 		v = signature_vectors(m, &t, 1);
-		for (int j = 0; j < nq; j++)
+		for (int j = 0; j < qsig->n; j++)
 			dots[j] = Float4GetDatum(signature_dot(v, qvec + (size_t) j * m->hidden, m->hidden));
 		pfree(v);
 		values[0] = Int32GetDatum(t);
-		values[1] = PointerGetDatum(construct_array_builtin(dots, nq, FLOAT4OID));
+		values[1] = Float4GetDatum(signature_token_weight(m, t));
+		values[2] = PointerGetDatum(construct_array_builtin(dots, qsig->n, FLOAT4OID));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
 		INFER_CHECK_INTERRUPTS();
 	}
@@ -544,9 +773,9 @@ infer_similar_to_many(PG_FUNCTION_ARGS)
 	bool *nulls;
 	int n;
 	InferModel *m;
-	int32 query_sig[SIGNATURE_SIZE];
-	int query_n;
+	Signature *query_sig = palloc(sizeof(Signature));
 	float *query_vec;
+	float *query_w;
 	Datum *scores;
 	ArrayType *result;
 
@@ -568,16 +797,16 @@ infer_similar_to_many(PG_FUNCTION_ARGS)
 							errmsg("candidates[%d] must not be empty", ARR_LBOUND(arr)[0] + i),
 							errhint("Pass NULL for a candidate to skip: its score is NULL.")));
 	m = model_arg(fcinfo, 2);
-	query_n = feature_signature(m, query, "query", query_sig);
-	query_vec = signature_vectors(m, query_sig, query_n);
+	feature_signature(m, query, "query", query_sig);
+	query_vec = signature_vectors(m, query_sig->ids, query_sig->n);
+	query_w = signature_weights(m, query_sig);
 	scores = palloc(sizeof(Datum) * (n > 0 ? n : 1));
 	for (int b0 = 0; b0 < n; b0 += SIMILAR_MANY_BATCH)
 	{
 		int nb = Min(SIMILAR_MANY_BATCH, n - b0);
 		text **inputs = palloc(sizeof(text *) * nb);
 		int *index = palloc(sizeof(int) * nb);
-		int32(*sigs)[SIGNATURE_SIZE] = palloc(sizeof(*sigs) * nb);
-		int *counts = palloc(sizeof(int) * nb);
+		Signature *sigs = palloc_extended(sizeof(Signature) * nb, MCXT_ALLOC_HUGE);
 		int ni = 0;
 
 		for (int i = b0; i < b0 + nb; i++)
@@ -586,19 +815,20 @@ infer_similar_to_many(PG_FUNCTION_ARGS)
 				index[ni] = i;
 				inputs[ni++] = DatumGetTextPP(elems[i]);
 			}
-		feature_signatures_batch(m, inputs, ni, sigs, counts);
+		feature_signatures_batch(m, inputs, ni, sigs);
 		for (int j = 0; j < ni; j++)
 		{
-			float *v = signature_vectors(m, sigs[j], counts[j]);
+			float *v = signature_vectors(m, sigs[j].ids, sigs[j].n);
+			float *w = signature_weights(m, &sigs[j]);
 
-			scores[index[j]] = Float8GetDatum(
-				signature_similarity_vectors(v, counts[j], query_vec, query_n, m->hidden));
+			scores[index[j]] = Float8GetDatum(signature_similarity_vectors(
+				v, w, sigs[j].n, query_vec, query_w, query_sig->n, m->hidden));
 			pfree(v);
+			pfree(w);
 		}
 		pfree(inputs);
 		pfree(index);
 		pfree(sigs);
-		pfree(counts);
 	}
 	if (n == 0)
 		result = construct_empty_array(FLOAT8OID);

@@ -1,5 +1,5 @@
 // Issue 13, "knowledge you can trust", asserted on samples of the fixture:
-// signatures (definition version 2) and the refusal of older column indexes,
+// signatures (definition version 3) and the refusal of older column indexes,
 // the case rule, whole punctuated answers, abstention under
 // infer.min_confidence, several templates per relation and their scoring.
 // The full measurements are `npm run eval` (docs/evaluation.md).
@@ -79,7 +79,7 @@ async function greedyAnswer(prompt: string): Promise<string> {
   return answer
 }
 
-describe('similarity: signature definition version 2', () => {
+describe('similarity: signature definition version 3', () => {
   it('similar_to ranks same-continent countries above cross-continent ones on a sample', async () => {
     const sample: [string, string][] = [
       ['France', 'Europe'],
@@ -147,7 +147,7 @@ describe('similarity: signature definition version 2', () => {
     expect(top3.sort()).toEqual([1, 2, 8])
   })
 
-  it('refuses a column index of signature definition version 1, with a REINDEX hint', async () => {
+  it('refuses a column index of signature definition version 2, with a REINDEX hint', async () => {
     const dir = join(scratchDir('sigversion'), 'data')
     let own = await openPersistent(dir)
     await own.query("select infer_create_model('c', $1)", [await fixtureVindex('f16')])
@@ -161,8 +161,8 @@ describe('similarity: signature definition version 2', () => {
     const fd = openSync(join(dir, path), 'r+')
     const word = Buffer.alloc(4)
     readSync(fd, word, 0, 4, 28)
-    expect(word.readUInt32LE(0)).toBe(2)
-    word.writeUInt32LE(1, 0)
+    expect(word.readUInt32LE(0)).toBe(3)
+    word.writeUInt32LE(2, 0)
     writeSync(fd, word, 0, 4, 28)
     closeSync(fd)
     own = await openPersistent(dir)
@@ -173,7 +173,7 @@ describe('similarity: signature definition version 2', () => {
     const err = await sqlError(own, "select body from t order by body <~> 'France' limit 1")
     expect(err.code).toBe('55000')
     expect(err.message).toBe(
-      'index "t_body" holds signatures of definition version 1; this pg_infer compares signatures of version 2',
+      'index "t_body" holds signatures of definition version 2; this pg_infer compares signatures of version 3',
     )
     await own.exec('reindex index t_body')
     const sql = "select body, body <~> 'France' as d from t order by body <~> 'France' limit 2"
@@ -337,6 +337,23 @@ describe('several templates per relation', () => {
     )
     expect(want.get('The capital of {} is')).toBe(1)
     await db.query("select infer_add_relation('m', 'capital', 'The capital of {} is')")
+  })
+
+  it('a relation whose templates weigh less than 1 in all answers with at most that weight', async () => {
+    const capital = async () =>
+      (await predicted('France')).find((r) => r.relation === 'capital')!.confidence
+    await db.exec('set infer.min_confidence = 0')
+    const full = await capital()
+    // a scored template keeps its precision as weight: 0.8 means right 8 times in 10
+    await db.exec(
+      "update infer.relation_templates set weight = 0.8 where model = 'm' and relation = 'capital'",
+    )
+    const weighted = await capital()
+    await db.exec(
+      "update infer.relation_templates set weight = 1 where model = 'm' and relation = 'capital'; reset infer.min_confidence",
+    )
+    expect(full).toBeGreaterThan(0.9)
+    expect(weighted).toBeCloseTo(0.8 * full, 12)
   })
 
   it('refuses bad templates and arguments clearly', async () => {
