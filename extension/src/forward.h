@@ -129,6 +129,10 @@ extern size_t forward_plan(struct InferModel *m);
 /* Loads the planned weights through the host (after forward_plan). */
 extern void forward_load(struct InferModel *m);
 
+/* The vindex weight key ("layers.3.mlp.down_proj.weight") a planned matrix is read from, or NULL.
+ */
+extern const char *forward_part_key(const struct InferModel *m, const Matrix *w);
+
 /*
  * Raises 55000 unless the model was registered with its inference weights;
  * `what` names the caller in the message.

@@ -9,11 +9,14 @@
  * merged across layers in C's order (topk.ts), so the sets equal the
  * built-in kernel's; scores may differ in the last bits (summation order).
  */
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type * as Ort from 'onnxruntime-node'
 import type { onnx as OnnxTypes } from 'onnx-proto'
 import {
-  buildForwardGraph,
+  buildForwardModel,
   parseSpec,
   pastK,
   pastV,
@@ -148,8 +151,15 @@ export class OnnxBackend implements ComputeBackend {
   async loadForward(model: string, weights: ForwardWeights): Promise<void> {
     this.dropForward(model)
     const arch = parseSpec(weights.spec)
-    const bytes = buildForwardGraph(arch, weights.tensors)
-    const session = await this.ort.InferenceSession.create(bytes, this.sessionOptions())
+    const proto = buildForwardModel(arch, weights.tensors)
+    // one protobuf holds at most 2 GB: larger weights go to an external data file
+    const session =
+      initializerBytes(proto) > externalDataThreshold()
+        ? await this.createWithExternalData(proto)
+        : await this.ort.InferenceSession.create(
+            onnxProto().onnx.ModelProto.encode(proto).finish(),
+            this.sessionOptions(),
+          )
     const f32 = (name: string) => {
       const t = weights.tensors[name]
       return t
@@ -244,6 +254,48 @@ export class OnnxBackend implements ComputeBackend {
     return this.runs.size
   }
 
+  /**
+   * A session whose initializers are ONNX external data: the graph and a
+   * weights file written to a temporary directory (onnxruntime-node loads
+   * external data from files next to the model), removed once the session
+   * holds the weights.
+   */
+  private async createWithExternalData(proto: OnnxTypes.ModelProto): Promise<Ort.InferenceSession> {
+    const { onnx } = onnxProto()
+    const dir = mkdtempSync(join(tmpdir(), 'pglite-infer-onnx-'))
+    try {
+      const fd = openSync(join(dir, EXTERNAL_DATA_FILE), 'w')
+      try {
+        let offset = 0
+        for (const init of proto.graph?.initializer ?? []) {
+          const raw = init.rawData
+          if (!raw || raw.length < EXTERNAL_MIN_BYTES) continue
+          // page-aligned offsets: onnxruntime may map them instead of copying
+          const pad = (4096 - (offset % 4096)) % 4096
+          if (pad) writeSync(fd, new Uint8Array(pad))
+          offset += pad
+          for (let at = 0; at < raw.length;)
+            at += writeSync(fd, raw, at, Math.min(raw.length - at, 1 << 30))
+          init.externalData = [
+            { key: 'location', value: EXTERNAL_DATA_FILE },
+            { key: 'offset', value: String(offset) },
+            { key: 'length', value: String(raw.length) },
+          ]
+          init.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
+          init.rawData = new Uint8Array(0)
+          offset += raw.length
+        }
+      } finally {
+        closeSync(fd)
+      }
+      const path = join(dir, 'model.onnx')
+      writeFileSync(path, onnx.ModelProto.encode(proto).finish())
+      return await this.ort.InferenceSession.create(path, this.sessionOptions())
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+
   private sessionOptions(): Ort.InferenceSession.SessionOptions {
     return {
       executionProviders: ['cpu'],
@@ -307,6 +359,26 @@ export class OnnxBackend implements ComputeBackend {
 }
 
 let proto: OnnxProto | undefined
+
+const EXTERNAL_DATA_FILE = 'weights.bin'
+/** Initializers smaller than this stay inside the graph. */
+const EXTERNAL_MIN_BYTES = 1024
+
+/**
+ * Initializer bytes above which the forward graph's weights go to ONNX
+ * external data: PGLITE_INFER_ONNX_EXTERNAL_BYTES (tests set it low), else
+ * 1.5 GB, under protobuf's 2 GB limit with room for the graph itself.
+ */
+function externalDataThreshold(): number {
+  const env = Number(process.env.PGLITE_INFER_ONNX_EXTERNAL_BYTES)
+  return Number.isFinite(env) && env > 0 ? env : 1.5 * 1024 ** 3
+}
+
+function initializerBytes(model: OnnxTypes.ModelProto): number {
+  let n = 0
+  for (const init of model.graph?.initializer ?? []) n += init.rawData?.length ?? 0
+  return n
+}
 
 /** onnx-proto is CommonJS: its value through require, its types from the import. */
 function onnxProto(): OnnxProto {
