@@ -83,6 +83,8 @@ async function serve(req: Request): Promise<void> {
       return
     case 'stage': {
       if (req.first) {
+        // one load streams at a time: what is still staged is a load that failed
+        staged.clear()
         staged.set(req.model, {})
         kept.delete(req.model)
         b.dropModel(req.model)
