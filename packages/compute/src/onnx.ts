@@ -110,15 +110,16 @@ export class OnnxBackend implements ComputeBackend {
     this.dropGate(model)
     if (layers.length === 0) throw new ComputeError(`model "${model}" has no layers`, '22023')
     const hidden = layers[0]!.hidden
-    const bytes = buildGateGraph(layers)
-    const extra = { session: { intra_op: { allow_spinning: '0' } } }
-    const session = await this.ort.InferenceSession.create(bytes, {
-      executionProviders: ['cpu'],
-      intraOpNumThreads: this.threads,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-      extra,
-    })
+    // float32 rows over the threshold go to external data one layer at a time,
+    // so the whole model's float32 rows are never in this worker's memory twice
+    const rowBytes = layers.reduce((n, l) => n + l.rows * l.hidden * 4, 0)
+    const session =
+      rowBytes > externalDataThreshold()
+        ? await this.withExternalData((place) => buildGateModel(layers, place))
+        : await this.ort.InferenceSession.create(
+            onnxProto().onnx.ModelProto.encode(buildGateModel(layers)).finish(),
+            this.sessionOptions(),
+          )
     this.models.set(model, { session, rows: layers.map((l) => l.rows), hidden })
   }
 
@@ -155,7 +156,10 @@ export class OnnxBackend implements ComputeBackend {
     // one protobuf holds at most 2 GB: larger weights go to an external data file
     const session =
       initializerBytes(proto) > externalDataThreshold()
-        ? await this.createWithExternalData(proto)
+        ? await this.withExternalData((place) => {
+            for (const init of proto.graph?.initializer ?? []) place(init, init.rawData)
+            return proto
+          })
         : await this.ort.InferenceSession.create(
             onnxProto().onnx.ModelProto.encode(proto).finish(),
             this.sessionOptions(),
@@ -255,22 +259,28 @@ export class OnnxBackend implements ComputeBackend {
   }
 
   /**
-   * A session whose initializers are ONNX external data: the graph and a
-   * weights file written to a temporary directory (onnxruntime-node loads
-   * external data from files next to the model), removed once the session
-   * holds the weights.
+   * A session whose large initializers are ONNX external data: `build`
+   * places each one (`place(init, bytes)`: written at once to a weights file
+   * in a temporary directory, page-aligned, and the initializer made to
+   * point there), the graph goes next to it, and onnxruntime-node loads both
+   * from that path (it takes external data from files beside the model).
+   * The directory is removed once the session holds the weights.
    */
-  private async createWithExternalData(proto: OnnxTypes.ModelProto): Promise<Ort.InferenceSession> {
+  private async withExternalData(
+    build: (place: PlaceInitializer) => OnnxTypes.ModelProto,
+  ): Promise<Ort.InferenceSession> {
     const { onnx } = onnxProto()
     const dir = mkdtempSync(join(tmpdir(), 'pglite-infer-onnx-'))
     try {
       const fd = openSync(join(dir, EXTERNAL_DATA_FILE), 'w')
+      let proto: OnnxTypes.ModelProto
       try {
         let offset = 0
-        for (const init of proto.graph?.initializer ?? []) {
-          const raw = init.rawData
-          if (!raw || raw.length < EXTERNAL_MIN_BYTES) continue
-          // page-aligned offsets: onnxruntime may map them instead of copying
+        proto = build((init, raw) => {
+          if (!raw || raw.length < EXTERNAL_MIN_BYTES) {
+            if (raw) init.rawData = raw
+            return
+          }
           const pad = (4096 - (offset % 4096)) % 4096
           if (pad) writeSync(fd, new Uint8Array(pad))
           offset += pad
@@ -284,7 +294,7 @@ export class OnnxBackend implements ComputeBackend {
           init.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
           init.rawData = new Uint8Array(0)
           offset += raw.length
-        }
+        })
       } finally {
         closeSync(fd)
       }
@@ -403,8 +413,24 @@ export function layerRowsF32(layer: GateLayer): Float32Array {
   return out
 }
 
+/**
+ * Puts an initializer's bytes somewhere: inside the graph (rawData) or in an
+ * external data file (onnx.ts withExternalData).
+ */
+export type PlaceInitializer = (init: OnnxTypes.ITensorProto, raw?: Uint8Array | null) => void
+
 /** The gate pass of every layer as one ONNX model (serialized). */
 export function buildGateGraph(layers: GateLayer[]): Uint8Array {
+  return onnxProto().onnx.ModelProto.encode(buildGateModel(layers)).finish()
+}
+
+/** The same model before serialization; `place` puts each layer's rows (default: in the graph). */
+export function buildGateModel(
+  layers: GateLayer[],
+  place: PlaceInitializer = (init, raw) => {
+    if (raw) init.rawData = raw
+  },
+): OnnxTypes.ModelProto {
   const { onnx } = onnxProto()
   const FLOAT = onnx.TensorProto.DataType.FLOAT
   const INT64 = onnx.TensorProto.DataType.INT64
@@ -436,12 +462,13 @@ export function buildGateGraph(layers: GateLayer[]): Uint8Array {
     if (layer.hidden !== hidden)
       throw new ComputeError(`layer ${l} has hidden ${layer.hidden}, layer 0 ${hidden}`, '22023')
     const rows = layerRowsF32(layer)
-    inits.push({
+    const init: OnnxTypes.ITensorProto = {
       name: `g_${l}`,
       dims: [layer.rows, hidden],
       dataType: FLOAT,
-      rawData: new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength),
-    })
+    }
+    place(init, new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength))
+    inits.push(init)
     inputs.push({ name: `k_${l}`, type: tensor(INT64, [1]) })
     node('Gemm', ['q', `g_${l}`], [`s_${l}`], [int('transB', 1)])
     node(
@@ -469,5 +496,5 @@ export function buildGateGraph(layers: GateLayer[]): Uint8Array {
     producerName: 'pglite-infer compute',
     graph: { name: 'gate_topk', node: nodes, initializer: inits, input: inputs, output: outputs },
   })
-  return onnx.ModelProto.encode(model).finish()
+  return model
 }
