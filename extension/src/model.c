@@ -404,12 +404,6 @@ read_from_host(void *state, const char *name, const char *part, int layer, void 
 	host_model_read(name, part, layer, dst, nbytes);
 }
 
-/*
- * Loads a model: its description in `meta`, its parts through `read`. Its
- * memory context hangs below the current (per-call) context until everything
- * is in place, so an ERROR half-way frees it with the call; only a complete
- * model is kept.
- */
 /* ... and stream straight from the host's files into a compute backend (owned models) */
 static void
 stream_from_host(void *state, const char *name, const char *part, int layer, const char *key,
@@ -429,6 +423,14 @@ load_owned(const InferModel *m)
 	return infer_compute == COMPUTE_ONNX && strcmp(m->family, "gpt2") != 0;
 }
 
+/*
+ * Loads a model: its description in `meta`, its parts through `read` (a
+ * backend-owned model's gate rows and forward matrices through `stream`,
+ * or `read` into a transient buffer when `stream` is NULL). Its memory
+ * context hangs below the current (per-call) context until everything is in
+ * place, so an ERROR half-way frees it with the call; only a complete model
+ * is kept.
+ */
 InferModel *
 load_parts(const char *name, const char *source, const char *level, const char *meta, int metalen,
 		   PartReadFn read, PartStreamFn stream, void *state)
