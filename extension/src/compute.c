@@ -355,6 +355,9 @@ host_forward_load(InferModel *m, const char *key)
 	if (m->owned)
 		for (int l = 0; l < m->layers; l++)
 			bytes += (int64) H * I * dtype_size(m->gate_dtype);
+	/* ... and its own lm_head again, float32, in the logit lens's session */
+	if (m->owned && !fm->tied)
+		bytes += (int64) m->vocab * H * sizeof(float);
 	send_vector(key, "final_norm", fm->final_norm, H);
 	send_vector(key, "final_norm_bias", fm->final_norm_bias, H);
 	send_vector(key, "inv_freq", fm->inv_freq, hd / 2);
@@ -574,6 +577,37 @@ compute_owned_columns(InferModel *m, const GateHit *hits, int n)
 	pfree(layers);
 	pfree(features);
 	return cols;
+}
+
+void
+compute_owned_lens(InferModel *m, const float *x, int n, int32 *tokens)
+{
+	char key[MODEL_NAME_MAX + 32];
+	int32 *got;
+
+	if (n <= 0)
+		return;
+	model_key(m, key, sizeof(key));
+	got = host_compute_lens(COMPUTE_ONNX, key, x, n, m->hidden);
+	if (got == NULL)
+	{
+		model_restream(m);
+		got = host_compute_lens(COMPUTE_ONNX, key, x, n, m->hidden);
+		if (got == NULL)
+			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+							errmsg("the compute backend lost model \"%s\" right after loading it",
+								   m->name)));
+	}
+	for (int i = 0; i < n; i++)
+	{
+		if (got[i] < 0 || got[i] >= m->vocab)
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+							errmsg("the compute backend returned token %d, outside model \"%s\"'s "
+								   "vocabulary (%d)",
+								   got[i], m->name, m->vocab)));
+		tokens[i] = got[i];
+	}
+	pfree(got);
 }
 
 void

@@ -134,6 +134,13 @@ extern void compute_owned_load(InferModel *m);
 /* n x hidden float32 (palloc'd): column hits[i].feature of W_down of layer hits[i].layer. */
 extern float *compute_owned_columns(InferModel *m, const GateHit *hits, int n);
 
+/*
+ * The logit lens's argmax (the token) of n normed residual vectors (n x
+ * hidden) over an owned model's lm_head, which only the backend holds (not
+ * tied to the embeddings). Soft-capping is monotonic: not applied.
+ */
+extern void compute_owned_lens(InferModel *m, const float *x, int n, int32 *tokens);
+
 /* 55000: infer.compute names a backend that does not hold the owned model. */
 pg_noreturn extern void compute_owned_refuse(InferModel *m);
 

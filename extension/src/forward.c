@@ -920,8 +920,6 @@ feature_tokens_batch(InferModel *m, const GateHit *hits, int32 **slots, int n)
 
 	float *cols = NULL;
 
-	if (fm->lm_head.data == NULL)
-		compute_owned_unsupported(m, "a feature's write token");
 	/* an owned model's W_down is in the backend: its columns come from there */
 	if (m->owned)
 		cols = compute_owned_columns(m, hits, n);
@@ -938,9 +936,22 @@ feature_tokens_batch(InferModel *m, const GateHit *hits, int32 **slots, int n)
 				col[j] = -col[j];
 		norm(fm, col, col, H, fm->final_norm, fm->final_norm_bias);
 	}
-	matmul(logits, &fm->lm_head, x, n, NULL);
 	if (cols)
 		pfree(cols);
+	if (fm->lm_head.data == NULL)
+	{
+		/* an owned model's own lm_head: the backend's lens */
+		int32 *tokens = palloc(sizeof(int32) * n);
+
+		compute_owned_lens(m, x, n, tokens);
+		for (int i = 0; i < n; i++)
+			*slots[i] = tokens[i];
+		pfree(tokens);
+		pfree(x);
+		pfree(logits);
+		return;
+	}
+	matmul(logits, &fm->lm_head, x, n, NULL);
 	for (int i = 0; i < n; i++)
 	{
 		const float *row = logits + (size_t) i * m->vocab;
@@ -953,6 +964,38 @@ feature_tokens_batch(InferModel *m, const GateHit *hits, int32 **slots, int n)
 	}
 	pfree(x);
 	pfree(logits);
+}
+
+void
+forward_lens_tokens(InferModel *m, const float *resid, int n, int32 *tokens)
+{
+	ForwardModel *fm = forward_require(m, "the logit lens");
+	int H = m->hidden;
+	float *h = palloc(sizeof(float) * (size_t) Max(n, 1) * H);
+
+	for (int i = 0; i < n; i++)
+		norm(fm, h + (size_t) i * H, resid + (size_t) i * H, H, fm->final_norm,
+			 fm->final_norm_bias);
+	if (fm->lm_head.data == NULL)
+		compute_owned_lens(m, h, n, tokens);
+	else
+	{
+		float *logits = palloc(sizeof(float) * m->vocab);
+
+		/* one at a time, as forward_logits computes each */
+		for (int i = 0; i < n; i++)
+		{
+			int best = 0;
+
+			matmul(logits, &fm->lm_head, h + (size_t) i * H, 1, NULL);
+			for (int v = 1; v < m->vocab; v++)
+				if (logits[v] > logits[best])
+					best = v;
+			tokens[i] = best;
+		}
+		pfree(logits);
+	}
+	pfree(h);
 }
 
 void

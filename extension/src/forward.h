@@ -187,6 +187,13 @@ extern void forward_step(ForwardRun *run, const int32 *ids, int n);
 extern void forward_logits(ForwardRun *run, const float *resid, float *logits);
 
 /*
+ * The argmax token of the logit lens (final norm, lm_head) of each of n
+ * residual vectors (n x hidden): in C, or on the backend that owns the
+ * model's lm_head.
+ */
+extern void forward_lens_tokens(struct InferModel *m, const float *resid, int n, int32 *tokens);
+
+/*
  * The write token of each hit's feature (hit.score's sign picks the
  * direction): the logit lens of +-W_down[:, feature]. Cached per model.
  */

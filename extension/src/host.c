@@ -80,6 +80,7 @@ typedef enum HostHook
 	HOOK_COMPUTE_STAGE_CHUNK,
 	HOOK_COMPUTE_COMMIT_GATE,
 	HOOK_COMPUTE_COLUMNS,
+	HOOK_COMPUTE_LENS,
 	HOOK_REMOTE_REQUEST,
 	HOOK_TAKE,
 	HOOK_ERROR_LEN,
@@ -307,6 +308,13 @@ pgi_host_compute_columns(int backend, const char *key, const int32 *layers, cons
 	return CALL_HOOK(HOOK_COMPUTE_COLUMNS,
 					 int (*)(int, const char *, const int32 *, const int32 *, int, int), backend,
 					 key, layers, features, n, hidden);
+}
+
+static int
+pgi_host_compute_lens(int backend, const char *key, const float *x, int n, int hidden)
+{
+	return CALL_HOOK(HOOK_COMPUTE_LENS, int (*)(int, const char *, const float *, int, int),
+					 backend, key, x, n, hidden);
 }
 
 typedef int (*RemoteRequestHook)(const char *, int, const char *, const char *, int, int, int, int,
@@ -654,6 +662,22 @@ host_compute_columns(int backend, const char *key, const int32 *layers, const in
 	return (float *) take_result(rc);
 }
 
+int32 *
+host_compute_lens(int backend, const char *key, const float *x, int n, int hidden)
+{
+	int rc = pgi_host_compute_lens(backend, key, x, n, hidden);
+
+	if (rc == HOST_COMPUTE_NOT_LOADED)
+		return NULL;
+	if (rc < 0)
+		raise_host_error("compute_lens", rc);
+	if ((size_t) rc != sizeof(int32) * (size_t) n)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the compute backend answered %d bytes of lens tokens, expected %zu",
+							   rc, sizeof(int32) * (size_t) n)));
+	return (int32 *) take_result(rc);
+}
+
 static RemoteAnswer *
 remote_answer_parse(const char *url, const char *buf, int len)
 {
@@ -927,6 +951,13 @@ host_compute_columns(int backend, const char *key, const int32 *layers, const in
 					 int n, int hidden)
 {
 	no_host("compute_columns");
+	return NULL;
+}
+
+int32 *
+host_compute_lens(int backend, const char *key, const float *x, int n, int hidden)
+{
+	no_host("compute_lens");
 	return NULL;
 }
 

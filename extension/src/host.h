@@ -156,6 +156,13 @@ extern void host_compute_commit_gate(int backend, const char *key, int layers, b
 extern float *host_compute_columns(int backend, const char *key, const int32 *layers,
 								   const int32 *features, int n, int hidden);
 
+/*
+ * The logit lens's argmax of n normed residual vectors (n x hidden) over a
+ * backend-owned model's lm_head (untied: only the backend holds it): n token
+ * ids (palloc'd), or NULL when the backend lacks the model.
+ */
+extern int32 *host_compute_lens(int backend, const char *key, const float *x, int n, int hidden);
+
 /* ---- model servers (remote models, remote.c) ---- */
 
 /* host_remote_request's modes: how the answer is read */

@@ -10,6 +10,7 @@
 // model index loads into the backend the same way (also in a new database
 // opened with pgInfer({ compute: 'onnx' })).
 import { PGlite } from '@electric-sql/pglite'
+import { extractVindexDir } from '@pglite-infer/vindex/node'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { InferNamespace } from 'pglite-infer'
@@ -17,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { addInferenceWeights, writeSyntheticVindex } from '../bench/synthetic-vindex.js'
 import { openDb, sqlError, testPgInfer } from '../helpers/db.js'
 import { scratchDir } from '../helpers/vindex.js'
+import { makeTinyCheckpoint } from '../vindex/tiny-checkpoints.js'
 
 // every forward graph of this file goes through ONNX external data (the
 // path a model over 2 GB takes), however small
@@ -233,6 +235,67 @@ describe('owned (onnx) equals heap (wasm)', () => {
       plain.forEach((w, i) => expect(close(own[i]!.d, w.d)).toBe(true))
     }
     await db.exec('drop table docs; drop table docs2')
+  })
+})
+
+describe('an owned model with its own lm_head (tiny Llama, untied)', () => {
+  beforeAll(async () => {
+    const ck = await makeTinyCheckpoint('llama', { dir: scratchDir('owned-tiny-llama') })
+    const out = join(scratchDir('owned-tiny-llama-vindex'), 'model.vindex')
+    await extractVindexDir(ck.dir, out, { level: 'inference', modelName: 'tiny', workers: 0 })
+    await db.exec("set infer.compute = 'onnx'")
+    await db.query("select infer_create_model('lown', $1, 'inference')", [out])
+    await db.exec("set infer.compute = 'wasm'")
+    await db.query("select infer_create_model('lplain', $1, 'inference')", [out])
+    await db.exec('reset infer.compute')
+    for (const m of ['lown', 'lplain'])
+      await db.query(`select infer_add_relation('${m}', 'next', 'Once upon a {} the')`)
+  }, 60_000)
+
+  async function lpair<T>(sql: string, params: unknown[] = []) {
+    await db.exec("set infer.compute = 'onnx'")
+    const own = await rows<T>(sql.replaceAll('$M', "'lown'"), params)
+    await db.exec("set infer.compute = 'wasm'")
+    const plain = await rows<T>(sql.replaceAll('$M', "'lplain'"), params)
+    await db.exec('reset infer.compute')
+    return { own, plain }
+  }
+
+  it('is owned; its lm_head is in the backend', async () => {
+    expect(
+      await rows(
+        "select name, weights from infer_models() where name in ('lown', 'lplain') order by name",
+      ),
+    ).toEqual([
+      { name: 'lown', weights: 'onnx' },
+      { name: 'lplain', weights: 'heap' },
+    ])
+  })
+
+  it("write tokens and the relation layer (the logit lens on the backend's lm_head)", async () => {
+    type Walk = { layer: number; feature: number; activation: number; concept: string }
+    for (const p of ['Once upon a time', 'The little dog ran to the park and']) {
+      const { own, plain } = await lpair<Walk>("select * from walk($1, 40, $M, 'forward')", [p])
+      expect(plain.length).toBeGreaterThan(0)
+      const key = (r: Walk) => `${r.layer}/${r.feature}/${r.concept}`
+      expect(new Set(own.map(key))).toEqual(new Set(plain.map(key)))
+      const inf = await lpair<{ token: string; probability: number }>(
+        'select * from infer($1, 10, $M)',
+        [p],
+      )
+      expect(inf.own.map((r) => r.token)).toEqual(inf.plain.map((r) => r.token))
+    }
+    type Edge = { relation: string; target: string; confidence: number; layer: number }
+    for (const e of ['time', 'dog']) {
+      const { own, plain } = await lpair<Edge>(
+        'select * from describe($1, $M) order by relation, target, layer',
+        [e],
+      )
+      expect(own.map((r) => `${r.relation}/${r.target}/${r.layer}`)).toEqual(
+        plain.map((r) => `${r.relation}/${r.target}/${r.layer}`),
+      )
+      plain.forEach((w, i) => expect(close(own[i]!.confidence, w.confidence)).toBe(true))
+    }
   })
 })
 

@@ -176,6 +176,13 @@ export class ComputeClient {
     return new Uint8Array(reply, 0, bytes).slice()
   }
 
+  /** The logit lens's argmax over a backend-owned model's own lm_head: n int32 tokens. */
+  lens(model: string, x: Float32Array, n: number): Uint8Array {
+    const reply = new SharedArrayBuffer(Math.max(n * 4, 4))
+    this.call({ op: 'lens', model, x, n, reply }, [x.buffer as ArrayBuffer])
+    return new Uint8Array(reply, 0, n * 4).slice()
+  }
+
   /** Frees a run's KV cache in the worker; never throws, never waits. */
   endRun(run: number): void {
     if (!this.worker || this.worker.threadId === -1) return

@@ -31,6 +31,7 @@ import {
   type ComputeBackend,
   type ForwardStepRequest,
   type ForwardStepResult,
+  type ForwardTensor,
   type ForwardWeights,
   type GateLayer,
   type GateTopKRequest,
@@ -88,6 +89,8 @@ export class OnnxBackend implements ComputeBackend {
   private readonly models = new Map<string, ModelSession>()
   private readonly forwards = new Map<string, ForwardSession>()
   private readonly runs = new Map<number, Run>()
+  /** Backend-owned models' own lm_head: the logit lens's argmax (lens). */
+  private readonly lenses = new Map<string, { session: Ort.InferenceSession; hidden: number }>()
   private readonly threads: number
 
   private constructor(
@@ -136,7 +139,47 @@ export class OnnxBackend implements ComputeBackend {
     }
   }
 
+  async loadLens(model: string, lmHead: ForwardTensor): Promise<void> {
+    this.dropLens(model)
+    const rows = layerRowsF32({
+      rows: lmHead.rows,
+      hidden: lmHead.cols,
+      dtype: lmHead.dtype,
+      data: lmHead.data,
+    })
+    const session =
+      rows.byteLength > externalDataThreshold()
+        ? await this.withExternalData((place) =>
+            buildLensModel(rows, lmHead.rows, lmHead.cols, place),
+          )
+        : await this.ort.InferenceSession.create(
+            onnxProto()
+              .onnx.ModelProto.encode(buildLensModel(rows, lmHead.rows, lmHead.cols))
+              .finish(),
+            this.sessionOptions(),
+          )
+    this.lenses.set(model, { session, hidden: lmHead.cols })
+  }
+
+  async lens(model: string, x: Float32Array, n: number): Promise<Int32Array> {
+    const l = this.lenses.get(model)
+    if (!l) throw new ComputeError(`model "${model}" has no lm_head in the onnx backend`, '55000')
+    if (x.length !== n * l.hidden)
+      throw new ComputeError(`lens: ${x.length} values for ${n} x ${l.hidden}`, '22023')
+    const out = await l.session.run({ x: new this.ort.Tensor('float32', x, [n, l.hidden]) })
+    return Int32Array.from(out.token!.data as BigInt64Array, (v) => Number(v))
+  }
+
+  private dropLens(model: string): void {
+    const l = this.lenses.get(model)
+    if (l) {
+      this.lenses.delete(model)
+      void l.session.release().catch(() => undefined)
+    }
+  }
+
   private dropForward(model: string): void {
+    this.dropLens(model)
     const f = this.forwards.get(model)
     if (f) {
       this.forwards.delete(model)
@@ -418,6 +461,53 @@ export function layerRowsF32(layer: GateLayer): Float32Array {
  * external data file (onnx.ts withExternalData).
  */
 export type PlaceInitializer = (init: OnnxTypes.ITensorProto, raw?: Uint8Array | null) => void
+
+/** argmax(x W^T) per row of x [n, hidden], W [vocab, hidden] float32: the logit lens's token. */
+export function buildLensModel(
+  w: Float32Array,
+  vocab: number,
+  hidden: number,
+  place: PlaceInitializer = (init, raw) => {
+    if (raw) init.rawData = raw
+  },
+): OnnxTypes.ModelProto {
+  const { onnx } = onnxProto()
+  const FLOAT = onnx.TensorProto.DataType.FLOAT
+  const INT64 = onnx.TensorProto.DataType.INT64
+  const int = (name: string, i: number): OnnxTypes.IAttributeProto => ({
+    name,
+    type: onnx.AttributeProto.AttributeType.INT,
+    i,
+  })
+  const init: OnnxTypes.ITensorProto = { name: 'w', dims: [vocab, hidden], dataType: FLOAT }
+  place(init, new Uint8Array(w.buffer, w.byteOffset, w.byteLength))
+  const type = (elem: number, dims: (number | string)[]): OnnxTypes.ITypeProto => ({
+    tensorType: {
+      elemType: elem,
+      shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) },
+    },
+  })
+  return onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    producerName: 'pglite-infer compute',
+    graph: {
+      name: 'lens',
+      node: [
+        { opType: 'Gemm', input: ['x', 'w'], output: ['logits'], attribute: [int('transB', 1)] },
+        {
+          opType: 'ArgMax',
+          input: ['logits'],
+          output: ['token'],
+          attribute: [int('axis', 1), int('keepdims', 0), int('select_last_index', 0)],
+        },
+      ],
+      initializer: [init],
+      input: [{ name: 'x', type: type(FLOAT, ['n', hidden]) }],
+      output: [{ name: 'token', type: type(INT64, ['n']) }],
+    },
+  })
+}
 
 /** The gate pass of every layer as one ONNX model (serialized). */
 export function buildGateGraph(layers: GateLayer[]): Uint8Array {

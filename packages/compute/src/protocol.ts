@@ -76,5 +76,7 @@ export type Request =
       /** float32: n x hidden, column features[i] of layer layers[i]'s W_down. */
       reply: SharedArrayBuffer
     }
+  /** int32 x n: the argmax token of x's rows (normed residuals) over the model's own lm_head. */
+  | { op: 'lens'; model: string; x: Float32Array; n: number; reply: SharedArrayBuffer }
   /** How many runs hold a KV cache in the worker (the answer's length field). */
   | { op: 'openRuns' }

@@ -169,7 +169,20 @@ async function serve(req: Request): Promise<void> {
         kept.set(req.model, downs)
       }
       await b.loadForward(req.model, weights)
+      // its own lm_head (not tied): the logit lens of write tokens and relation layers
+      const lmHead = s?.lm_head
+      if (lmHead) {
+        if (!b.loadLens) throw new ComputeError(`the ${b.name} backend has no logit lens`, '0A000')
+        await b.loadLens(req.model, lmHead)
+      }
       report(STATUS_OK, 0)
+      return
+    }
+    case 'lens': {
+      if (!b.lens) throw new ComputeError(`the ${b.name} backend has no logit lens`, '0A000')
+      const tokens = await b.lens(req.model, req.x, req.n)
+      new Int32Array(req.reply).set(tokens.subarray(0, req.n))
+      report(STATUS_OK, req.n * 4)
       return
     }
     case 'forwardStep': {

@@ -581,6 +581,26 @@ export class HostBridge {
     )
   }
 
+  /**
+   * The logit lens's argmax over a backend-owned model's own lm_head, for n
+   * normed vectors (int32 tokens); -3 when the worker lacks the model.
+   */
+  computeLens(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    x: number,
+    n: number,
+    hidden: number,
+  ): number {
+    const model = readCString(mod, key)
+    if (this.run(() => checkBackend(backend)) < 0) return -1
+    if (!this.compute.hasForward(model)) return -3
+    return this.run(() =>
+      this.compute.lens(model, new Float32Array(mod.HEAPU8.buffer, x, n * hidden).slice(), n),
+    )
+  }
+
   /** A run's memory went (run end, transaction end, error): its KV cache goes too. Never fails. */
   computeForwardEnd(_mod: WasmModule, run: number): number {
     try {

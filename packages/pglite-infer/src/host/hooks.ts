@@ -40,6 +40,7 @@ export const HOST_HOOKS = [
   ['computeStageChunk', 'iiiiiiidiid'],
   ['computeCommitGate', 'iiiiii'],
   ['computeColumns', 'iiiiiii'],
+  ['computeLens', 'iiiiii'],
   ['remoteRequest', 'iiiiiiiiii'],
   ['take', 'vii'],
   ['errorLength', 'i'],
