@@ -133,7 +133,8 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- What this backend holds in memory.
 -- bytes: in the WASM heap; compute_bytes: held by a host compute backend.
-CREATE FUNCTION infer_loaded_models(OUT name text, OUT bytes bigint, OUT compute_bytes bigint)
+CREATE FUNCTION infer_loaded_models(OUT name text, OUT bytes bigint, OUT compute_bytes bigint,
+                                    OUT owner text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'infer_loaded_models'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -149,7 +150,8 @@ RETURNS TABLE (
     registered_at timestamptz, backend text, server_url text,
     architecture text, features int, dtype text, bytes bigint,
     loaded boolean, name text, layers int, hidden int, vocab int,
-    compute text, compute_bytes bigint)
+    compute text, compute_bytes bigint,
+    heap_bytes bigint, backend_bytes bigint, weights text)
 LANGUAGE sql VOLATILE
 AS $$
     SELECT m.name,
@@ -163,11 +165,18 @@ AS $$
            m.backend, m.server_url, m.architecture, m.features, m.dtype,
            coalesce(l.bytes, 0), l.name IS NOT NULL, m.name, m.layers, m.hidden, m.vocab,
            -- what computes its gate passes in this session ('auto' shows 'wasm'; on a
-           -- hardware GPU its passes run on webgpu, and compute_bytes is what it holds)
+           -- hardware GPU its passes run on webgpu, and compute_bytes is what it holds);
+           -- a backend-owned model is served by the backend that owns it
            CASE WHEN m.backend = 'remote' THEN 'remote'
+                WHEN l.owner = 'onnx' THEN 'onnx'
                 WHEN current_setting('infer.compute', true) IN ('onnx', 'webgpu')
                 THEN current_setting('infer.compute', true) ELSE 'wasm' END,
-           coalesce(l.compute_bytes, 0)
+           coalesce(l.compute_bytes, 0),
+           -- heap_bytes: what it holds in the WASM heap (infer.max_memory counts
+           -- these); backend_bytes: what a compute backend holds; weights: where
+           -- its gate and forward matrices are ('heap', 'onnx'; NULL: not loaded)
+           coalesce(l.bytes, 0), coalesce(l.compute_bytes, 0),
+           CASE WHEN m.backend = 'remote' THEN 'remote' ELSE l.owner END
     FROM infer.models m LEFT JOIN infer_loaded_models() l ON l.name = m.name
     ORDER BY m.name
 $$;

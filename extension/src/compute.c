@@ -85,9 +85,9 @@ model_key(const InferModel *m, char *key, size_t size)
 }
 
 static const char *
-backend_name(void)
+kind_name(ComputeBackendKind kind)
 {
-	switch (infer_compute)
+	switch (kind)
 	{
 		case COMPUTE_ONNX:
 			return "onnx";
@@ -100,12 +100,19 @@ backend_name(void)
 	}
 }
 
+/* What infer.compute names now. */
+static const char *
+backend_name(void)
+{
+	return kind_name(infer_compute);
+}
+
 /*
  * The pass on the host backend infer.compute names (under 'auto': the one
  * the host picks). false: 'auto' and the host declined; nothing was filled.
  */
 static bool
-host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
+host_gate_topk(InferModel *m, const GatePass *p, TopK *out, int backend)
 {
 	char key[MODEL_NAME_MAX + 32];
 	char *result;
@@ -113,9 +120,19 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 	const GateHit *hits;
 
 	model_key(m, key, sizeof(key));
-	result = host_compute_gate_topk(key, p, m->hidden, m->layers);
+	result = host_compute_gate_topk(backend, key, p, m->hidden, m->layers);
 	if (result == host_compute_declined)
 		return false;
+	if (result == NULL && m->owned)
+	{
+		/* the worker restarted since the model was streamed into it: stream it again */
+		model_restream(m);
+		result = host_compute_gate_topk(backend, key, p, m->hidden, m->layers);
+		if (result == NULL)
+			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+							errmsg("the compute backend lost model \"%s\" right after loading it",
+								   m->name)));
+	}
 	if (result == NULL)
 	{
 		/* the backend does not hold this model (yet, or since a restart) */
@@ -123,14 +140,14 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 
 		for (int l = 0; l < m->layers; l++)
 		{
-			host_compute_load_gate(key, l, m->layers, &m->gate[l]);
+			host_compute_load_gate(backend, key, l, m->layers, &m->gate[l]);
 			bytes += (int64) m->gate[l].rows * m->gate[l].hidden * sizeof(float);
 		}
 		stats_compute_bytes(m->name, COMPUTE_PART_GATE, bytes);
 		infer_log_info("pg_infer: compute backend \"%s\" now holds model \"%s\" (" INT64_FORMAT
 					   " bytes of gate rows)",
 					   backend_name(), m->name, bytes);
-		result = host_compute_gate_topk(key, p, m->hidden, m->layers);
+		result = host_compute_gate_topk(backend, key, p, m->hidden, m->layers);
 		if (result == host_compute_declined)
 			return false;
 		if (result == NULL)
@@ -173,13 +190,23 @@ compute_gate_topk(InferModel *m, const GatePass *p, TopK *out)
 	if (p->nq <= 0 || p->k <= 0)
 		return;
 	/*
+	 * A backend-owned model: on the backend that holds it ('auto' too);
+	 * 'wasm' and 'webgpu' have no copy of its gate rows.
+	 */
+	if (m->owned)
+	{
+		if (infer_compute != COMPUTE_ONNX && infer_compute != COMPUTE_AUTO)
+			compute_owned_refuse(m);
+		host_gate_topk(m, p, out, COMPUTE_ONNX);
+	}
+	/*
 	 * 'auto': 'wasm', but passes are offered to the host, which takes them on
 	 * a hardware GPU (docs/webgpu.md; onnx is not picked: docs/compute.md)
 	 */
-	if (infer_compute == COMPUTE_ONNX || infer_compute == COMPUTE_WEBGPU)
-		host_gate_topk(m, p, out);
+	else if (infer_compute == COMPUTE_ONNX || infer_compute == COMPUTE_WEBGPU)
+		host_gate_topk(m, p, out, infer_compute);
 	else if (infer_compute != COMPUTE_AUTO || p->nq < COMPUTE_AUTO_HOST_MIN_NQ ||
-			 !host_gate_topk(m, p, out))
+			 !host_gate_topk(m, p, out, COMPUTE_AUTO))
 		wasm_gate_topk(m, p, out);
 	for (int i = 0; i < p->nq; i++)
 		topk_sorted(&out[i]);
@@ -198,8 +225,15 @@ compute_model_freed(InferModel *m)
 /* ---- the forward step ---- */
 
 ComputeBackendKind
-compute_forward_backend(void)
+compute_forward_backend(InferModel *m)
 {
+	/* an owned model steps where its weights are ('auto' too) */
+	if (m->owned)
+	{
+		if (infer_compute != COMPUTE_ONNX && infer_compute != COMPUTE_AUTO)
+			compute_owned_refuse(m);
+		return COMPUTE_ONNX;
+	}
 	/* 'auto' is 'wasm' today: docs/compute.md says why */
 	if (infer_compute == COMPUTE_ONNX || infer_compute == COMPUTE_WEBGPU)
 		return infer_compute;
@@ -231,26 +265,28 @@ compute_forward_begin(ForwardRun *run)
 	MemoryContextRegisterResetCallback(GetMemoryChunkContext(run), cb);
 }
 
+/* A matrix from C's heap; an owned model's (no data here) was staged already. */
 static void
-send_matrix(const char *key, const char *name, const Matrix *w)
+send_matrix(int backend, const char *key, const char *name, const Matrix *w)
 {
 	if (w->data == NULL)
 		return;
-	host_compute_load_tensor(key, name, w->data, w->rows, w->hidden, w->dtype == GATE_F16, w->fix,
-							 w->nfix);
+	host_compute_load_tensor(backend, key, name, w->data, w->rows, w->hidden, w->dtype == GATE_F16,
+							 w->fix, w->nfix);
 }
 
 static void
-send_vector(const char *key, const char *name, const float *v, int n)
+send_vector(int backend, const char *key, const char *name, const float *v, int n)
 {
 	if (v != NULL)
-		host_compute_load_tensor(key, name, v, 1, n, false, NULL, 0);
+		host_compute_load_tensor(backend, key, name, v, 1, n, false, NULL, 0);
 }
 
+/* What the backend holds of a matrix: float32 (ONNX Runtime folds f16 into f32). */
 static int64
-matrix_bytes(const Matrix *w)
+matrix_bytes(const InferModel *m, const Matrix *w)
 {
-	return w->data ? (int64) w->rows * w->hidden * sizeof(float) : 0;
+	return w->data || (m->owned && w->rows > 0) ? (int64) w->rows * w->hidden * sizeof(float) : 0;
 }
 
 /*
@@ -260,7 +296,7 @@ matrix_bytes(const Matrix *w)
  * first: the host starts a new load with it (bridge.ts).
  */
 static void
-host_forward_load(InferModel *m, const char *key)
+host_forward_load(InferModel *m, const char *key, int backend)
 {
 	ForwardModel *fm = m->fwd;
 	int H = m->hidden, I = fm->intermediate, hd = fm->head_dim;
@@ -301,33 +337,40 @@ host_forward_load(InferModel *m, const char *key)
 		for (int i = 0; i < (int) lengthof(mats); i++)
 		{
 			snprintf(name, sizeof(name), "l%d.%s", l, mat_names[i]);
-			send_matrix(key, name, mats[i]);
-			bytes += matrix_bytes(mats[i]);
+			send_matrix(backend, key, name, mats[i]);
+			bytes += matrix_bytes(m, mats[i]);
 		}
 		for (int i = 0; i < (int) lengthof(vecs); i++)
 		{
 			snprintf(name, sizeof(name), "l%d.%s", l, vecs[i].name);
-			send_vector(key, name, vecs[i].v, vecs[i].n);
+			send_vector(backend, key, name, vecs[i].v, vecs[i].n);
 		}
 		spec[FS_FIXED_WORDS + l] = w->sliding ? 1 : 0;
 		INFER_CHECK_INTERRUPTS();
 	}
-	send_matrix(key, "embed", &fm->embed);
-	bytes += matrix_bytes(&fm->embed);
+	send_matrix(backend, key, "embed", &fm->embed);
+	bytes += matrix_bytes(m, &fm->embed);
 	if (!fm->tied)
 	{
-		send_matrix(key, "lm_head", &fm->lm_head);
-		bytes += matrix_bytes(&fm->lm_head);
+		send_matrix(backend, key, "lm_head", &fm->lm_head);
+		bytes += matrix_bytes(m, &fm->lm_head);
 	}
 	if (fm->learned_positions)
 	{
-		send_matrix(key, "positions", &fm->positions);
-		bytes += matrix_bytes(&fm->positions);
+		send_matrix(backend, key, "positions", &fm->positions);
+		bytes += matrix_bytes(m, &fm->positions);
 	}
-	send_vector(key, "final_norm", fm->final_norm, H);
-	send_vector(key, "final_norm_bias", fm->final_norm_bias, H);
-	send_vector(key, "inv_freq", fm->inv_freq, hd / 2);
-	send_vector(key, "inv_freq_local", fm->inv_freq_local, hd / 2);
+	/* an owned model's W_down stays staged in its storage dtype (write tokens' columns) */
+	if (m->owned)
+		for (int l = 0; l < m->layers; l++)
+			bytes += (int64) H * I * dtype_size(m->gate_dtype);
+	/* ... and its own lm_head again, float32, in the logit lens's session */
+	if (m->owned && !fm->tied)
+		bytes += (int64) m->vocab * H * sizeof(float);
+	send_vector(backend, key, "final_norm", fm->final_norm, H);
+	send_vector(backend, key, "final_norm_bias", fm->final_norm_bias, H);
+	send_vector(backend, key, "inv_freq", fm->inv_freq, hd / 2);
+	send_vector(backend, key, "inv_freq_local", fm->inv_freq_local, hd / 2);
 
 	spec[FS_VERSION] = FORWARD_SPEC_VERSION;
 	spec[FS_LAYERS] = m->layers;
@@ -351,13 +394,13 @@ host_forward_load(InferModel *m, const char *key)
 	spec[FS_ATTN_SOFTCAP] = fm->attn_softcap;
 	spec[FS_FINAL_SOFTCAP] = fm->final_softcap;
 	spec[FS_EMBED_SCALE] = m->embed_scale;
-	host_compute_load_forward(key, spec, nwords);
+	host_compute_load_forward(backend, key, spec, nwords);
 	pfree(spec);
 
 	stats_compute_bytes(m->name, COMPUTE_PART_FORWARD, bytes);
 	infer_log_info("pg_infer: compute backend \"%s\" now holds the forward weights of model "
 				   "\"%s\" (" INT64_FORMAT " bytes of matrices)",
-				   backend_name(), m->name, bytes);
+				   kind_name(backend), m->name, bytes);
 }
 
 /* What a step answers: last (hidden), logits (vocab), then the captures asked for. */
@@ -385,7 +428,8 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 	char *result;
 
 	model_key(m, key, sizeof(key));
-	result = host_compute_forward_step(key, run->host_run, run->n, ids, n, want, expect);
+	result =
+		host_compute_forward_step(run->backend, key, run->host_run, run->n, ids, n, want, expect);
 	if (result == NULL)
 	{
 		/* the backend lacks the model's forward weights (first use, or a restarted worker) */
@@ -394,8 +438,12 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 							errmsg("the compute backend lost the KV cache of a run on model \"%s\" "
 								   "(its worker restarted)",
 								   m->name)));
-		host_forward_load(m, key);
-		result = host_compute_forward_step(key, run->host_run, run->n, ids, n, want, expect);
+		if (m->owned)
+			model_restream(m);
+		else
+			host_forward_load(m, key, run->backend);
+		result = host_compute_forward_step(run->backend, key, run->host_run, run->n, ids, n, want,
+										   expect);
 		if (result == NULL)
 			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 							errmsg("the compute backend lost model \"%s\" right after loading it",
@@ -416,4 +464,184 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 	run->have_logits = true;
 	run->n += n;
 	pfree(result);
+}
+
+/* ---- backend-owned models ---- */
+
+#define OWNED_CHUNK (256 * 1024)
+
+/*
+ * One part of an owned model into the backend as tensor `role`: streamed by
+ * the model's source when it can (host files, index pages), else read into
+ * a transient buffer and sent in chunks (a model index being built).
+ */
+static void
+stream_tensor(InferModel *m, const char *key, const char *part, int layer, const char *role,
+			  int rows, int cols)
+{
+	bool f16 = m->gate_dtype == GATE_F16;
+	size_t nbytes = (size_t) rows * cols * dtype_size(m->gate_dtype);
+	char *buf;
+
+	if (m->stream_part)
+	{
+		m->stream_part(m->read_state, m->name, part, layer, key, role, rows, cols, f16, nbytes);
+		return;
+	}
+	buf = palloc_extended(Max(nbytes, 1), MCXT_ALLOC_HUGE);
+	m->read_part(m->read_state, m->name, part, layer, buf, nbytes);
+	for (size_t off = 0; off < nbytes || off == 0; off += OWNED_CHUNK)
+	{
+		host_compute_stage_chunk(COMPUTE_ONNX, key, role, rows, cols, f16, off, buf + off,
+								 Min(OWNED_CHUNK, nbytes - off), nbytes);
+		if (nbytes == 0)
+			break;
+	}
+	pfree(buf);
+}
+
+static void
+stream_matrix(InferModel *m, const char *key, const char *role, const Matrix *w)
+{
+	const char *wkey = forward_part_key(m, w);
+	char part[128];
+
+	if (wkey == NULL)
+		return;
+	snprintf(part, sizeof(part), "weight:%s", wkey);
+	stream_tensor(m, key, part, 0, role, w->rows, w->hidden);
+}
+
+void
+compute_owned_load(InferModel *m)
+{
+	char key[MODEL_NAME_MAX + 32];
+	char role[64];
+	int64 gate_bytes = 0;
+
+	model_key(m, key, sizeof(key));
+	/* "l0.gate" first: the host starts a new load with it */
+	for (int l = 0; l < m->layers; l++)
+	{
+		snprintf(role, sizeof(role), "l%d.gate", l);
+		stream_tensor(m, key, "gate", l, role, m->features[l], m->hidden);
+		gate_bytes += (int64) m->features[l] * m->hidden * sizeof(float);
+		INFER_CHECK_INTERRUPTS();
+	}
+	if (m->fwd)
+	{
+		ForwardModel *fm = m->fwd;
+
+		for (int l = 0; l < m->layers; l++)
+		{
+			LayerWeights *w = &fm->layer[l];
+			const Matrix *mats[] = {&w->q, &w->k, &w->v, &w->o, &w->up, &w->down};
+			const char *names[] = {"q", "k", "v", "o", "up", "down"};
+
+			for (int i = 0; i < (int) lengthof(mats); i++)
+			{
+				snprintf(role, sizeof(role), "l%d.%s", l, names[i]);
+				stream_matrix(m, key, role, mats[i]);
+			}
+			INFER_CHECK_INTERRUPTS();
+		}
+		if (!fm->tied)
+			stream_matrix(m, key, "lm_head", &fm->lm_head);
+	}
+	/* the gate pass's session, from the staged "l<i>.gate" (kept for the forward graph) */
+	host_compute_commit_gate(COMPUTE_ONNX, key, m->layers, m->fwd != NULL);
+	stats_compute_bytes(m->name, COMPUTE_PART_GATE, gate_bytes);
+	infer_log_info("pg_infer: compute backend \"onnx\" owns model \"%s\" (" INT64_FORMAT
+				   " bytes of gate rows; the heap holds " UINT64_FORMAT " bytes)",
+				   m->name, gate_bytes, (uint64) m->bytes);
+	/* vectors and embeddings from the heap, then the architecture: the forward graph */
+	if (m->fwd)
+		host_forward_load(m, key, COMPUTE_ONNX);
+}
+
+float *
+compute_owned_columns(InferModel *m, const GateHit *hits, int n)
+{
+	char key[MODEL_NAME_MAX + 32];
+	int32 *layers = palloc(sizeof(int32) * Max(n, 1));
+	int32 *features = palloc(sizeof(int32) * Max(n, 1));
+	float *cols;
+
+	model_key(m, key, sizeof(key));
+	for (int i = 0; i < n; i++)
+	{
+		layers[i] = hits[i].layer;
+		features[i] = hits[i].feature;
+	}
+	cols = host_compute_columns(COMPUTE_ONNX, key, layers, features, n, m->hidden);
+	if (cols == NULL)
+	{
+		model_restream(m);
+		cols = host_compute_columns(COMPUTE_ONNX, key, layers, features, n, m->hidden);
+		if (cols == NULL)
+			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+							errmsg("the compute backend lost model \"%s\" right after loading it",
+								   m->name)));
+	}
+	pfree(layers);
+	pfree(features);
+	return cols;
+}
+
+void
+compute_owned_lens(InferModel *m, const float *x, int n, int32 *tokens)
+{
+	char key[MODEL_NAME_MAX + 32];
+	int32 *got;
+
+	if (n <= 0)
+		return;
+	model_key(m, key, sizeof(key));
+	got = host_compute_lens(COMPUTE_ONNX, key, x, n, m->hidden);
+	if (got == NULL)
+	{
+		model_restream(m);
+		got = host_compute_lens(COMPUTE_ONNX, key, x, n, m->hidden);
+		if (got == NULL)
+			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+							errmsg("the compute backend lost model \"%s\" right after loading it",
+								   m->name)));
+	}
+	for (int i = 0; i < n; i++)
+	{
+		if (got[i] < 0 || got[i] >= m->vocab)
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+							errmsg("the compute backend returned token %d, outside model \"%s\"'s "
+								   "vocabulary (%d)",
+								   got[i], m->name, m->vocab)));
+		tokens[i] = got[i];
+	}
+	pfree(got);
+}
+
+void
+compute_owned_refuse(InferModel *m)
+{
+	ereport(
+		ERROR,
+		(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+		 errmsg("model \"%s\" is owned by the onnx compute backend: infer.compute = '%s' cannot "
+				"compute it",
+				m->name, backend_name()),
+		 errdetail("It was loaded under infer.compute = 'onnx', so its gate rows and forward "
+				   "weights are in the backend's worker, not in the WASM heap."),
+		 errhint("SET infer.compute = 'onnx' (or 'auto'). To compute it in WASM, load it "
+				 "under infer.compute = 'wasm' in a new session (it then needs its weights' "
+				 "bytes within infer.max_memory).")));
+}
+
+void
+compute_owned_unsupported(InferModel *m, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s of model \"%s\" needs its lm_head, which the onnx compute backend owns",
+					what, m->name),
+			 errhint("Backend-owned models with an lm_head separate from the embeddings serve "
+					 "this only from the heap: load the model under infer.compute = 'wasm'.")));
 }

@@ -68,7 +68,7 @@ extern void compute_model_freed(InferModel *m);
  * forward_logits dispatch on it, so callers (infer.c, predict.c, walk.c,
  * similar.c, ...) never name a backend.
  */
-extern ComputeBackendKind compute_forward_backend(void);
+extern ComputeBackendKind compute_forward_backend(InferModel *m);
 
 /*
  * A run on a host backend: gives it an id there and arranges for the
@@ -119,5 +119,32 @@ typedef enum ForwardSpecWord
 	FS_EMBED_SCALE,
 	FS_FIXED_WORDS
 } ForwardSpecWord;
+
+/* ---- backend-owned models (InferModel.owned) ---- */
+
+/*
+ * Streams an owned model's gate rows and forward matrices from its source
+ * (m->stream_part / m->read_part, set while it loads) into the onnx
+ * backend, commits the gate pass, then hands over the forward pass's
+ * vectors and embeddings from the heap and the architecture. Called at load
+ * and again when the backend lost the model (model_restream).
+ */
+extern void compute_owned_load(InferModel *m);
+
+/* n x hidden float32 (palloc'd): column hits[i].feature of W_down of layer hits[i].layer. */
+extern float *compute_owned_columns(InferModel *m, const GateHit *hits, int n);
+
+/*
+ * The logit lens's argmax (the token) of n normed residual vectors (n x
+ * hidden) over an owned model's lm_head, which only the backend holds (not
+ * tied to the embeddings). Soft-capping is monotonic: not applied.
+ */
+extern void compute_owned_lens(InferModel *m, const float *x, int n, int32 *tokens);
+
+/* 55000: infer.compute names a backend that does not hold the owned model. */
+pg_noreturn extern void compute_owned_refuse(InferModel *m);
+
+/* 0A000: `what` needs a matrix only the backend holds and no backend operation computes it. */
+pg_noreturn extern void compute_owned_unsupported(InferModel *m, const char *what);
 
 #endif /* PG_INFER_COMPUTE_H */

@@ -338,10 +338,21 @@ forward_plan(InferModel *m)
 	if (!fm->tied)
 		plan_matrix(fm, dt, "lm_head.weight", &fm->lm_head, m->vocab, m->hidden);
 
+	/* an owned model's matrices live in the backend: only vectors count here */
 	for (int i = 0; i < fm->nparts; i++)
-		bytes += fm->parts[i].elems * (fm->parts[i].matrix ? dtype_size(dt) : sizeof(float));
+		if (!(m->owned && fm->parts[i].matrix))
+			bytes += fm->parts[i].elems * (fm->parts[i].matrix ? dtype_size(dt) : sizeof(float));
 	m->fwd = fm;
 	return bytes;
+}
+
+const char *
+forward_part_key(const InferModel *m, const Matrix *w)
+{
+	for (int i = 0; i < m->fwd->nparts; i++)
+		if (m->fwd->parts[i].matrix == w)
+			return m->fwd->parts[i].key;
+	return NULL;
 }
 
 static void
@@ -403,6 +414,9 @@ forward_load(InferModel *m)
 		fm->lm_head = fm->embed;
 	for (int i = 0; i < fm->nparts; i++)
 	{
+		/* an owned model's matrices go to the backend instead (compute_owned_load) */
+		if (m->owned && fm->parts[i].matrix)
+			continue;
 		load_part(m, &fm->parts[i]);
 		INFER_CHECK_INTERRUPTS();
 	}
@@ -611,7 +625,7 @@ forward_begin(InferModel *m, int capacity, int max_step, bool capture_act, bool 
 	ForwardModel *fm = forward_require(m, "the forward pass");
 	ForwardRun *run = palloc0(sizeof(ForwardRun));
 
-	run->backend = compute_forward_backend();
+	run->backend = compute_forward_backend(m);
 	check_run_limits(m, fm, capacity, max_step, run->backend == COMPUTE_WASM);
 	run->m = m;
 	run->fm = fm;
@@ -857,6 +871,8 @@ forward_logits(ForwardRun *run, const float *resid, float *logits)
 		memcpy(logits, run->logits, sizeof(float) * run->m->vocab);
 		return;
 	}
+	if (fm->lm_head.data == NULL)
+		compute_owned_unsupported(run->m, "the logit lens over a captured residual");
 	h = palloc(sizeof(float) * H);
 	norm(fm, h, resid, H, fm->final_norm, fm->final_norm_bias);
 	matmul(logits, &fm->lm_head, h, 1, NULL);
@@ -902,15 +918,38 @@ feature_tokens_batch(InferModel *m, const GateHit *hits, int32 **slots, int n)
 	float *x = palloc(sizeof(float) * (size_t) n * H);
 	float *logits = palloc(sizeof(float) * (size_t) n * m->vocab);
 
+	float *cols = NULL;
+
+	/* an owned model's W_down is in the backend: its columns come from there */
+	if (m->owned)
+		cols = compute_owned_columns(m, hits, n);
 	for (int i = 0; i < n; i++)
 	{
 		float *col = x + (size_t) i * H;
 
-		gate_column(&fm->layer[hits[i].layer].down, hits[i].feature, col);
+		if (cols)
+			memcpy(col, cols + (size_t) i * H, sizeof(float) * H);
+		else
+			gate_column(&fm->layer[hits[i].layer].down, hits[i].feature, col);
 		if (hits[i].score < 0)
 			for (int j = 0; j < H; j++)
 				col[j] = -col[j];
 		norm(fm, col, col, H, fm->final_norm, fm->final_norm_bias);
+	}
+	if (cols)
+		pfree(cols);
+	if (fm->lm_head.data == NULL)
+	{
+		/* an owned model's own lm_head: the backend's lens */
+		int32 *tokens = palloc(sizeof(int32) * n);
+
+		compute_owned_lens(m, x, n, tokens);
+		for (int i = 0; i < n; i++)
+			*slots[i] = tokens[i];
+		pfree(tokens);
+		pfree(x);
+		pfree(logits);
+		return;
 	}
 	matmul(logits, &fm->lm_head, x, n, NULL);
 	for (int i = 0; i < n; i++)
@@ -925,6 +964,38 @@ feature_tokens_batch(InferModel *m, const GateHit *hits, int32 **slots, int n)
 	}
 	pfree(x);
 	pfree(logits);
+}
+
+void
+forward_lens_tokens(InferModel *m, const float *resid, int n, int32 *tokens)
+{
+	ForwardModel *fm = forward_require(m, "the logit lens");
+	int H = m->hidden;
+	float *h = palloc(sizeof(float) * (size_t) Max(n, 1) * H);
+
+	for (int i = 0; i < n; i++)
+		norm(fm, h + (size_t) i * H, resid + (size_t) i * H, H, fm->final_norm,
+			 fm->final_norm_bias);
+	if (fm->lm_head.data == NULL)
+		compute_owned_lens(m, h, n, tokens);
+	else
+	{
+		float *logits = palloc(sizeof(float) * m->vocab);
+
+		/* one at a time, as forward_logits computes each */
+		for (int i = 0; i < n; i++)
+		{
+			int best = 0;
+
+			matmul(logits, &fm->lm_head, h + (size_t) i * H, 1, NULL);
+			for (int v = 1; v < m->vocab; v++)
+				if (logits[v] > logits[best])
+					best = v;
+			tokens[i] = best;
+		}
+		pfree(logits);
+	}
+	pfree(h);
 }
 
 void

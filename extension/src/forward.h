@@ -129,6 +129,10 @@ extern size_t forward_plan(struct InferModel *m);
 /* Loads the planned weights through the host (after forward_plan). */
 extern void forward_load(struct InferModel *m);
 
+/* The vindex weight key ("layers.3.mlp.down_proj.weight") a planned matrix is read from, or NULL.
+ */
+extern const char *forward_part_key(const struct InferModel *m, const Matrix *w);
+
 /*
  * Raises 55000 unless the model was registered with its inference weights;
  * `what` names the caller in the message.
@@ -181,6 +185,13 @@ extern void forward_step(ForwardRun *run, const int32 *ids, int n);
  * run->last on a host backend, the logits its last step returned.
  */
 extern void forward_logits(ForwardRun *run, const float *resid, float *logits);
+
+/*
+ * The argmax token of the logit lens (final norm, lm_head) of each of n
+ * residual vectors (n x hidden): in C, or on the backend that owns the
+ * model's lm_head.
+ */
+extern void forward_lens_tokens(struct InferModel *m, const float *resid, int n, int32 *tokens);
 
 /*
  * The write token of each hit's feature (hit.score's sign picks the

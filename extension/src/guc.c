@@ -62,6 +62,23 @@ static const struct config_enum_entry compute_backends[] = {
 };
 
 /*
+ * infer.compute's default: 'auto', or what the host asked for with
+ * pgInfer({ compute: 'onnx' }) (it sets PGLITE_INFER_COMPUTE before the
+ * backend starts; packages/pglite-infer/src/index.ts).
+ */
+static int
+compute_default(void)
+{
+	const char *env = getenv("PGLITE_INFER_COMPUTE");
+
+	if (env != NULL)
+		for (const struct config_enum_entry *e = compute_backends; e->name; e++)
+			if (strcmp(e->name, env) == 0)
+				return e->val;
+	return COMPUTE_AUTO;
+}
+
+/*
  * The data directory is a relative path below PGDATA, made of plain names: no
  * absolute path, no "." or "..", no hidden or PostgreSQL directory (base,
  * global, pg_*), so relative model sources can only name files of its own.
@@ -183,7 +200,9 @@ infer_define_gucs(void)
 		"Compute backend of the gate passes: 'auto' (the built-in 'wasm' kernels; "
 		"batches on a hardware GPU when there is one), 'wasm', 'onnx' (ONNX Runtime in a "
 		"worker thread), or 'webgpu' (a GPU through WebGPU, in a worker thread).",
-		NULL, &infer_compute, COMPUTE_AUTO, compute_backends, PGC_USERSET, 0, NULL, NULL, NULL);
+		"Models loaded under 'onnx' are owned by that backend: their weights stay out of "
+		"the WASM heap.",
+		&infer_compute, compute_default(), compute_backends, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable(
 		"infer.log_level",
 		"What pg_infer reports of its own work: 'warning' (nothing beyond warnings and errors), "

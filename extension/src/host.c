@@ -76,6 +76,11 @@ typedef enum HostHook
 	HOOK_COMPUTE_LOAD_FORWARD,
 	HOOK_COMPUTE_FORWARD_STEP,
 	HOOK_COMPUTE_FORWARD_END,
+	HOOK_COMPUTE_STAGE_PART,
+	HOOK_COMPUTE_STAGE_CHUNK,
+	HOOK_COMPUTE_COMMIT_GATE,
+	HOOK_COMPUTE_COLUMNS,
+	HOOK_COMPUTE_LENS,
 	HOOK_REMOTE_REQUEST,
 	HOOK_TAKE,
 	HOOK_ERROR_LEN,
@@ -264,6 +269,52 @@ static int
 pgi_host_compute_forward_end(int run)
 {
 	return CALL_HOOK(HOOK_COMPUTE_FORWARD_END, int (*)(int), run);
+}
+
+typedef int (*StagePartHook)(int, const char *, const char *, const char *, const char *, int, int,
+							 int, int, double);
+
+static int
+pgi_host_compute_stage_part(int backend, const char *key, const char *role, const char *name,
+							const char *part, int layer, int rows, int cols, int dtype,
+							double nbytes)
+{
+	return CALL_HOOK(HOOK_COMPUTE_STAGE_PART, StagePartHook, backend, key, role, name, part, layer,
+					 rows, cols, dtype, nbytes);
+}
+
+typedef int (*StageChunkHook)(int, const char *, const char *, int, int, int, double, const void *,
+							  int, double);
+
+static int
+pgi_host_compute_stage_chunk(int backend, const char *key, const char *role, int rows, int cols,
+							 int dtype, double offset, const void *data, int n, double total)
+{
+	return CALL_HOOK(HOOK_COMPUTE_STAGE_CHUNK, StageChunkHook, backend, key, role, rows, cols,
+					 dtype, offset, data, n, total);
+}
+
+static int
+pgi_host_compute_commit_gate(int backend, const char *key, int layers, int keep, int deadline_ms)
+{
+	return CALL_HOOK(HOOK_COMPUTE_COMMIT_GATE, int (*)(int, const char *, int, int, int), backend,
+					 key, layers, keep, deadline_ms);
+}
+
+static int
+pgi_host_compute_columns(int backend, const char *key, const int32 *layers, const int32 *features,
+						 int n, int hidden)
+{
+	return CALL_HOOK(HOOK_COMPUTE_COLUMNS,
+					 int (*)(int, const char *, const int32 *, const int32 *, int, int), backend,
+					 key, layers, features, n, hidden);
+}
+
+static int
+pgi_host_compute_lens(int backend, const char *key, const float *x, int n, int hidden)
+{
+	return CALL_HOOK(HOOK_COMPUTE_LENS, int (*)(int, const char *, const float *, int, int),
+					 backend, key, x, n, hidden);
 }
 
 typedef int (*RemoteRequestHook)(const char *, int, const char *, const char *, int, int, int, int,
@@ -475,9 +526,9 @@ host_normalize(const char *text, int text_len)
 #define HOST_COMPUTE_DECLINED_RC (-4)
 
 char *
-host_compute_gate_topk(const char *key, const GatePass *pass, int hidden, int layers)
+host_compute_gate_topk(int backend, const char *key, const GatePass *pass, int hidden, int layers)
 {
-	int rc = pgi_host_compute_gate_topk(infer_compute, key, pass->queries, pass->nq, hidden,
+	int rc = pgi_host_compute_gate_topk(backend, key, pass->queries, pass->nq, hidden,
 										pass->use_layer, layers, pass->per_layer_k, pass->k,
 										pass->rank == RANK_ABS ? 0 : 1, pass->positive_only ? 1 : 0,
 										infer_deadline_left_ms());
@@ -485,7 +536,7 @@ host_compute_gate_topk(const char *key, const GatePass *pass, int hidden, int la
 
 	if (rc == HOST_COMPUTE_NOT_LOADED)
 		return NULL;
-	if (rc == HOST_COMPUTE_DECLINED_RC && infer_compute == COMPUTE_AUTO)
+	if (rc == HOST_COMPUTE_DECLINED_RC && backend == COMPUTE_AUTO)
 		return host_compute_declined;
 	if (rc < 0)
 		raise_host_error("compute_gate_topk", rc);
@@ -496,10 +547,10 @@ host_compute_gate_topk(const char *key, const GatePass *pass, int hidden, int la
 }
 
 void
-host_compute_load_gate(const char *key, int layer, int layers, const GateMatrix *g)
+host_compute_load_gate(int backend, const char *key, int layer, int layers, const GateMatrix *g)
 {
-	int rc = pgi_host_compute_load_gate(infer_compute, key, layer, layers, g->data, g->rows,
-										g->hidden, g->dtype == GATE_F16 ? 1 : 0, g->fix, g->nfix);
+	int rc = pgi_host_compute_load_gate(backend, key, layer, layers, g->data, g->rows, g->hidden,
+										g->dtype == GATE_F16 ? 1 : 0, g->fix, g->nfix);
 
 	if (rc < 0)
 		raise_host_error("compute_load_gate", rc);
@@ -513,33 +564,32 @@ host_compute_drop(const char *key)
 }
 
 void
-host_compute_load_tensor(const char *key, const char *name, const void *data, int rows, int cols,
-						 bool is_f16, const void *fix, int nfix)
+host_compute_load_tensor(int backend, const char *key, const char *name, const void *data, int rows,
+						 int cols, bool is_f16, const void *fix, int nfix)
 {
-	int rc = pgi_host_compute_load_tensor(infer_compute, key, name, data, rows, cols,
-										  is_f16 ? 1 : 0, fix, nfix);
+	int rc = pgi_host_compute_load_tensor(backend, key, name, data, rows, cols, is_f16 ? 1 : 0, fix,
+										  nfix);
 
 	if (rc < 0)
 		raise_host_error("compute_load_tensor", rc);
 }
 
 void
-host_compute_load_forward(const char *key, const double *spec, int nwords)
+host_compute_load_forward(int backend, const char *key, const double *spec, int nwords)
 {
 	/* the worker builds its session now (seconds for a large model): under the statement's deadline
 	 */
-	int rc =
-		pgi_host_compute_load_forward(infer_compute, key, spec, nwords, infer_deadline_left_ms());
+	int rc = pgi_host_compute_load_forward(backend, key, spec, nwords, infer_deadline_left_ms());
 
 	if (rc < 0)
 		raise_host_error("compute_load_forward", rc);
 }
 
 char *
-host_compute_forward_step(const char *key, int run, int pos, const int32 *ids, int n, int want,
-						  size_t expect)
+host_compute_forward_step(int backend, const char *key, int run, int pos, const int32 *ids, int n,
+						  int want, size_t expect)
 {
-	int rc = pgi_host_compute_forward_step(infer_compute, key, run, pos, ids, n, want,
+	int rc = pgi_host_compute_forward_step(backend, key, run, pos, ids, n, want,
 										   infer_deadline_left_ms());
 
 	if (rc == HOST_COMPUTE_NOT_LOADED)
@@ -559,6 +609,73 @@ host_compute_forward_end(int run)
 {
 	/* called from a memory context reset callback: must not raise */
 	(void) pgi_host_compute_forward_end(run);
+}
+
+void
+host_compute_stage_part(int backend, const char *key, const char *role, const char *name,
+						const char *part, int layer, int rows, int cols, bool is_f16, size_t nbytes)
+{
+	int rc = pgi_host_compute_stage_part(backend, key, role, name, part, layer, rows, cols,
+										 is_f16 ? 1 : 0, (double) nbytes);
+
+	if (rc < 0)
+		raise_host_error("compute_stage_part", rc);
+}
+
+void
+host_compute_stage_chunk(int backend, const char *key, const char *role, int rows, int cols,
+						 bool is_f16, size_t offset, const void *data, size_t n, size_t total)
+{
+	int rc = pgi_host_compute_stage_chunk(backend, key, role, rows, cols, is_f16 ? 1 : 0,
+										  (double) offset, data, (int) n, (double) total);
+
+	if (rc < 0)
+		raise_host_error("compute_stage_chunk", rc);
+}
+
+void
+host_compute_commit_gate(int backend, const char *key, int layers, bool keep)
+{
+	/* the worker builds the gate session now: under the statement's deadline */
+	int rc =
+		pgi_host_compute_commit_gate(backend, key, layers, keep ? 1 : 0, infer_deadline_left_ms());
+
+	if (rc < 0)
+		raise_host_error("compute_commit_gate", rc);
+}
+
+float *
+host_compute_columns(int backend, const char *key, const int32 *layers, const int32 *features,
+					 int n, int hidden)
+{
+	int rc = pgi_host_compute_columns(backend, key, layers, features, n, hidden);
+	size_t expect = sizeof(float) * (size_t) n * hidden;
+
+	if (rc == HOST_COMPUTE_NOT_LOADED)
+		return NULL;
+	if (rc < 0)
+		raise_host_error("compute_columns", rc);
+	if ((size_t) rc != expect)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the compute backend answered %d bytes of columns, expected %zu", rc,
+							   expect)));
+	return (float *) take_result(rc);
+}
+
+int32 *
+host_compute_lens(int backend, const char *key, const float *x, int n, int hidden)
+{
+	int rc = pgi_host_compute_lens(backend, key, x, n, hidden);
+
+	if (rc == HOST_COMPUTE_NOT_LOADED)
+		return NULL;
+	if (rc < 0)
+		raise_host_error("compute_lens", rc);
+	if ((size_t) rc != sizeof(int32) * (size_t) n)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the compute backend answered %d bytes of lens tokens, expected %zu",
+							   rc, sizeof(int32) * (size_t) n)));
+	return (int32 *) take_result(rc);
 }
 
 static RemoteAnswer *
@@ -766,14 +883,14 @@ host_normalize(const char *text, int text_len)
 }
 
 char *
-host_compute_gate_topk(const char *key, const GatePass *pass, int hidden, int layers)
+host_compute_gate_topk(int backend, const char *key, const GatePass *pass, int hidden, int layers)
 {
 	no_host("compute_gate_topk");
 	return NULL;
 }
 
 void
-host_compute_load_gate(const char *key, int layer, int layers, const GateMatrix *g)
+host_compute_load_gate(int backend, const char *key, int layer, int layers, const GateMatrix *g)
 {
 	no_host("compute_load_gate");
 }
@@ -784,21 +901,21 @@ host_compute_drop(const char *key)
 }
 
 void
-host_compute_load_tensor(const char *key, const char *name, const void *data, int rows, int cols,
-						 bool is_f16, const void *fix, int nfix)
+host_compute_load_tensor(int backend, const char *key, const char *name, const void *data, int rows,
+						 int cols, bool is_f16, const void *fix, int nfix)
 {
 	no_host("compute_load_tensor");
 }
 
 void
-host_compute_load_forward(const char *key, const double *spec, int nwords)
+host_compute_load_forward(int backend, const char *key, const double *spec, int nwords)
 {
 	no_host("compute_load_forward");
 }
 
 char *
-host_compute_forward_step(const char *key, int run, int pos, const int32 *ids, int n, int want,
-						  size_t expect)
+host_compute_forward_step(int backend, const char *key, int run, int pos, const int32 *ids, int n,
+						  int want, size_t expect)
 {
 	no_host("compute_forward_step");
 	return NULL;
@@ -807,6 +924,41 @@ host_compute_forward_step(const char *key, int run, int pos, const int32 *ids, i
 void
 host_compute_forward_end(int run)
 {
+}
+
+void
+host_compute_stage_part(int backend, const char *key, const char *role, const char *name,
+						const char *part, int layer, int rows, int cols, bool is_f16, size_t nbytes)
+{
+	no_host("compute_stage_part");
+}
+
+void
+host_compute_stage_chunk(int backend, const char *key, const char *role, int rows, int cols,
+						 bool is_f16, size_t offset, const void *data, size_t n, size_t total)
+{
+	no_host("compute_stage_chunk");
+}
+
+void
+host_compute_commit_gate(int backend, const char *key, int layers, bool keep)
+{
+	no_host("compute_commit_gate");
+}
+
+float *
+host_compute_columns(int backend, const char *key, const int32 *layers, const int32 *features,
+					 int n, int hidden)
+{
+	no_host("compute_columns");
+	return NULL;
+}
+
+int32 *
+host_compute_lens(int backend, const char *key, const float *x, int n, int hidden)
+{
+	no_host("compute_lens");
+	return NULL;
 }
 
 RemoteAnswer *

@@ -84,8 +84,8 @@ struct GateMatrix;
  * the hits (palloc'd): nq int32 counts, then nq x k GateHits; or NULL when the
  * backend does not hold model `key` (C then loads it and asks again).
  */
-extern char *host_compute_gate_topk(const char *key, const struct GatePass *pass, int hidden,
-									int layers);
+extern char *host_compute_gate_topk(int backend, const char *key, const struct GatePass *pass,
+									int hidden, int layers);
 
 /*
  * What host_compute_gate_topk returns under infer.compute = 'auto' when the
@@ -98,7 +98,7 @@ extern char host_compute_declined[];
  * straight from C's heap, with the f16 subnormal fix-ups; the backend copies
  * what it keeps. The last layer completes the load.
  */
-extern void host_compute_load_gate(const char *key, int layer, int layers,
+extern void host_compute_load_gate(int backend, const char *key, int layer, int layers,
 								   const struct GateMatrix *g);
 
 /* The backend forgets model `key` (if it held it). Never raises. */
@@ -111,9 +111,10 @@ extern void host_compute_drop(const char *key);
  * The backend copies what it keeps; host_compute_load_forward completes the
  * load with the architecture (compute.h ForwardSpecWord).
  */
-extern void host_compute_load_tensor(const char *key, const char *name, const void *data, int rows,
-									 int cols, bool is_f16, const void *fix, int nfix);
-extern void host_compute_load_forward(const char *key, const double *spec, int nwords);
+extern void host_compute_load_tensor(int backend, const char *key, const char *name,
+									 const void *data, int rows, int cols, bool is_f16,
+									 const void *fix, int nfix);
+extern void host_compute_load_forward(int backend, const char *key, const double *spec, int nwords);
 
 /*
  * One forward step of run `run` (positions pos..pos+n-1) on the host
@@ -121,11 +122,46 @@ extern void host_compute_load_forward(const char *key, const double *spec, int n
  * the answer (palloc'd, exactly `expect` bytes: compute.c reads it), or NULL
  * when the backend does not hold model `key`'s forward weights.
  */
-extern char *host_compute_forward_step(const char *key, int run, int pos, const int32 *ids, int n,
-									   int want, size_t expect);
+extern char *host_compute_forward_step(int backend, const char *key, int run, int pos,
+									   const int32 *ids, int n, int want, size_t expect);
 
 /* The backend frees run `run`'s KV cache. Never raises, never waits. */
 extern void host_compute_forward_end(int run);
+
+/*
+ * Backend-owned models (compute.c compute_owned_load): tensors staged in the
+ * backend's worker without passing through C's heap, then committed.
+ *
+ * host_compute_stage_part: the host reads part `part` (layer `layer`,
+ * `nbytes`) of model `name` from the vindex it opened (model_open) and
+ * stages it as tensor `role` (rows x cols, f16 or f32) of model `key`.
+ * host_compute_stage_chunk: `n` bytes at byte `offset` of tensor `role`
+ * (`total` bytes in all), from C's memory (a chunk of index pages); the
+ * chunk at offset 0 starts the tensor. A tensor at offset 0 of role
+ * "l0.gate" starts a new load of `key` (what an earlier, cut-short load
+ * staged is dropped).
+ * host_compute_commit_gate: the staged "l<i>.gate" tensors become the
+ * model's gate pass (keep: they stay staged for a forward load to follow).
+ * host_compute_columns: column features[i] of the staged W_down of layer
+ * layers[i], n x hidden float32 (palloc'd), or NULL when the backend lacks
+ * the model.
+ */
+extern void host_compute_stage_part(int backend, const char *key, const char *role,
+									const char *name, const char *part, int layer, int rows,
+									int cols, bool is_f16, size_t nbytes);
+extern void host_compute_stage_chunk(int backend, const char *key, const char *role, int rows,
+									 int cols, bool is_f16, size_t offset, const void *data,
+									 size_t n, size_t total);
+extern void host_compute_commit_gate(int backend, const char *key, int layers, bool keep);
+extern float *host_compute_columns(int backend, const char *key, const int32 *layers,
+								   const int32 *features, int n, int hidden);
+
+/*
+ * The logit lens's argmax of n normed residual vectors (n x hidden) over a
+ * backend-owned model's lm_head (untied: only the backend holds it): n token
+ * ids (palloc'd), or NULL when the backend lacks the model.
+ */
+extern int32 *host_compute_lens(int backend, const char *key, const float *x, int n, int hidden);
 
 /* ---- model servers (remote models, remote.c) ---- */
 

@@ -31,6 +31,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "compute.h"
 #include "guc.h"
 #include "host.h"
 #include "index.h"
@@ -223,7 +224,7 @@ build_model_index(Relation index, const char *source, const char *level)
 	desc = host_model_open(name, source, level, infer_data_directory, model_open_flags(), &metalen);
 	r.layers = ((int32 *) desc)[META_LAYERS];
 	record(&r, write_segment(index, "meta", -1, desc, metalen));
-	m = load_parts(name, src, level, desc, metalen, read_and_store, &r);
+	m = load_parts(name, src, level, desc, metalen, read_and_store, NULL, &r);
 	store_file(&r, name, "tokenizer.json");
 	store_file(&r, name, "tokenizer_config.json");
 	dir = write_segment(index, "directory", -1, (char *) r.segs, sizeof(Segment) * r.nsegs);
@@ -360,6 +361,51 @@ model_index_read(void *state, const char *name, const char *part, int layer, voi
 							   RelationGetRelationName(r->index), part, layer,
 							   (unsigned long long) seg->nbytes, nbytes)));
 	read_segment(r->index, seg, dst);
+}
+
+/*
+ * Streams a segment into the compute backend in chunks of about
+ * STREAM_CHUNK bytes (whole pages' payloads), never the whole part at once.
+ */
+#define STREAM_CHUNK (256 * 1024)
+
+void
+model_index_stream(void *state, const char *name, const char *part, int layer, const char *key,
+				   const char *role, int rows, int cols, bool is_f16, size_t nbytes)
+{
+	ModelIndexReader *r = state;
+	const Segment *seg = find_segment(r, part, layer);
+	char *chunk;
+	size_t filled = 0, sent = 0, done = 0;
+
+	if (seg->nbytes != nbytes)
+		ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+						errmsg("model index \"%s\": %s of layer %d has %llu bytes, expected %zu",
+							   RelationGetRelationName(r->index), part, layer,
+							   (unsigned long long) seg->nbytes, nbytes)));
+	chunk = palloc(STREAM_CHUNK + PAYLOAD);
+	for (uint32 b = 0; b < seg->nblocks; b++)
+	{
+		Buffer buf = ReadBuffer(r->index, seg->start + b);
+		size_t take = Min(PAYLOAD, seg->nbytes - done);
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		memcpy(chunk + filled, InferPageEntries(BufferGetPage(buf)), take);
+		UnlockReleaseBuffer(buf);
+		done += take;
+		filled += take;
+		if (filled >= STREAM_CHUNK || done == seg->nbytes)
+		{
+			host_compute_stage_chunk(COMPUTE_ONNX, key, role, rows, cols, is_f16, sent, chunk,
+									 filled, nbytes);
+			sent += filled;
+			filled = 0;
+			INFER_CHECK_INTERRUPTS();
+		}
+	}
+	if (nbytes == 0)
+		host_compute_stage_chunk(COMPUTE_ONNX, key, role, rows, cols, is_f16, 0, chunk, 0, 0);
+	pfree(chunk);
 }
 
 void

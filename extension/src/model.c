@@ -404,15 +404,36 @@ read_from_host(void *state, const char *name, const char *part, int layer, void 
 	host_model_read(name, part, layer, dst, nbytes);
 }
 
+/* ... and stream straight from the host's files into a compute backend (owned models) */
+static void
+stream_from_host(void *state, const char *name, const char *part, int layer, const char *key,
+				 const char *role, int rows, int cols, bool is_f16, size_t nbytes)
+{
+	host_compute_stage_part(COMPUTE_ONNX, key, role, name, part, layer, rows, cols, is_f16, nbytes);
+}
+
 /*
- * Loads a model: its description in `meta`, its parts through `read`. Its
- * memory context hangs below the current (per-call) context until everything
- * is in place, so an ERROR half-way frees it with the call; only a complete
- * model is kept.
+ * Whether a model loading now is backend-owned: under infer.compute = 'onnx'
+ * its gate rows and forward matrices go to the onnx backend only. GPT-2's
+ * fused attention (split in C after loading) stays in the heap.
+ */
+static bool
+load_owned(const InferModel *m)
+{
+	return infer_compute == COMPUTE_ONNX && strcmp(m->family, "gpt2") != 0;
+}
+
+/*
+ * Loads a model: its description in `meta`, its parts through `read` (a
+ * backend-owned model's gate rows and forward matrices through `stream`,
+ * or `read` into a transient buffer when `stream` is NULL). Its memory
+ * context hangs below the current (per-call) context until everything is in
+ * place, so an ERROR half-way frees it with the call; only a complete model
+ * is kept.
  */
 InferModel *
 load_parts(const char *name, const char *source, const char *level, const char *meta, int metalen,
-		   PartReadFn read, void *state)
+		   PartReadFn read, PartStreamFn stream, void *state)
 {
 	MemoryContext cxt =
 		AllocSetContextCreate(CurrentMemoryContext, "pg_infer model", ALLOCSET_DEFAULT_SIZES);
@@ -435,10 +456,16 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	snprintf(m->name, sizeof(m->name), "%s", name);
 	m->source = MemoryContextStrdup(cxt, source);
 	m->read_part = read;
+	m->stream_part = stream;
 	m->read_state = state;
 	bytes = model_parse_meta(m, meta, metalen);
 	/* what was registered counts: a browse model never holds inference weights */
 	m->level = parse_level(level);
+	m->owned = load_owned(m);
+	/* infer.max_memory counts heap bytes: an owned model's gate rows are not here */
+	if (m->owned)
+		for (int l = 0; l < m->layers; l++)
+			bytes -= (size_t) m->features[l] * m->hidden * dtype_size(m->gate_dtype);
 	if (m->level >= 1)
 		bytes += forward_plan(m);
 	check_memory(name, bytes);
@@ -451,12 +478,15 @@ load_parts(const char *name, const char *source, const char *level, const char *
 		size_t gate_bytes = (size_t) m->features[l] * m->hidden * dtype_size(m->gate_dtype);
 		size_t down_bytes = (size_t) m->features[l] * m->down_top_k * sizeof(int32);
 
-		m->gate[l].data = alloc_part(m, gate_bytes);
 		m->gate[l].dtype = m->gate_dtype;
 		m->gate[l].rows = m->features[l];
 		m->gate[l].hidden = m->hidden;
-		read(state, name, "gate", l, m->gate[l].data, gate_bytes);
-		gate_split_subnormals(&m->gate[l], cxt);
+		if (!m->owned)
+		{
+			m->gate[l].data = alloc_part(m, gate_bytes);
+			read(state, name, "gate", l, m->gate[l].data, gate_bytes);
+			gate_split_subnormals(&m->gate[l], cxt);
+		}
 		m->down_tokens[l] = alloc_part(m, down_bytes);
 		read(state, name, "down_tokens", l, m->down_tokens[l], down_bytes);
 		m->down_logits[l] = alloc_part(m, down_bytes);
@@ -468,10 +498,14 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	if (m->fwd)
 		forward_load(m); /* after gate and embed: the pass points into them */
 	m->bytes = bytes;
+	m->generation = next_generation++;
+	/* the weights C did not load go to the backend now, from the same source */
+	if (m->owned)
+		compute_owned_load(m);
 	m->read_part = NULL;
+	m->stream_part = NULL;
 	m->read_state = NULL;
 	m->subid = GetCurrentSubTransactionId();
-	m->generation = next_generation++;
 	MemoryContextSetParent(cxt, TopMemoryContext);
 	INSTR_TIME_SET_CURRENT(done);
 	INSTR_TIME_SUBTRACT(done, started);
@@ -494,15 +528,48 @@ load_model(const char *name, const char *source, const char *level)
 
 		/* a model stored in index pages (index_model.c): no file needed */
 		meta = model_index_open(source + strlen(MODEL_INDEX_SOURCE_PREFIX), name, &metalen, &state);
-		m = load_parts(name, source, level, meta, metalen, model_index_read, state);
+		m = load_parts(name, source, level, meta, metalen, model_index_read, model_index_stream,
+					   state);
 		model_index_close(state);
 		return m;
 	}
 	meta = host_model_open(name, source, level, infer_data_directory, model_open_flags(), &metalen);
-	m = load_parts(name, source, level, meta, metalen, read_from_host, NULL);
-	/* keep only the tokenizer on the host side: the rest now lives here */
+	m = load_parts(name, source, level, meta, metalen, read_from_host, stream_from_host, NULL);
+	/* keep only the tokenizer on the host side: the rest now lives here (or in the backend) */
 	host_model_release(name, false);
 	return m;
+}
+
+void
+model_restream(InferModel *m)
+{
+	int metalen;
+
+	if (strncmp(m->source, MODEL_INDEX_SOURCE_PREFIX, strlen(MODEL_INDEX_SOURCE_PREFIX)) == 0)
+	{
+		void *state;
+
+		(void) model_index_open(m->source + strlen(MODEL_INDEX_SOURCE_PREFIX), m->name, &metalen,
+								&state);
+		m->read_part = model_index_read;
+		m->stream_part = model_index_stream;
+		m->read_state = state;
+		compute_owned_load(m);
+		model_index_close(state);
+	}
+	else
+	{
+		(void) host_model_open(m->name, m->source, level_names[m->level], infer_data_directory,
+							   model_open_flags(), &metalen);
+		m->read_part = read_from_host;
+		m->stream_part = stream_from_host;
+		m->read_state = NULL;
+		compute_owned_load(m);
+		host_model_release(m->name, false);
+	}
+	m->read_part = NULL;
+	m->stream_part = NULL;
+	m->read_state = NULL;
 }
 
 /* host_model_open's flags from the GUCs */
@@ -864,7 +931,11 @@ infer_drop_model(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(psprintf("model '%s' dropped", name)));
 }
 
-/* infer_loaded_models() -> setof (name text, bytes bigint, compute_bytes bigint) */
+/*
+ * infer_loaded_models() -> setof (name text, bytes bigint, compute_bytes bigint, owner text):
+ * owner is the backend that holds the gate and forward matrices ('heap', or
+ * 'onnx' for a backend-owned model).
+ */
 Datum
 infer_loaded_models(PG_FUNCTION_ARGS)
 {
@@ -873,12 +944,13 @@ infer_loaded_models(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < nloaded; i++)
 	{
-		Datum values[3];
-		bool nulls[3] = {false, false, false};
+		Datum values[4];
+		bool nulls[4] = {false, false, false, false};
 
 		values[0] = CStringGetTextDatum(loaded[i]->name);
 		values[1] = Int64GetDatum((int64) loaded[i]->bytes);
 		values[2] = Int64GetDatum(stats_compute_bytes_of(loaded[i]->name));
+		values[3] = CStringGetTextDatum(loaded[i]->owned ? "onnx" : "heap");
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

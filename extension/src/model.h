@@ -49,6 +49,18 @@ typedef enum ModelMetaWord
 typedef void (*PartReadFn)(void *state, const char *name, const char *part, int layer, void *dst,
 						   size_t nbytes);
 
+/*
+ * Streams one part of a model being loaded into the host compute backend,
+ * as tensor `role` (rows x cols of the gate dtype) of model `key`, without
+ * holding the whole part in C's heap: from the host's files
+ * (host_compute_stage_part) or from index pages in chunks
+ * (model_index_stream). NULL: compute.c reads the part with PartReadFn into
+ * a transient buffer and sends it in chunks.
+ */
+typedef void (*PartStreamFn)(void *state, const char *name, const char *part, int layer,
+							 const char *key, const char *role, int rows, int cols, bool is_f16,
+							 size_t nbytes);
+
 typedef struct InferModel
 {
 	char name[MODEL_NAME_MAX + 1];
@@ -72,7 +84,14 @@ typedef struct InferModel
 	struct ForwardModel *fwd; /* inference weights (forward.h); NULL at level browse */
 	/* where parts come from while the model loads (host files or index pages) */
 	PartReadFn read_part;
+	PartStreamFn stream_part;
 	void *read_state;
+	/*
+	 * Backend-owned (loaded under infer.compute = 'onnx'): the gate rows and
+	 * the forward matrices live only in the onnx backend's worker; gate[l]
+	 * and the ForwardModel's matrices have no data here (compute.c).
+	 */
+	bool owned;
 	size_t bytes; /* heap bytes held, inference weights included */
 	MemoryContext cxt;
 	/*
@@ -121,7 +140,15 @@ extern size_t model_parse_meta(InferModel *m, const char *buf, int len);
  * loaded in this backend (model.c).
  */
 extern InferModel *load_parts(const char *name, const char *source, const char *level,
-							  const char *meta, int metalen, PartReadFn read, void *state);
+							  const char *meta, int metalen, PartReadFn read, PartStreamFn stream,
+							  void *state);
+
+/*
+ * A backend-owned model whose backend lost its weights (a worker restart):
+ * opens its source again (host files or index pages) and streams them into
+ * the backend again (compute_owned_load).
+ */
+extern void model_restream(InferModel *m);
 
 /* Whether infer.models has a row for this name. */
 extern bool model_exists(const char *name);
@@ -148,6 +175,9 @@ extern char *model_index_open(const char *index_name, const char *model, int *me
 							  void **state);
 extern void model_index_read(void *state, const char *name, const char *part, int layer, void *dst,
 							 size_t nbytes);
+extern void model_index_stream(void *state, const char *name, const char *part, int layer,
+							   const char *key, const char *role, int rows, int cols, bool is_f16,
+							   size_t nbytes);
 extern void model_index_close(void *state);
 extern bool model_index_exists(const char *index_name);
 

@@ -98,6 +98,22 @@ lens_layer(ForwardRun *run, const float *resid, float *logits, int32 token)
 {
 	InferModel *m = run->m;
 
+	/* an owned model's own lm_head is in the backend: every layer in one call there */
+	if (run->fm->lm_head.data == NULL)
+	{
+		int32 *best = palloc(sizeof(int32) * m->layers);
+		int found = m->layers - 1;
+
+		forward_lens_tokens(m, resid, m->layers, best);
+		for (int l = 0; l < m->layers; l++)
+			if (best[l] == token)
+			{
+				found = l;
+				break;
+			}
+		pfree(best);
+		return found;
+	}
 	for (int l = 0; l < m->layers; l++)
 	{
 		int best = 0;

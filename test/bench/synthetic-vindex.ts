@@ -341,8 +341,8 @@ function randomF16(n: number, rng: XorShift32, std: number): Uint16Array {
  * f16 q/k/v/o (+ Qwen2's biases), up, down and norm weights (norms = 1) in
  * the split files, listed in index.json's weight manifest.
  */
-export function addInferenceWeights(dir: string): void {
-  const s = QWEN05B_SHAPE
+export function addInferenceWeights(dir: string, shape: VindexShape = QWEN05B_SHAPE): void {
+  const s = shape
   const hd = s.hidden / s.heads
   const rng = new XorShift32(7)
   const weights: WeightEntry[] = []

@@ -131,7 +131,7 @@ const STATEMENTS: Statement[] = [
       {
         proname: 'infer_models',
         args: '',
-        rettype: `${TABLE_INFER_MODELS}, backend text, server_url text, architecture text, features integer, dtype text, bytes bigint, loaded boolean, name text, layers integer, hidden integer, vocab integer, compute text, compute_bytes bigint)`,
+        rettype: `${TABLE_INFER_MODELS}, backend text, server_url text, architecture text, features integer, dtype text, bytes bigint, loaded boolean, name text, layers integer, hidden integer, vocab integer, compute text, compute_bytes bigint, heap_bytes bigint, backend_bytes bigint, weights text)`,
       },
     ],
   },

@@ -53,6 +53,9 @@ describe('infer_create_model / infer_models / infer_drop_model', () => {
         loaded: true,
         compute: 'wasm',
         compute_bytes: 0,
+        heap_bytes: bytes,
+        backend_bytes: 0,
+        weights: 'heap',
       },
     ])
     expect((await db.query("select infer_drop_model('q') as r")).rows).toEqual([

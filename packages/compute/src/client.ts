@@ -22,6 +22,7 @@ import {
 import {
   ComputeError,
   type ForwardStepRequest,
+  type ForwardTensor,
   type ForwardWeights,
   type GateLayer,
   type GateTopKRequest,
@@ -158,6 +159,43 @@ export class ComputeClient {
       statementLeftMs,
     )
     return new Uint8Array(reply, 0, replyFloats * 4).slice()
+  }
+
+  /**
+   * One tensor of a backend-owned model, streamed in (compute.c
+   * compute_owned_load); `first` starts the model's load over. The tensor's
+   * buffer moves to the worker.
+   */
+  stage(model: string, role: string, tensor: ForwardTensor, first: boolean): void {
+    if (first) {
+      this.loaded.delete(model)
+      this.loadedForward.delete(model)
+    }
+    this.call({ op: 'stage', model, role, tensor, first }, [tensor.data.buffer as ArrayBuffer])
+  }
+
+  /** The staged "l<i>.gate" tensors become the model's gate pass; `keep` them for loadForward. */
+  commitGate(model: string, layers: number, keep: boolean, statementLeftMs?: number): void {
+    this.call({ op: 'commitGate', model, layers, keep }, [], statementLeftMs)
+    this.loaded.add(model)
+  }
+
+  /** Columns of a backend-owned model's W_down: n x hidden float32, in C's layout. */
+  columns(model: string, layers: Int32Array, features: Int32Array, hidden: number): Uint8Array {
+    const bytes = layers.length * hidden * 4
+    const reply = new SharedArrayBuffer(Math.max(bytes, 4))
+    this.call({ op: 'columns', model, layers, features, reply }, [
+      layers.buffer as ArrayBuffer,
+      features.buffer as ArrayBuffer,
+    ])
+    return new Uint8Array(reply, 0, bytes).slice()
+  }
+
+  /** The logit lens's argmax over a backend-owned model's own lm_head: n int32 tokens. */
+  lens(model: string, x: Float32Array, n: number): Uint8Array {
+    const reply = new SharedArrayBuffer(Math.max(n * 4, 4))
+    this.call({ op: 'lens', model, x, n, reply }, [x.buffer as ArrayBuffer])
+    return new Uint8Array(reply, 0, n * 4).slice()
   }
 
   /** Frees a run's KV cache in the worker; never throws, never waits. */

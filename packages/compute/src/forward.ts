@@ -57,6 +57,14 @@ export function buildForwardGraph(
   a: ForwardArch,
   tensors: Record<string, ForwardTensor>,
 ): Uint8Array {
+  return onnxProto().onnx.ModelProto.encode(buildForwardModel(a, tensors)).finish()
+}
+
+/** The same model before serialization (onnx.ts moves large ones' weights to external data). */
+export function buildForwardModel(
+  a: ForwardArch,
+  tensors: Record<string, ForwardTensor>,
+): OnnxTypes.ModelProto {
   const { onnx } = onnxProto()
   const FLOAT = onnx.TensorProto.DataType.FLOAT
   const FLOAT16 = onnx.TensorProto.DataType.FLOAT16
@@ -322,5 +330,5 @@ export function buildForwardGraph(
       output: outputs,
     },
   })
-  return onnx.ModelProto.encode(model).finish()
+  return model
 }

@@ -9,11 +9,14 @@
  * merged across layers in C's order (topk.ts), so the sets equal the
  * built-in kernel's; scores may differ in the last bits (summation order).
  */
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type * as Ort from 'onnxruntime-node'
 import type { onnx as OnnxTypes } from 'onnx-proto'
 import { onnxProto } from './onnx-proto.js'
 import {
-  buildForwardGraph,
+  buildForwardModel,
   parseSpec,
   pastK,
   pastV,
@@ -28,6 +31,7 @@ import {
   type ComputeBackend,
   type ForwardStepRequest,
   type ForwardStepResult,
+  type ForwardTensor,
   type ForwardWeights,
   type GateLayer,
   type GateTopKRequest,
@@ -103,6 +107,8 @@ export class OnnxBackend implements ComputeBackend {
   private readonly models = new Map<string, ModelSession>()
   private readonly forwards = new Map<string, ForwardSession>()
   private readonly runs = new Map<number, Run>()
+  /** Backend-owned models' own lm_head: the logit lens's argmax (lens). */
+  private readonly lenses = new Map<string, { session: Ort.InferenceSession; hidden: number }>()
   private readonly threads: number
   private readonly providers: string[]
 
@@ -148,15 +154,16 @@ export class OnnxBackend implements ComputeBackend {
     this.dropGate(model)
     if (layers.length === 0) throw new ComputeError(`model "${model}" has no layers`, '22023')
     const hidden = layers[0]!.hidden
-    const bytes = buildGateGraph(layers)
-    const extra = { session: { intra_op: { allow_spinning: '0' } } }
-    const session = await this.ort.InferenceSession.create(bytes, {
-      executionProviders: this.providers,
-      intraOpNumThreads: this.threads,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-      extra,
-    })
+    // float32 rows over the threshold go to external data one layer at a time,
+    // so the whole model's float32 rows are never in this worker's memory twice
+    const rowBytes = layers.reduce((n, l) => n + l.rows * l.hidden * 4, 0)
+    const session =
+      rowBytes > externalDataThreshold()
+        ? await this.withExternalData((place) => buildGateModel(layers, place))
+        : await this.ort.InferenceSession.create(
+            onnxProto().onnx.ModelProto.encode(buildGateModel(layers)).finish(),
+            this.sessionOptions(),
+          )
     this.models.set(model, { session, rows: layers.map((l) => l.rows), hidden })
   }
 
@@ -173,7 +180,47 @@ export class OnnxBackend implements ComputeBackend {
     }
   }
 
+  async loadLens(model: string, lmHead: ForwardTensor): Promise<void> {
+    this.dropLens(model)
+    const rows = layerRowsF32({
+      rows: lmHead.rows,
+      hidden: lmHead.cols,
+      dtype: lmHead.dtype,
+      data: lmHead.data,
+    })
+    const session =
+      rows.byteLength > externalDataThreshold()
+        ? await this.withExternalData((place) =>
+            buildLensModel(rows, lmHead.rows, lmHead.cols, place),
+          )
+        : await this.ort.InferenceSession.create(
+            onnxProto()
+              .onnx.ModelProto.encode(buildLensModel(rows, lmHead.rows, lmHead.cols))
+              .finish(),
+            this.sessionOptions(),
+          )
+    this.lenses.set(model, { session, hidden: lmHead.cols })
+  }
+
+  async lens(model: string, x: Float32Array, n: number): Promise<Int32Array> {
+    const l = this.lenses.get(model)
+    if (!l) throw new ComputeError(`model "${model}" has no lm_head in the onnx backend`, '55000')
+    if (x.length !== n * l.hidden)
+      throw new ComputeError(`lens: ${x.length} values for ${n} x ${l.hidden}`, '22023')
+    const out = await l.session.run({ x: new this.ort.Tensor('float32', x, [n, l.hidden]) })
+    return Int32Array.from(out.token!.data as BigInt64Array, (v) => Number(v))
+  }
+
+  private dropLens(model: string): void {
+    const l = this.lenses.get(model)
+    if (l) {
+      this.lenses.delete(model)
+      void l.session.release().catch(() => undefined)
+    }
+  }
+
   private dropForward(model: string): void {
+    this.dropLens(model)
     const f = this.forwards.get(model)
     if (f) {
       this.forwards.delete(model)
@@ -189,8 +236,18 @@ export class OnnxBackend implements ComputeBackend {
   async loadForward(model: string, weights: ForwardWeights): Promise<void> {
     this.dropForward(model)
     const arch = parseSpec(weights.spec)
-    const bytes = buildForwardGraph(arch, weights.tensors)
-    const session = await this.ort.InferenceSession.create(bytes, this.sessionOptions())
+    const proto = buildForwardModel(arch, weights.tensors)
+    // one protobuf holds at most 2 GB: larger weights go to an external data file
+    const session =
+      initializerBytes(proto) > externalDataThreshold()
+        ? await this.withExternalData((place) => {
+            for (const init of proto.graph?.initializer ?? []) place(init, init.rawData)
+            return proto
+          })
+        : await this.ort.InferenceSession.create(
+            onnxProto().onnx.ModelProto.encode(proto).finish(),
+            this.sessionOptions(),
+          )
     const f32 = (name: string) => {
       const t = weights.tensors[name]
       return t
@@ -285,6 +342,54 @@ export class OnnxBackend implements ComputeBackend {
     return this.runs.size
   }
 
+  /**
+   * A session whose large initializers are ONNX external data: `build`
+   * places each one (`place(init, bytes)`: written at once to a weights file
+   * in a temporary directory, page-aligned, and the initializer made to
+   * point there), the graph goes next to it, and onnxruntime-node loads both
+   * from that path (it takes external data from files beside the model).
+   * The directory is removed once the session holds the weights.
+   */
+  private async withExternalData(
+    build: (place: PlaceInitializer) => OnnxTypes.ModelProto,
+  ): Promise<Ort.InferenceSession> {
+    const { onnx } = onnxProto()
+    const dir = mkdtempSync(join(tmpdir(), 'pglite-infer-onnx-'))
+    try {
+      const fd = openSync(join(dir, EXTERNAL_DATA_FILE), 'w')
+      let proto: OnnxTypes.ModelProto
+      try {
+        let offset = 0
+        proto = build((init, raw) => {
+          if (!raw || raw.length < EXTERNAL_MIN_BYTES) {
+            if (raw) init.rawData = raw
+            return
+          }
+          const pad = (4096 - (offset % 4096)) % 4096
+          if (pad) writeSync(fd, new Uint8Array(pad))
+          offset += pad
+          for (let at = 0; at < raw.length;)
+            at += writeSync(fd, raw, at, Math.min(raw.length - at, 1 << 30))
+          init.externalData = [
+            { key: 'location', value: EXTERNAL_DATA_FILE },
+            { key: 'offset', value: String(offset) },
+            { key: 'length', value: String(raw.length) },
+          ]
+          init.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL
+          init.rawData = new Uint8Array(0)
+          offset += raw.length
+        })
+      } finally {
+        closeSync(fd)
+      }
+      const path = join(dir, 'model.onnx')
+      writeFileSync(path, onnx.ModelProto.encode(proto).finish())
+      return await this.ort.InferenceSession.create(path, this.sessionOptions())
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }
+
   private sessionOptions(): Ort.InferenceSession.SessionOptions {
     return {
       executionProviders: this.providers,
@@ -347,6 +452,27 @@ export class OnnxBackend implements ComputeBackend {
   }
 }
 
+const EXTERNAL_DATA_FILE = 'weights.bin'
+/** Initializers smaller than this stay inside the graph. */
+const EXTERNAL_MIN_BYTES = 1024
+
+/**
+ * Initializer bytes above which the forward graph's weights go to ONNX
+ * external data: PGLITE_INFER_ONNX_EXTERNAL_BYTES (tests set it low), else
+ * 1.5 GB, under protobuf's 2 GB limit with room for the graph itself.
+ */
+function externalDataThreshold(): number {
+  const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
+  const env = Number(proc?.env?.PGLITE_INFER_ONNX_EXTERNAL_BYTES)
+  return Number.isFinite(env) && env > 0 ? env : 1.5 * 1024 ** 3
+}
+
+function initializerBytes(model: OnnxTypes.ModelProto): number {
+  let n = 0
+  for (const init of model.graph?.initializer ?? []) n += init.rawData?.length ?? 0
+  return n
+}
+
 /** f32 rows of a layer, exact: f16 widened, the subnormal fix-ups put back. */
 export function layerRowsF32(layer: GateLayer): Float32Array {
   const n = layer.rows * layer.hidden
@@ -364,8 +490,71 @@ export function layerRowsF32(layer: GateLayer): Float32Array {
   return out
 }
 
+/**
+ * Puts an initializer's bytes somewhere: inside the graph (rawData) or in an
+ * external data file (onnx.ts withExternalData).
+ */
+export type PlaceInitializer = (init: OnnxTypes.ITensorProto, raw?: Uint8Array | null) => void
+
+/** argmax(x W^T) per row of x [n, hidden], W [vocab, hidden] float32: the logit lens's token. */
+export function buildLensModel(
+  w: Float32Array,
+  vocab: number,
+  hidden: number,
+  place: PlaceInitializer = (init, raw) => {
+    if (raw) init.rawData = raw
+  },
+): OnnxTypes.ModelProto {
+  const { onnx } = onnxProto()
+  const FLOAT = onnx.TensorProto.DataType.FLOAT
+  const INT64 = onnx.TensorProto.DataType.INT64
+  const int = (name: string, i: number): OnnxTypes.IAttributeProto => ({
+    name,
+    type: onnx.AttributeProto.AttributeType.INT,
+    i,
+  })
+  const init: OnnxTypes.ITensorProto = { name: 'w', dims: [vocab, hidden], dataType: FLOAT }
+  place(init, new Uint8Array(w.buffer, w.byteOffset, w.byteLength))
+  const type = (elem: number, dims: (number | string)[]): OnnxTypes.ITypeProto => ({
+    tensorType: {
+      elemType: elem,
+      shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) },
+    },
+  })
+  return onnx.ModelProto.create({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    producerName: 'pglite-infer compute',
+    graph: {
+      name: 'lens',
+      node: [
+        { opType: 'Gemm', input: ['x', 'w'], output: ['logits'], attribute: [int('transB', 1)] },
+        {
+          opType: 'ArgMax',
+          input: ['logits'],
+          output: ['token'],
+          attribute: [int('axis', 1), int('keepdims', 0), int('select_last_index', 0)],
+        },
+      ],
+      initializer: [init],
+      input: [{ name: 'x', type: type(FLOAT, ['n', hidden]) }],
+      output: [{ name: 'token', type: type(INT64, ['n']) }],
+    },
+  })
+}
+
 /** The gate pass of every layer as one ONNX model (serialized). */
 export function buildGateGraph(layers: GateLayer[]): Uint8Array {
+  return onnxProto().onnx.ModelProto.encode(buildGateModel(layers)).finish()
+}
+
+/** The same model before serialization; `place` puts each layer's rows (default: in the graph). */
+export function buildGateModel(
+  layers: GateLayer[],
+  place: PlaceInitializer = (init, raw) => {
+    if (raw) init.rawData = raw
+  },
+): OnnxTypes.ModelProto {
   const { onnx } = onnxProto()
   const FLOAT = onnx.TensorProto.DataType.FLOAT
   const INT64 = onnx.TensorProto.DataType.INT64
@@ -397,12 +586,13 @@ export function buildGateGraph(layers: GateLayer[]): Uint8Array {
     if (layer.hidden !== hidden)
       throw new ComputeError(`layer ${l} has hidden ${layer.hidden}, layer 0 ${hidden}`, '22023')
     const rows = layerRowsF32(layer)
-    inits.push({
+    const init: OnnxTypes.ITensorProto = {
       name: `g_${l}`,
       dims: [layer.rows, hidden],
       dataType: FLOAT,
-      rawData: new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength),
-    })
+    }
+    place(init, new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength))
+    inits.push(init)
     inputs.push({ name: `k_${l}`, type: tensor(INT64, [1]) })
     node('Gemm', ['q', `g_${l}`], [`s_${l}`], [int('transB', 1)])
     node(
@@ -430,5 +620,5 @@ export function buildGateGraph(layers: GateLayer[]): Uint8Array {
     producerName: 'pglite-infer compute',
     graph: { name: 'gate_topk', node: nodes, initializer: inits, input: inputs, output: outputs },
   })
-  return onnx.ModelProto.encode(model).finish()
+  return model
 }

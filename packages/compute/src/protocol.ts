@@ -6,7 +6,13 @@
  * result (in the request's reply buffer) or of the UTF-8 JSON error
  * ({ sqlstate, message }) stored in the control buffer from byte ERROR_AT.
  */
-import type { ForwardStepRequest, ForwardWeights, GateLayer, GateTopKRequest } from './types.js'
+import type {
+  ForwardStepRequest,
+  ForwardTensor,
+  ForwardWeights,
+  GateLayer,
+  GateTopKRequest,
+} from './types.js'
 import type { NodeWebGpuOptions } from './webgpu/node.js'
 
 export const STATUS_PENDING = 0
@@ -55,5 +61,23 @@ export type Request =
       loseDevice?: boolean
     })
   | { op: 'endRun'; run: number }
+  /**
+   * Backend-owned models: one tensor of a model being streamed in (first:
+   * the load starts over), then commitGate (the staged "l<i>.gate" become
+   * the gate pass; keep: they stay for loadForward, which takes every staged
+   * tensor), and columns of the staged W_down kept after loadForward.
+   */
+  | { op: 'stage'; model: string; role: string; tensor: ForwardTensor; first: boolean }
+  | { op: 'commitGate'; model: string; layers: number; keep: boolean }
+  | {
+      op: 'columns'
+      model: string
+      layers: Int32Array
+      features: Int32Array
+      /** float32: n x hidden, column features[i] of layer layers[i]'s W_down. */
+      reply: SharedArrayBuffer
+    }
+  /** int32 x n: the argmax token of x's rows (normed residuals) over the model's own lm_head. */
+  | { op: 'lens'; model: string; x: Float32Array; n: number; reply: SharedArrayBuffer }
   /** How many runs hold a KV cache in the worker (the answer's length field). */
   | { op: 'openRuns' }

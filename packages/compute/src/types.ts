@@ -116,6 +116,13 @@ export interface ComputeBackend {
   endRun(run: number): void
   /** How many runs hold a KV cache now. */
   openRuns(): number
+  /**
+   * Backend-owned models with their own lm_head [vocab x hidden]: takes it
+   * for lens (onnx only).
+   */
+  loadLens?(model: string, lmHead: ForwardTensor): Promise<void>
+  /** The argmax token of each of n normed vectors (n x hidden) over that lm_head. */
+  lens?(model: string, x: Float32Array, n: number): Promise<Int32Array>
   dispose(): Promise<void>
 }
 

@@ -17,7 +17,8 @@ import {
   type Request,
   type WorkerData,
 } from './protocol.js'
-import { ComputeError, type ComputeBackend } from './types.js'
+import { halfToFloat } from './topk.js'
+import { ComputeError, type ComputeBackend, type ForwardTensor } from './types.js'
 
 export interface WorkerEnvironment {
   data: WorkerData
@@ -54,6 +55,10 @@ export function createWorkerServer(env: WorkerEnvironment): WorkerServer {
   const encoder = new TextEncoder()
   let backend: Promise<ComputeBackend> | undefined
   let busy = false
+  /** Backend-owned models being streamed in: their tensors by role, until loadForward. */
+  const staged = new Map<string, Record<string, ForwardTensor>>()
+  /** Backend-owned models' W_down per layer, kept for columns (write tokens). */
+  const kept = new Map<string, Map<number, ForwardTensor>>()
 
   function report(status: number, length: number): void {
     Atomics.store(control, 1, length)
@@ -102,18 +107,118 @@ export function createWorkerServer(env: WorkerEnvironment): WorkerServer {
     })
     switch (req.op) {
       case 'drop':
+        staged.delete(req.model)
+        kept.delete(req.model)
         b.dropModel(req.model)
         return
+      case 'stage': {
+        if (req.first) {
+          // one load streams at a time: what is still staged is a load that failed
+          staged.clear()
+          staged.set(req.model, {})
+          kept.delete(req.model)
+          b.dropModel(req.model)
+        }
+        const s = staged.get(req.model)
+        if (!s)
+          throw new ComputeError(
+            `tensor ${req.role} of model "${req.model}" arrived with no load in progress ` +
+              `(the compute worker restarted during the load)`,
+            '58000',
+          )
+        s[req.role] = req.tensor
+        report(STATUS_OK, 0)
+        return
+      }
+      case 'commitGate': {
+        const s = staged.get(req.model)
+        const layers = Array.from({ length: req.layers }, (_, l) => {
+          const t = s?.[`l${l}.gate`]
+          if (!t)
+            throw new ComputeError(
+              `model "${req.model}": gate rows of layer ${l} were not streamed in`,
+              '58000',
+            )
+          return { rows: t.rows, hidden: t.cols, dtype: t.dtype, data: t.data }
+        })
+        await b.loadGate(req.model, layers)
+        if (!req.keep) staged.delete(req.model)
+        report(STATUS_OK, 0)
+        return
+      }
+      case 'columns': {
+        const downs = kept.get(req.model)
+        if (!downs)
+          throw new ComputeError(
+            `model "${req.model}" has no W_down in the compute worker`,
+            '55000',
+          )
+        const out = new Float32Array(req.reply)
+        let at = 0
+        for (let i = 0; i < req.layers.length; i++) {
+          const t = downs.get(req.layers[i]!)
+          const f = req.features[i]!
+          if (!t || f < 0 || f >= t.cols)
+            throw new ComputeError(
+              `columns: model "${req.model}" has no feature ${f} in layer ${req.layers[i]}`,
+              '22023',
+            )
+          const H = t.rows
+          if (at + H > out.length)
+            throw new ComputeError('columns: the answer overflows its reply buffer', 'XX000')
+          if (t.dtype === 'f32') {
+            const d = t.data as Float32Array
+            for (let j = 0; j < H; j++) out[at + j] = d[j * t.cols + f]!
+          } else {
+            const d = t.data as Uint16Array
+            const col = new Uint16Array(H)
+            for (let j = 0; j < H; j++) col[j] = d[j * t.cols + f]!
+            out.set(halfToFloat(col), at)
+          }
+          at += H
+        }
+        report(STATUS_OK, at * 4)
+        return
+      }
+      case 'lens': {
+        if (!b.lens) throw new ComputeError(`the ${b.name} backend has no logit lens`, '0A000')
+        const tokens = await b.lens(req.model, req.x, req.n)
+        new Int32Array(req.reply).set(tokens.subarray(0, req.n))
+        report(STATUS_OK, req.n * 4)
+        return
+      }
       case 'endRun':
         b.endRun(req.run)
         return
       case 'openRuns':
         report(STATUS_OK, b.openRuns())
         return
-      case 'loadForward':
-        await b.loadForward(req.model, req.weights)
+      case 'loadForward': {
+        // a backend-owned model: its matrices were streamed in (stage) and stay here
+        const s = staged.get(req.model)
+        const weights = s
+          ? { ...req.weights, tensors: { ...s, ...req.weights.tensors } }
+          : req.weights
+        if (s) {
+          staged.delete(req.model)
+          const downs = new Map<number, ForwardTensor>()
+          for (const [role, t] of Object.entries(s)) {
+            const m = /^l(\d+)\.down$/.exec(role)
+            if (m) downs.set(Number(m[1]), t)
+          }
+          kept.set(req.model, downs)
+        }
+        await b.loadForward(req.model, weights)
+        // its own lm_head (not tied): the logit lens of write tokens and relation layers
+        const lmHead = s?.lm_head
+        if (lmHead) {
+          if (!b.loadLens)
+            throw new ComputeError(`the ${b.name} backend has no logit lens`, '0A000')
+          await b.loadLens(req.model, lmHead)
+        }
         report(STATUS_OK, 0)
         return
+      }
       case 'forwardStep': {
         testHooks(b, req)
         const r = await b.forwardStep(req)

@@ -10,10 +10,10 @@ import type { Extension } from '@electric-sql/pglite'
 import { HostBridge, defaultHost } from './host/bridge.js'
 import { installHostHooks, type HookableModule } from './host/hooks.js'
 import { installTrapGuard, type TrapGuardModule } from './host/trap-guard.js'
-import type { HostOptions, InferHost, WasmModule } from './host/types.js'
+import { computeChoice, type HostOptions, type InferHost, type WasmModule } from './host/types.js'
 import { inferNamespace, type EmscriptenFSWriter, type InferNamespace } from './namespace.js'
 
-export { HostError, type HostOptions, type InferHost } from './host/types.js'
+export { HostError, type ComputeChoice, type HostOptions, type InferHost } from './host/types.js'
 export { defaultHost } from './host/bridge.js'
 export { RemoteCancel } from './host/remote-call.js'
 export { downloadVindex } from './namespace.js'
@@ -91,6 +91,9 @@ export function createPgInfer(options: PgInferOptions = {}): Extension<InferName
             (mod: HookableModule & TrapGuardModule & { FS?: EmscriptenFSWriter }) => {
               module = mod
               installHostHooks(mod, bridge)
+              // infer.compute's default (extension/src/guc.c compute_default)
+              const chosen = computeChoice(options.compute).default
+              if (chosen) mod.ENV.PGLITE_INFER_COMPUTE = chosen
               // a trap inside a statement becomes an SQL error instead of a
               // silently half-run statement (host/trap-guard.ts)
               if (longjmpStatus !== undefined) installTrapGuard(mod, longjmpStatus)

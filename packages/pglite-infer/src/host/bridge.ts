@@ -1,6 +1,7 @@
 import {
   ComputeClient,
   ComputeError,
+  type ComputeClientOptions,
   type ForwardTensor,
   type GateLayer,
 } from '@pglite-infer/compute'
@@ -15,7 +16,13 @@ import {
 } from './remote-call.js'
 import { larqlCall } from './larql.js'
 import { TokenizerCache } from './tokenizers.js'
-import { HostError, type HostOptions, type InferHost, type WasmModule } from './types.js'
+import {
+  HostError,
+  computeChoice,
+  type HostOptions,
+  type InferHost,
+  type WasmModule,
+} from './types.js'
 
 const decoder = new TextDecoder('utf-8', { fatal: false })
 
@@ -46,9 +53,21 @@ export class HostBridge {
   private readonly gateLoads = new Map<string, GateLayer[]>()
   /** Forward weights of a load in progress, by model key. */
   private readonly forwardLoads = new Map<string, Record<string, ForwardTensor>>()
+  /** A tensor of a backend-owned model arriving in chunks (computeStageChunk). */
+  private staging:
+    | {
+        model: string
+        role: string
+        rows: number
+        cols: number
+        dtype: number
+        buf: Uint8Array
+        filled: number
+      }
+    | undefined
   /** Shapes of the forward steps' answers, by model key: [hidden, vocab, layers, intermediate]. */
   private readonly forwardShapes = new Map<string, [number, number, number, number]>()
-  private readonly computeOptions: HostOptions['compute']
+  private readonly computeOptions: ComputeClientOptions | undefined
   private remoteCaller: RemoteCaller | undefined
   private remoteCancel: RemoteCancel | undefined
   /** Models by name, with their tokenizers (host/models.ts). */
@@ -59,7 +78,7 @@ export class HostBridge {
     options: HostOptions = {},
   ) {
     this.models = new ModelHost(() => this.fs, options)
-    this.computeOptions = options.compute
+    this.computeOptions = computeChoice(options.compute).options
     this.remoteCancel = options.remoteCancel
   }
 
@@ -435,6 +454,159 @@ export class HostBridge {
     )
   }
 
+  /**
+   * A part of a backend-owned model straight from the vindex the host opened
+   * (compute.c compute_owned_load): never through C's heap.
+   */
+  computeStagePart(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    role: number,
+    name: number,
+    part: number,
+    layer: number,
+    rows: number,
+    cols: number,
+    dtype: number,
+    nbytes: number,
+  ): number {
+    return this.run(() => {
+      checkOwningBackend(backend)
+      const bytes = this.models.read(readCString(mod, name), readCString(mod, part), layer, nbytes)
+      // a copy: the vindex's file buffers stay the host's until it releases them
+      this.stage(readCString(mod, key), readCString(mod, role), rows, cols, dtype, bytes.slice())
+      return new Uint8Array(0)
+    })
+  }
+
+  /** A chunk of a backend-owned model's tensor from C (index pages, about 256 KB at a time). */
+  computeStageChunk(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    role: number,
+    rows: number,
+    cols: number,
+    dtype: number,
+    offset: number,
+    data: number,
+    n: number,
+    total: number,
+  ): number {
+    return this.run(() => {
+      checkOwningBackend(backend)
+      const model = readCString(mod, key)
+      const r = readCString(mod, role)
+      if (offset === 0)
+        this.staging = { model, role: r, rows, cols, dtype, buf: new Uint8Array(total), filled: 0 }
+      const st = this.staging
+      if (!st || st.model !== model || st.role !== r || st.filled !== offset)
+        throw new HostError(`compute_stage_chunk: ${r} of "${model}" out of order`, '22023')
+      if (offset + n > st.buf.length)
+        throw new HostError(`compute_stage_chunk: ${r} of "${model}" overflows`, '22023')
+      st.buf.set(mod.HEAPU8.subarray(data, data + n), offset)
+      st.filled += n
+      if (st.filled === st.buf.length) {
+        this.staging = undefined
+        this.stage(model, r, rows, cols, dtype, st.buf)
+      }
+      return new Uint8Array(0)
+    })
+  }
+
+  private stage(
+    model: string,
+    role: string,
+    rows: number,
+    cols: number,
+    dtype: number,
+    bytes: Uint8Array,
+  ): void {
+    const n = rows * cols
+    if (bytes.byteLength !== n * (dtype === 1 ? 2 : 4))
+      throw new HostError(
+        `tensor ${role} of "${model}" has ${bytes.byteLength} bytes, expected ${rows} x ${cols}`,
+        'XX001',
+      )
+    const first = role === 'l0.gate'
+    if (first) {
+      // a load cut short leaves nothing behind
+      this.forwardLoads.delete(model)
+      this.gateLoads.delete(model)
+      this.forwardShapes.delete(model)
+    }
+    const t: ForwardTensor =
+      dtype === 1
+        ? { rows, cols, dtype: 'f16', data: new Uint16Array(bytes.buffer, bytes.byteOffset, n) }
+        : { rows, cols, dtype: 'f32', data: new Float32Array(bytes.buffer, bytes.byteOffset, n) }
+    this.compute.stage(model, role, t, first)
+  }
+
+  /** The staged gate rows of a backend-owned model become its gate pass. */
+  computeCommitGate(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    layers: number,
+    keep: number,
+    deadlineMs: number,
+  ): number {
+    return this.run(() => {
+      checkOwningBackend(backend)
+      this.compute.commitGate(
+        readCString(mod, key),
+        layers,
+        keep !== 0,
+        deadlineMs >= 0 ? deadlineMs : undefined,
+      )
+      return new Uint8Array(0)
+    })
+  }
+
+  /** Columns of a backend-owned model's W_down (write tokens); -3 when the worker lacks it. */
+  computeColumns(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    layers: number,
+    features: number,
+    n: number,
+    hidden: number,
+  ): number {
+    const model = readCString(mod, key)
+    if (this.run(() => checkOwningBackend(backend)) < 0) return -1
+    if (!this.compute.hasForward(model)) return -3
+    return this.run(() =>
+      this.compute.columns(
+        model,
+        new Int32Array(mod.HEAPU8.buffer, layers, n).slice(),
+        new Int32Array(mod.HEAPU8.buffer, features, n).slice(),
+        hidden,
+      ),
+    )
+  }
+
+  /**
+   * The logit lens's argmax over a backend-owned model's own lm_head, for n
+   * normed vectors (int32 tokens); -3 when the worker lacks the model.
+   */
+  computeLens(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    x: number,
+    n: number,
+    hidden: number,
+  ): number {
+    const model = readCString(mod, key)
+    if (this.run(() => checkOwningBackend(backend)) < 0) return -1
+    if (!this.compute.hasForward(model)) return -3
+    return this.run(() =>
+      this.compute.lens(model, new Float32Array(mod.HEAPU8.buffer, x, n * hidden).slice(), n),
+    )
+  }
+
   /** A run's memory went (run end, transaction end, error): its KV cache goes too. Never fails. */
   computeForwardEnd(_mod: WasmModule, run: number): number {
     try {
@@ -541,6 +713,13 @@ export class HostBridge {
       return -1
     }
   }
+}
+
+/** Backend-owned models live in the onnx backend only (compute.h ComputeBackendKind 2). */
+function checkOwningBackend(backend: number): Uint8Array {
+  if (backend !== 2)
+    throw new HostError(`compute backend ${backend} does not own models`, '22023')
+  return new Uint8Array(0)
 }
 
 /** The forward step's backends as C passes them (compute.h ComputeBackendKind: onnx 2, webgpu 3). */

@@ -37,9 +37,11 @@ export interface HostOptions {
   allowedHostDirectories?: readonly string[]
   /**
    * The compute backend's worker (infer.compute = 'onnx'): intra-op threads
-   * and the longest wait for one call.
+   * and the longest wait for one call; `default` (or the name alone,
+   * `compute: 'onnx'`) is infer.compute's default for every session. Models
+   * loaded under 'onnx' are owned by that backend (docs/compute.md).
    */
-  compute?: ComputeClientOptions
+  compute?: ComputeChoice | (ComputeClientOptions & { default?: ComputeChoice })
   /**
    * Cancels a remote model's call in flight from another thread
    * (docs/remote-models.md, "Cancellation"): the thread that runs PGlite
@@ -49,6 +51,20 @@ export interface HostOptions {
    * `RemoteCancel.from(buffer)` here.
    */
   remoteCancel?: import('./remote-call.js').RemoteCancel
+}
+
+/** infer.compute's values. */
+export type ComputeChoice = 'auto' | 'wasm' | 'onnx' | 'webgpu'
+
+/** The worker's options and infer.compute's default out of HostOptions.compute. */
+export function computeChoice(compute: HostOptions['compute']): {
+  options: ComputeClientOptions | undefined
+  default: ComputeChoice | undefined
+} {
+  if (typeof compute === 'string') return { options: undefined, default: compute }
+  if (!compute) return { options: undefined, default: undefined }
+  const { default: d, ...options } = compute
+  return { options, default: d }
 }
 
 /** The part of PGlite's emscripten Module the bridge uses. */
