@@ -234,9 +234,15 @@ compute_forward_backend(InferModel *m)
 			compute_owned_refuse(m);
 		return COMPUTE_ONNX;
 	}
-	/* 'auto' is 'wasm' today: docs/compute.md says why */
 	if (infer_compute == COMPUTE_ONNX || infer_compute == COMPUTE_WEBGPU)
 		return infer_compute;
+	/*
+	 * 'auto': a GPU that is not a CPU emulation, when the host has one
+	 * (webgpu.md) and no step on it failed; else the built-in pass. onnx is
+	 * not picked for steps: docs/compute.md says why.
+	 */
+	if (infer_compute == COMPUTE_AUTO)
+		return host_compute_auto_forward();
 	return COMPUTE_WASM;
 }
 
@@ -417,19 +423,22 @@ step_answer_bytes(const ForwardRun *run)
 	return floats * sizeof(float);
 }
 
-void
+bool
 compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 {
 	InferModel *m = run->m;
 	char key[MODEL_NAME_MAX + 32];
 	int want = (run->capture.act ? 1 : 0) | (run->capture.resid ? 2 : 0);
 	size_t expect = step_answer_bytes(run);
+	/* a run 'auto' gave the GPU asks as 'auto': the host may decline its first step */
+	int kind = run->auto_host && run->n == 0 ? COMPUTE_AUTO : run->backend;
 	const float *p;
 	char *result;
 
 	model_key(m, key, sizeof(key));
-	result =
-		host_compute_forward_step(run->backend, key, run->host_run, run->n, ids, n, want, expect);
+	result = host_compute_forward_step(kind, key, run->host_run, run->n, ids, n, want, expect);
+	if (result == host_compute_declined)
+		return false;
 	if (result == NULL)
 	{
 		/* the backend lacks the model's forward weights (first use, or a restarted worker) */
@@ -441,9 +450,10 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 		if (m->owned)
 			model_restream(m);
 		else
-			host_forward_load(m, key, run->backend);
-		result = host_compute_forward_step(run->backend, key, run->host_run, run->n, ids, n, want,
-										   expect);
+			host_forward_load(m, key, kind);
+		result = host_compute_forward_step(kind, key, run->host_run, run->n, ids, n, want, expect);
+		if (result == host_compute_declined)
+			return false;
 		if (result == NULL)
 			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 							errmsg("the compute backend lost model \"%s\" right after loading it",
@@ -464,6 +474,7 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 	run->have_logits = true;
 	run->n += n;
 	pfree(result);
+	return true;
 }
 
 /* ---- backend-owned models ---- */

@@ -63,8 +63,9 @@ extern void compute_model_freed(InferModel *m);
 /* ---- the forward step (forward.c's ForwardRun) ---- */
 
 /*
- * The backend a run that begins now steps on: infer.compute ('auto' is
- * 'wasm' today). forward_begin records it in the run; forward_step and
+ * The backend a run that begins now steps on: infer.compute; under 'auto'
+ * webgpu when the host has a GPU that is not a CPU emulation, else wasm (an
+ * owned model: onnx). forward_begin records it in the run; forward_step and
  * forward_logits dispatch on it, so callers (infer.c, predict.c, walk.c,
  * similar.c, ...) never name a backend.
  */
@@ -83,8 +84,10 @@ extern void compute_forward_begin(ForwardRun *run);
  * position's residual (run->last), logits (run->logits) and, when the run
  * asked, the captured FFN activations and residuals of every layer. Loads
  * the model's forward weights into the backend first when it lacks them.
+ * false: the run is one 'auto' gave the GPU and the host declined its first
+ * step (the GPU failed); the caller runs it on wasm.
  */
-extern void compute_forward_step(ForwardRun *run, const int32 *ids, int n);
+extern bool compute_forward_step(ForwardRun *run, const int32 *ids, int n);
 
 /*
  * What a host backend is told about a model's architecture with its forward

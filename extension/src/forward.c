@@ -35,6 +35,7 @@
 #include "compute.h"
 #include "forward.h"
 #include "guc.h"
+#include "stats.h"
 #include "host.h"
 #include "model.h"
 
@@ -626,6 +627,7 @@ forward_begin(InferModel *m, int capacity, int max_step, bool capture_act, bool 
 	ForwardRun *run = palloc0(sizeof(ForwardRun));
 
 	run->backend = compute_forward_backend(m);
+	run->auto_host = infer_compute == COMPUTE_AUTO && run->backend == COMPUTE_WEBGPU;
 	check_run_limits(m, fm, capacity, max_step, run->backend == COMPUTE_WASM);
 	run->m = m;
 	run->fm = fm;
@@ -821,6 +823,27 @@ mlp_block(ForwardRun *run, int l, float *x, int n)
 	pfree(d);
 }
 
+/*
+ * A run 'auto' gave the GPU whose first step the host declined (the GPU
+ * failed: device lost, out of memory, a limit; the host then stops offering
+ * it): the run steps on wasm from here, with its KV cache in the heap.
+ */
+static void
+fall_back_to_wasm(ForwardRun *run)
+{
+	MemoryContext run_cxt = GetMemoryChunkContext(run);
+	size_t half = kv_bytes(run->m, run->fm, run->capacity) / 2;
+
+	check_run_limits(run->m, run->fm, run->capacity, 1, true);
+	run->kcache = MemoryContextAllocExtended(run_cxt, half, MCXT_ALLOC_HUGE);
+	run->vcache = MemoryContextAllocExtended(run_cxt, half, MCXT_ALLOC_HUGE);
+	run->backend = COMPUTE_WASM;
+	run->auto_host = false;
+	infer_log_info("pg_infer: the GPU declined a forward step of model \"%s\" under "
+				   "infer.compute = 'auto'; it runs on wasm",
+				   run->m->name);
+}
+
 void
 forward_step(ForwardRun *run, const int32 *ids, int n)
 {
@@ -840,8 +863,9 @@ forward_step(ForwardRun *run, const int32 *ids, int n)
 								   m->name, m->vocab)));
 	if (run->backend != COMPUTE_WASM)
 	{
-		compute_forward_step(run, ids, n);
-		return;
+		if (compute_forward_step(run, ids, n))
+			return;
+		fall_back_to_wasm(run);
 	}
 	x = palloc_extended(sizeof(float) * n * H, MCXT_ALLOC_HUGE);
 	embed_tokens(run, x, ids, n);

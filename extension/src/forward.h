@@ -166,6 +166,7 @@ typedef struct ForwardRun
 	int host_run;  /* host backend: the run's id there */
 	float *logits; /* host backend: vocab logits of `last`, from the last step */
 	bool have_logits;
+	bool auto_host; /* 'auto' chose the host backend: a failed first step falls back to wasm */
 } ForwardRun;
 
 /*

@@ -81,6 +81,7 @@ typedef enum HostHook
 	HOOK_COMPUTE_COMMIT_GATE,
 	HOOK_COMPUTE_COLUMNS,
 	HOOK_COMPUTE_LENS,
+	HOOK_COMPUTE_AUTO_FORWARD,
 	HOOK_REMOTE_REQUEST,
 	HOOK_TAKE,
 	HOOK_ERROR_LEN,
@@ -269,6 +270,12 @@ static int
 pgi_host_compute_forward_end(int run)
 {
 	return CALL_HOOK(HOOK_COMPUTE_FORWARD_END, int (*)(int), run);
+}
+
+static int
+pgi_host_compute_auto_forward(void)
+{
+	return CALL_HOOK(HOOK_COMPUTE_AUTO_FORWARD, int (*)(int), 0);
 }
 
 typedef int (*StagePartHook)(int, const char *, const char *, const char *, const char *, int, int,
@@ -594,6 +601,8 @@ host_compute_forward_step(int backend, const char *key, int run, int pos, const 
 
 	if (rc == HOST_COMPUTE_NOT_LOADED)
 		return NULL;
+	if (rc == HOST_COMPUTE_DECLINED_RC)
+		return host_compute_declined;
 	if (rc < 0)
 		raise_host_error("compute_forward_step", rc);
 	if ((size_t) rc != expect)
@@ -609,6 +618,13 @@ host_compute_forward_end(int run)
 {
 	/* called from a memory context reset callback: must not raise */
 	(void) pgi_host_compute_forward_end(run);
+}
+
+int
+host_compute_auto_forward(void)
+{
+	/* a question, not a request: no host, or a host that failed, says wasm */
+	return pgi_host_compute_auto_forward() == COMPUTE_WEBGPU ? COMPUTE_WEBGPU : COMPUTE_WASM;
 }
 
 void
@@ -924,6 +940,12 @@ host_compute_forward_step(int backend, const char *key, int run, int pos, const 
 void
 host_compute_forward_end(int run)
 {
+}
+
+int
+host_compute_auto_forward(void)
+{
+	return COMPUTE_WASM;
 }
 
 void

@@ -119,14 +119,23 @@ extern void host_compute_load_forward(int backend, const char *key, const double
 /*
  * One forward step of run `run` (positions pos..pos+n-1) on the host
  * backend. want: bit 0 the FFN activations, bit 1 the residuals. Returns
- * the answer (palloc'd, exactly `expect` bytes: compute.c reads it), or NULL
- * when the backend does not hold model `key`'s forward weights.
+ * the answer (palloc'd, exactly `expect` bytes: compute.c reads it), NULL
+ * when the backend does not hold model `key`'s forward weights, or
+ * host_compute_declined when backend is 'auto' and the host has no GPU for
+ * it (any more).
  */
 extern char *host_compute_forward_step(int backend, const char *key, int run, int pos,
 									   const int32 *ids, int n, int want, size_t expect);
 
 /* The backend frees run `run`'s KV cache. Never raises, never waits. */
 extern void host_compute_forward_end(int run);
+
+/*
+ * Under infer.compute = 'auto': the host backend that would serve forward
+ * steps now (COMPUTE_WEBGPU on a GPU that is not a CPU emulation), or
+ * COMPUTE_WASM. Never raises.
+ */
+extern int host_compute_auto_forward(void);
 
 /*
  * Backend-owned models (compute.c compute_owned_load): tensors staged in the

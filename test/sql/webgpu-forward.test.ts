@@ -116,4 +116,39 @@ describe.skipIf(!gpu)('webgpu forward step: robustness', () => {
       }
     }
   })
+
+  it("'auto' on a GPU steps there, and a first step the GPU fails runs on wasm, no error", async () => {
+    // lavapipe stands in for a GPU here; the f32 fixture, inference level
+    const d = await openDb({ compute: { webgpu: { allowSoftwareForAuto: true } } })
+    try {
+      await d.query("select infer_create_model('q', $1, 'inference')", [
+        await fixtureVindex('f32', 'inference'),
+      ])
+      const sql = "select * from infer('The currency of Japan is the', 5, 'q')"
+      const wasm = await on(d, 'wasm', async () => (await d.query<InferRow>(sql)).rows)
+      const bytes = async () =>
+        Number(
+          (
+            await d.query<{ compute_bytes: string }>(
+              "select compute_bytes from infer_loaded_models() where name = 'q'",
+            )
+          ).rows[0]!.compute_bytes,
+        )
+      expect(await bytes()).toBe(0)
+      const auto = (await d.query<InferRow>(sql)).rows // infer.compute is 'auto' by default
+      expect(auto.map((r) => r.token)).toEqual(wasm.map((r) => r.token))
+      auto.forEach((r, i) =>
+        expect(Math.abs(r.probability - wasm[i]!.probability)).toBeLessThanOrEqual(1e-4),
+      )
+      // the forward weights went to the GPU's worker
+      expect(await bytes()).toBeGreaterThan(0)
+      // the device is lost in the next first step: that statement answers on wasm
+      d.infer.webgpu.loseDeviceNextCall()
+      expect((await d.query<InferRow>(sql)).rows).toEqual(wasm)
+      expect((await d.query<InferRow>(sql)).rows).toEqual(wasm)
+    } finally {
+      await d.infer.webgpu.terminate()
+      await d.close()
+    }
+  })
 })

@@ -298,13 +298,8 @@ export class HostBridge {
         deadlineMs >= 0 ? deadlineMs : undefined,
       ),
     )
-    if (rc < 0 && backend === 0 && decoder.decode(this.error.subarray(0, 5)) !== '57014') {
-      // 'auto' falls back: this pass and the session's next ones run in wasm
-      this.autoClient = null
-      this.error = new Uint8Array(0)
-      return -4
-    }
-    return rc
+    // 'auto' falls back: this pass and the session's next ones run in wasm
+    return this.declineAuto(backend, rc) ? -4 : rc
   }
 
   /** One layer of a model's gate rows from C's heap; the last one completes the load. */
@@ -353,9 +348,36 @@ export class HostBridge {
   }
 
   /** The client serving forward steps on a backend C names (onnx or webgpu). */
-  private forwardClient(backend: number): ComputeClient {
+  private forwardClient(backend: number): ComputeClient | null {
+    if (backend === 0) return this.auto()
     checkForwardBackend(backend)
     return backend === 3 ? this.webgpu : this.compute
+  }
+
+  /**
+   * A call under 'auto' failed (not a cancel): 'auto' stops offering the GPU
+   * for this database, C runs this pass or step and the next ones in wasm,
+   * and no error reaches SQL. true when it declined.
+   */
+  private declineAuto(backend: number, rc: number): boolean {
+    if (rc >= 0 || backend !== 0 || decoder.decode(this.error.subarray(0, 5)) === '57014')
+      return false
+    this.autoClient = null
+    this.error = new Uint8Array(0)
+    return true
+  }
+
+  /**
+   * compute.c's question at a run's start under 'auto': 3 (webgpu) when the
+   * host offers a GPU that is not a CPU emulation for its forward steps, else
+   * 0 (wasm). Never fails.
+   */
+  computeAutoForward(_mod: WasmModule, _unused: number): number {
+    try {
+      return this.auto() ? 3 : 0
+    } catch {
+      return 0
+    }
   }
 
   /** One tensor of a model's forward weights from C's heap (compute.c host_forward_load). */
@@ -399,7 +421,7 @@ export class HostBridge {
     nwords: number,
     deadlineMs: number,
   ): number {
-    return this.run(() => {
+    const rc = this.run(() => {
       const client = this.forwardClient(backend)
       const model = readCString(mod, key)
       const tensors = this.forwardLoads.get(model) ?? {}
@@ -407,9 +429,12 @@ export class HostBridge {
       const words = new Float64Array(mod.HEAPU8.buffer, spec, nwords).slice()
       // compute.h ForwardSpecWord: FS_LAYERS 1, FS_HIDDEN 2, FS_VOCAB 3, FS_INTERMEDIATE 7
       this.forwardShapes.set(model, [words[2]!, words[3]!, words[1]!, words[7]!])
+      if (!client) return new Uint8Array(0) // 'auto' has no GPU: the step declines
       client.loadForward(model, { spec: words, tensors }, deadlineMs >= 0 ? deadlineMs : undefined)
       return new Uint8Array(0)
     })
+    // under 'auto' a load that failed declines: the step that follows runs in wasm
+    return this.declineAuto(backend, rc) ? 0 : rc
   }
 
   /**
@@ -428,9 +453,10 @@ export class HostBridge {
     deadlineMs: number,
   ): number {
     const model = readCString(mod, key)
-    let client: ComputeClient | undefined
+    let client: ComputeClient | null = null
     if (this.run(() => ((client = this.forwardClient(backend)), new Uint8Array(0))) < 0) return -1
-    const c: ComputeClient = client!
+    if (!client) return -4 // 'auto' has no GPU (any more): C steps in wasm
+    const c: ComputeClient = client
     const shape = this.forwardShapes.get(model)
     if (!shape || !c.hasForward(model)) return -3
     const [hidden, vocab, layers, intermediate] = shape
@@ -438,7 +464,7 @@ export class HostBridge {
     const wantResid = (want & 2) !== 0
     const floats =
       hidden + vocab + (wantAct ? layers * intermediate : 0) + (wantResid ? layers * hidden : 0)
-    return this.run(() =>
+    const rc = this.run(() =>
       c.forwardStep(
         {
           model,
@@ -452,6 +478,7 @@ export class HostBridge {
         deadlineMs >= 0 ? deadlineMs : undefined,
       ),
     )
+    return this.declineAuto(backend, rc) ? -4 : rc
   }
 
   /**
@@ -717,8 +744,7 @@ export class HostBridge {
 
 /** Backend-owned models live in the onnx backend only (compute.h ComputeBackendKind 2). */
 function checkOwningBackend(backend: number): Uint8Array {
-  if (backend !== 2)
-    throw new HostError(`compute backend ${backend} does not own models`, '22023')
+  if (backend !== 2) throw new HostError(`compute backend ${backend} does not own models`, '22023')
   return new Uint8Array(0)
 }
 

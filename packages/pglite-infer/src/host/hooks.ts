@@ -41,6 +41,7 @@ export const HOST_HOOKS = [
   ['computeCommitGate', 'iiiiii'],
   ['computeColumns', 'iiiiiii'],
   ['computeLens', 'iiiiii'],
+  ['computeAutoForward', 'ii'],
   ['remoteRequest', 'iiiiiiiiii'],
   ['take', 'vii'],
   ['errorLength', 'i'],
