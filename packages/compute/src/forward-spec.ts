@@ -212,3 +212,36 @@ export function halvesWithFixups(t: ForwardTensor): Uint16Array {
   }
   return out
 }
+
+/**
+ * A forward step's checks, the same on every host backend: the model's
+ * forward weights are there (55000), at least one token, every id in the
+ * vocabulary (22023). Returns what the backend holds for the model.
+ */
+export function checkStep<T>(
+  backend: string,
+  held: T | undefined,
+  model: string,
+  ids: Int32Array,
+  vocab: (t: T) => number,
+): T {
+  if (!held)
+    throw new ComputeError(
+      `model "${model}" has no forward weights in the ${backend} backend`,
+      '55000',
+    )
+  if (ids.length <= 0) throw new ComputeError('forwardStep: no tokens', '22023')
+  const v = vocab(held)
+  for (const id of ids)
+    if (id < 0 || id >= v)
+      throw new ComputeError(`token id ${id} is outside the vocabulary (${v})`, '22023')
+  return held
+}
+
+/** A step that continues a run the backend does not hold at that position (a restarted worker). */
+export function lostRun(backend: string, run: number, pos: number): ComputeError {
+  return new ComputeError(
+    `the ${backend} backend has no KV cache for run ${run} at position ${pos} (its worker restarted?)`,
+    '58000',
+  )
+}

@@ -25,6 +25,7 @@ import {
   presentV,
   type ForwardArch,
 } from './forward.js'
+import { checkStep, lostRun } from './forward-spec.js'
 import { halfToFloat, mergeTopK, type Hit } from './topk.js'
 import {
   ComputeError,
@@ -265,18 +266,9 @@ export class OnnxBackend implements ComputeBackend {
   }
 
   async forwardStep(r: ForwardStepRequest): Promise<ForwardStepResult> {
-    const f = this.forwards.get(r.model)
-    if (!f)
-      throw new ComputeError(
-        `model "${r.model}" has no forward weights in the onnx backend`,
-        '55000',
-      )
+    const f = checkStep('onnx', this.forwards.get(r.model), r.model, r.ids, (x) => x.arch.vocab)
     const a = f.arch
     const n = r.ids.length
-    if (n <= 0) throw new ComputeError('forwardStep: no tokens', '22023')
-    for (const id of r.ids)
-      if (id < 0 || id >= a.vocab)
-        throw new ComputeError(`token id ${id} is outside the vocabulary (${a.vocab})`, '22023')
     let run = this.runs.get(r.run)
     if (r.pos === 0) {
       const empty = () =>
@@ -288,11 +280,7 @@ export class OnnxBackend implements ComputeBackend {
         v: Array.from({ length: a.layers }, empty),
       }
       this.runs.set(r.run, run)
-    } else if (!run || run.model !== r.model || run.n !== r.pos)
-      throw new ComputeError(
-        `the onnx backend has no KV cache for run ${r.run} at position ${r.pos} (its worker restarted?)`,
-        '58000',
-      )
+    } else if (!run || run.model !== r.model || run.n !== r.pos) throw lostRun('onnx', r.run, r.pos)
     const T = this.ort.Tensor
     const p = positionFeeds(a, f.invFreq, f.invFreqLocal, r.pos, n)
     const group = a.heads / a.kvHeads

@@ -11,8 +11,10 @@
  * last position, and the captured activations and residuals when asked.
  */
 import {
+  checkStep,
   forwardTensor,
   halvesWithFixups,
+  lostRun,
   parseSpec,
   ropeTables,
   type ForwardArch,
@@ -313,28 +315,16 @@ export class GpuForward {
   }
 
   async step(r: ForwardStepRequest): Promise<ForwardStepResult> {
-    const m = this.models.get(r.model)
-    if (!m)
-      throw new ComputeError(
-        `model "${r.model}" has no forward weights in the webgpu backend`,
-        '55000',
-      )
+    const m = checkStep('webgpu', this.models.get(r.model), r.model, r.ids, (x) => x.arch.vocab)
     const a = m.arch
     const n = r.ids.length
-    if (n <= 0) throw new ComputeError('forwardStep: no tokens', '22023')
-    for (const id of r.ids)
-      if (id < 0 || id >= a.vocab)
-        throw new ComputeError(`token id ${id} is outside the vocabulary (${a.vocab})`, '22023')
     let run = this.runs.get(r.run)
     if (r.pos === 0) {
       if (run) this.endRun(r.run)
       run = { model: r.model, n: 0, cap: 0, k: [], v: [] }
       this.runs.set(r.run, run)
     } else if (!run || run.model !== r.model || run.n !== r.pos)
-      throw new ComputeError(
-        `the webgpu backend has no KV cache for run ${r.run} at position ${r.pos} (its worker restarted?)`,
-        '58000',
-      )
+      throw lostRun('webgpu', r.run, r.pos)
     this.ensureCache(run, a, r.pos + n)
     const out = await this.encodeStep(m, run, r, n)
     run.n += n
