@@ -126,7 +126,7 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out, int backend)
 	if (result == NULL && m->owned)
 	{
 		/* the worker restarted since the model was streamed into it: stream it again */
-		model_restream(m);
+		model_with_source(m, compute_owned_load);
 		result = host_compute_gate_topk(backend, key, p, m->hidden, m->layers);
 		if (result == NULL)
 			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
@@ -448,7 +448,7 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 								   "(its worker restarted)",
 								   m->name)));
 		if (m->owned)
-			model_restream(m);
+			model_with_source(m, compute_owned_load);
 		else
 			host_forward_load(m, key, kind);
 		result = host_compute_forward_step(kind, key, run->host_run, run->n, ids, n, want, expect);
@@ -587,7 +587,7 @@ compute_owned_columns(InferModel *m, const GateHit *hits, int n)
 	cols = host_compute_columns(COMPUTE_ONNX, key, layers, features, n, m->hidden);
 	if (cols == NULL)
 	{
-		model_restream(m);
+		model_with_source(m, compute_owned_load);
 		cols = host_compute_columns(COMPUTE_ONNX, key, layers, features, n, m->hidden);
 		if (cols == NULL)
 			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
@@ -611,7 +611,7 @@ compute_owned_lens(InferModel *m, const float *x, int n, int32 *tokens)
 	got = host_compute_lens(COMPUTE_ONNX, key, x, n, m->hidden);
 	if (got == NULL)
 	{
-		model_restream(m);
+		model_with_source(m, compute_owned_load);
 		got = host_compute_lens(COMPUTE_ONNX, key, x, n, m->hidden);
 		if (got == NULL)
 			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
@@ -655,4 +655,35 @@ compute_owned_unsupported(InferModel *m, const char *what)
 					what, m->name),
 			 errhint("Backend-owned models with an lm_head separate from the embeddings serve "
 					 "this only from the heap: load the model under infer.compute = 'wasm'.")));
+}
+
+/*
+ * Under infer.compute = 'onnx' a model loading now is backend-owned: its
+ * gate rows and forward matrices go to the onnx backend only. GPT-2's fused
+ * attention (split in C after loading) stays in the heap.
+ */
+static bool
+owns_hook(const InferModel *m)
+{
+	return infer_compute == COMPUTE_ONNX && strcmp(m->family, "gpt2") != 0;
+}
+
+/* The weights C did not load go to the backend, from the source still open. */
+static void
+loaded_hook(InferModel *m)
+{
+	if (m->owned)
+		compute_owned_load(m);
+}
+
+static const ModelLoadHooks compute_hooks = {
+	.owns = owns_hook,
+	.loaded = loaded_hook,
+	.freed = compute_model_freed,
+};
+
+void
+compute_init(void)
+{
+	model_register_hooks(&compute_hooks);
 }

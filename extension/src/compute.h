@@ -60,6 +60,9 @@ extern void compute_gate_topk(InferModel *m, const GatePass *pass, TopK *out);
  */
 extern void compute_model_freed(InferModel *m);
 
+/* Registers compute.c's part of loading and freeing models (model.h ModelLoadHooks, _PG_init). */
+extern void compute_init(void);
+
 /* ---- the forward step (forward.c's ForwardRun) ---- */
 
 /*
@@ -130,7 +133,7 @@ typedef enum ForwardSpecWord
  * (m->stream_part / m->read_part, set while it loads) into the onnx
  * backend, commits the gate pass, then hands over the forward pass's
  * vectors and embeddings from the heap and the architecture. Called at load
- * and again when the backend lost the model (model_restream).
+ * and again when the backend lost the model (model_with_source).
  */
 extern void compute_owned_load(InferModel *m);
 

@@ -313,7 +313,7 @@ plan_gpt2_layer(InferModel *m, ForwardModel *fm, int l)
 #undef KEY
 }
 
-size_t
+static size_t
 forward_plan(InferModel *m)
 {
 	ForwardModel *fm = MemoryContextAllocZero(m->cxt, sizeof(ForwardModel));
@@ -402,7 +402,7 @@ split_fused_qkv(InferModel *m, LayerWeights *w)
 	w->v_bias = w->q_bias + 2 * H;
 }
 
-void
+static void
 forward_load(InferModel *m)
 {
 	ForwardModel *fm = m->fwd;
@@ -1067,4 +1067,29 @@ forward_tokens(InferModel *m, text *prompt, int *n)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						errmsg("prompt has no tokens under model \"%s\"", m->name)));
 	return ids;
+}
+
+/* A model registered at level inference or all plans and loads its forward weights (model.h). */
+static int64
+plan_hook(InferModel *m)
+{
+	return m->level >= 1 ? (int64) forward_plan(m) : 0;
+}
+
+static void
+load_hook(InferModel *m)
+{
+	if (m->fwd)
+		forward_load(m); /* after gate and embed: the pass points into them */
+}
+
+static const ModelLoadHooks forward_hooks = {
+	.plan = plan_hook,
+	.load = load_hook,
+};
+
+void
+forward_init(void)
+{
+	model_register_hooks(&forward_hooks);
 }

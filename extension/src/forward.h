@@ -120,14 +120,13 @@ typedef struct ForwardModel
 } ForwardModel;
 
 /*
- * Reads the model's architecture from the host and plans the weights to
- * load. Returns their heap bytes (for infer.max_memory before anything is
- * allocated). The ForwardModel lives in m->cxt.
+ * Registers forward.c's part of loading a model (model.h ModelLoadHooks,
+ * _PG_init): at level inference or all, the architecture is read from the
+ * host and the weights planned (their heap bytes count against
+ * infer.max_memory before anything is allocated), then loaded once the gate
+ * and embeddings are in. The ForwardModel lives in m->cxt.
  */
-extern size_t forward_plan(struct InferModel *m);
-
-/* Loads the planned weights through the host (after forward_plan). */
-extern void forward_load(struct InferModel *m);
+extern void forward_init(void);
 
 /* The vindex weight key ("layers.3.mlp.down_proj.weight") a planned matrix is read from, or NULL.
  */

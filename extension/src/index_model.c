@@ -21,6 +21,7 @@
 
 #include "deadline.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -311,15 +312,16 @@ read_model_meta(Relation index)
 	return meta;
 }
 
-bool
+static bool
 model_index_exists(const char *index_name)
 {
 	return OidIsValid(RangeVarGetRelidExtended(makeRangeVar("infer", (char *) index_name, -1),
 											   NoLock, RVR_MISSING_OK, NULL, NULL));
 }
 
-char *
-model_index_open(const char *index_name, const char *model, int *metalen, void **state)
+static char *
+model_index_open(const char *model, const char *index_name, const char *level, int *metalen,
+				 void **state)
 {
 	Oid oid = RangeVarGetRelidExtended(makeRangeVar("infer", (char *) index_name, -1),
 									   AccessShareLock, RVR_MISSING_OK, NULL, NULL);
@@ -348,7 +350,7 @@ model_index_open(const char *index_name, const char *model, int *metalen, void *
 	return desc;
 }
 
-void
+static void
 model_index_read(void *state, const char *name, const char *part, int layer, void *dst,
 				 size_t nbytes)
 {
@@ -369,7 +371,7 @@ model_index_read(void *state, const char *name, const char *part, int layer, voi
  */
 #define STREAM_CHUNK (256 * 1024)
 
-void
+static void
 model_index_stream(void *state, const char *name, const char *part, int layer, const char *key,
 				   const char *role, int rows, int cols, bool is_f16, size_t nbytes)
 {
@@ -408,12 +410,37 @@ model_index_stream(void *state, const char *name, const char *part, int layer, c
 	pfree(chunk);
 }
 
-void
-model_index_close(void *state)
+static void
+model_index_close(const char *name, void *state)
 {
 	ModelIndexReader *r = state;
 
 	index_close(r->index, AccessShareLock);
+}
+
+/* The registry opens 'index:<name>' sources through these (model.h ModelSource). */
+static const ModelSource index_source = {
+	.prefix = MODEL_INDEX_SOURCE_PREFIX,
+	.open = model_index_open,
+	.read = model_index_read,
+	.stream = model_index_stream,
+	.close = model_index_close,
+	.exists = model_index_exists,
+};
+
+/* An aborted rebuild leaves no copies of the pages behind. */
+static void
+forget_on_abort(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		model_index_forget_snapshots();
+}
+
+void
+model_index_init(void)
+{
+	model_register_source(&index_source);
+	RegisterXactCallback(forget_on_abort, NULL);
 }
 
 /* ---- rebuilding: REINDEX, VACUUM FULL, TRUNCATE and CLUSTER of infer._models ---- */

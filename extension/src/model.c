@@ -29,19 +29,15 @@
 #include "utils/memutils.h"
 #include "portability/instr_time.h"
 
-#include "forward.h"
 #include "guc.h"
 #include "compute.h"
 #include "host.h"
-#include "knowledge.h"
 #include "model.h"
-#include "similar.h"
 #include "stats.h"
 #include "remote.h"
 
 PG_FUNCTION_INFO_V1(infer_create_model);
 PG_FUNCTION_INFO_V1(infer_drop_model);
-PG_FUNCTION_INFO_V1(infer_warmup);
 PG_FUNCTION_INFO_V1(infer_loaded_models);
 
 /* Models loaded in this backend (allocated in TopMemoryContext). */
@@ -161,6 +157,11 @@ unload(const char *name)
 	}
 }
 
+/* What other modules do as models load and go (model_register_hooks). */
+#define MAX_HOOKS 4
+static const ModelLoadHooks *hooks[MAX_HOOKS];
+static int nhooks = 0;
+
 static void
 free_retired(void)
 {
@@ -171,7 +172,9 @@ free_retired(void)
 		InferModel *m = lfirst(lc);
 
 		/* a host compute backend drops its copy too (never raises) */
-		compute_model_freed(m);
+		for (int h = 0; h < nhooks; h++)
+			if (hooks[h]->freed)
+				hooks[h]->freed(m);
 		MemoryContextDelete(m->cxt);
 	}
 	list_free(retired);
@@ -239,7 +242,6 @@ model_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			model_index_forget_snapshots();
 			for (int i = nloaded - 1; i >= 0; i--)
 				if (loaded[i]->subid != InvalidSubTransactionId)
 					retire(i);
@@ -412,15 +414,14 @@ stream_from_host(void *state, const char *name, const char *part, int layer, con
 	host_compute_stage_part(COMPUTE_ONNX, key, role, name, part, layer, rows, cols, is_f16, nbytes);
 }
 
-/*
- * Whether a model loading now is backend-owned: under infer.compute = 'onnx'
- * its gate rows and forward matrices go to the onnx backend only. GPT-2's
- * fused attention (split in C after loading) stays in the heap.
- */
+/* Whether a model loading now is backend-owned: a registered hook says so (compute.c). */
 static bool
 load_owned(const InferModel *m)
 {
-	return infer_compute == COMPUTE_ONNX && strcmp(m->family, "gpt2") != 0;
+	for (int h = 0; h < nhooks; h++)
+		if (hooks[h]->owns && hooks[h]->owns(m))
+			return true;
+	return false;
 }
 
 /*
@@ -466,8 +467,9 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	if (m->owned)
 		for (int l = 0; l < m->layers; l++)
 			bytes -= (size_t) m->features[l] * m->hidden * dtype_size(m->gate_dtype);
-	if (m->level >= 1)
-		bytes += forward_plan(m);
+	for (int h = 0; h < nhooks; h++)
+		if (hooks[h]->plan)
+			bytes += hooks[h]->plan(m);
 	check_memory(name, bytes);
 
 	m->gate = MemoryContextAllocZero(cxt, sizeof(GateMatrix) * m->layers);
@@ -495,13 +497,15 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	m->embed = alloc_part(m, (size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
 	read(state, name, "embed", 0, m->embed,
 		 (size_t) m->vocab * m->hidden * dtype_size(m->embed_dtype));
-	if (m->fwd)
-		forward_load(m); /* after gate and embed: the pass points into them */
+	for (int h = 0; h < nhooks; h++)
+		if (hooks[h]->load)
+			hooks[h]->load(m);
 	m->bytes = bytes;
 	m->generation = next_generation++;
-	/* the weights C did not load go to the backend now, from the same source */
-	if (m->owned)
-		compute_owned_load(m);
+	/* e.g. the weights C did not load go to the backend now, from the same source */
+	for (int h = 0; h < nhooks; h++)
+		if (hooks[h]->loaded)
+			hooks[h]->loaded(m);
 	m->read_part = NULL;
 	m->stream_part = NULL;
 	m->read_state = NULL;
@@ -515,58 +519,102 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	return m;
 }
 
+/* The registered sources (model_register_source); the host's vindex files are the default. */
+#define MAX_SOURCES 4
+static const ModelSource *sources[MAX_SOURCES];
+static int nsources = 0;
+
+void
+model_register_source(const ModelSource *source)
+{
+	if (nsources == MAX_SOURCES)
+		elog(ERROR, "pg_infer: too many model sources");
+	sources[nsources++] = source;
+}
+
+void
+model_register_hooks(const ModelLoadHooks *h)
+{
+	if (nhooks == MAX_HOOKS)
+		elog(ERROR, "pg_infer: too many model load hooks");
+	hooks[nhooks++] = h;
+}
+
+static char *
+host_open(const char *name, const char *source, const char *level, int *metalen, void **state)
+{
+	*state = NULL;
+	return host_model_open(name, source, level, infer_data_directory, model_open_flags(), metalen);
+}
+
+/* keep only the tokenizer on the host side: the rest now lives here (or in the backend) */
+static void
+host_close(const char *name, void *state)
+{
+	host_model_release(name, false);
+}
+
+static const ModelSource host_source = {
+	.prefix = "",
+	.open = host_open,
+	.read = read_from_host,
+	.stream = stream_from_host,
+	.close = host_close,
+	.exists = NULL,
+};
+
+/* The source a source string names, and what follows its prefix. */
+static const ModelSource *
+source_of(const char *source, const char **rest)
+{
+	for (int i = 0; i < nsources; i++)
+		if (strncmp(source, sources[i]->prefix, strlen(sources[i]->prefix)) == 0)
+		{
+			*rest = source + strlen(sources[i]->prefix);
+			return sources[i];
+		}
+	*rest = source;
+	return &host_source;
+}
+
+/* Whether what a source string names is no longer there (a dropped model index). */
+static bool
+source_gone(const char *source)
+{
+	const char *rest;
+	const ModelSource *src = source_of(source, &rest);
+
+	return src->exists != NULL && !src->exists(rest);
+}
+
 static InferModel *
 load_model(const char *name, const char *source, const char *level)
 {
+	const char *rest;
+	const ModelSource *src = source_of(source, &rest);
+	void *state;
 	int metalen;
-	char *meta;
-	InferModel *m;
+	char *meta = src->open(name, rest, level, &metalen, &state);
+	InferModel *m = load_parts(name, source, level, meta, metalen, src->read, src->stream, state);
 
-	if (strncmp(source, MODEL_INDEX_SOURCE_PREFIX, strlen(MODEL_INDEX_SOURCE_PREFIX)) == 0)
-	{
-		void *state;
-
-		/* a model stored in index pages (index_model.c): no file needed */
-		meta = model_index_open(source + strlen(MODEL_INDEX_SOURCE_PREFIX), name, &metalen, &state);
-		m = load_parts(name, source, level, meta, metalen, model_index_read, model_index_stream,
-					   state);
-		model_index_close(state);
-		return m;
-	}
-	meta = host_model_open(name, source, level, infer_data_directory, model_open_flags(), &metalen);
-	m = load_parts(name, source, level, meta, metalen, read_from_host, stream_from_host, NULL);
-	/* keep only the tokenizer on the host side: the rest now lives here (or in the backend) */
-	host_model_release(name, false);
+	src->close(name, state);
 	return m;
 }
 
 void
-model_restream(InferModel *m)
+model_with_source(InferModel *m, void (*fn)(InferModel *m))
 {
+	const char *rest;
+	const ModelSource *src = source_of(m->source, &rest);
 	int metalen;
+	void *state;
 
-	if (strncmp(m->source, MODEL_INDEX_SOURCE_PREFIX, strlen(MODEL_INDEX_SOURCE_PREFIX)) == 0)
-	{
-		void *state;
-
-		(void) model_index_open(m->source + strlen(MODEL_INDEX_SOURCE_PREFIX), m->name, &metalen,
-								&state);
-		m->read_part = model_index_read;
-		m->stream_part = model_index_stream;
-		m->read_state = state;
-		compute_owned_load(m);
-		model_index_close(state);
-	}
-	else
-	{
-		(void) host_model_open(m->name, m->source, level_names[m->level], infer_data_directory,
-							   model_open_flags(), &metalen);
-		m->read_part = read_from_host;
-		m->stream_part = stream_from_host;
-		m->read_state = NULL;
-		compute_owned_load(m);
-		host_model_release(m->name, false);
-	}
+	(void) src->open(m->name, rest, level_names[m->level], &metalen, &state);
+	m->read_part = src->read;
+	m->stream_part = src->stream;
+	m->read_state = state;
+	fn(m);
+	src->close(m->name, state);
 	m->read_part = NULL;
 	m->stream_part = NULL;
 	m->read_state = NULL;
@@ -771,10 +819,8 @@ model_get(text *name_arg)
 						 "infer_diff() or the stored-model index, register the vindex locally "
 						 "with infer_create_model().")));
 	m = model_find_loaded(name);
-	/* a model kept in an index is gone with its index (DROP INDEX) */
-	if (m != NULL &&
-		strncmp(row.source, MODEL_INDEX_SOURCE_PREFIX, strlen(MODEL_INDEX_SOURCE_PREFIX)) == 0 &&
-		!model_index_exists(row.source + strlen(MODEL_INDEX_SOURCE_PREFIX)))
+	/* a model whose source is gone (a dropped model index) is gone with it */
+	if (m != NULL && source_gone(row.source))
 	{
 		unload(name);
 		m = NULL;
@@ -848,55 +894,6 @@ index_using_model(const char *name)
 		found = MemoryContextStrdup(caller, value);
 	SPI_finish();
 	return found;
-}
-
-/*
- * infer_warmup(model_name text, entities text[]) -> text
- *
- * Loads the model into this backend (and, where infer.compute sends gate
- * passes to a host backend, into that backend), then runs one batched
- * signature pass over `entities` (NULL or empty: none), which tokenizes
- * them and decodes their concepts once so later calls find them cached.
- */
-Datum
-infer_warmup(PG_FUNCTION_ARGS)
-{
-	char *name = required_text_arg(fcinfo, 0, "model name");
-	bool was_loaded;
-	InferModel *m;
-	int n = 0;
-
-	REMOTE_DISPATCH("infer_warmup", 0);
-
-	model_check_name(name);
-	was_loaded = model_find_loaded(name) != NULL;
-	stats_begin("infer_warmup");
-	m = model_get(PG_GETARG_TEXT_PP(0));
-	if (!PG_ARGISNULL(1))
-	{
-		Datum *elems;
-		bool *nulls;
-		int count;
-		text **inputs;
-
-		deconstruct_array_builtin(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &elems, &nulls, &count);
-		inputs = palloc(sizeof(text *) * (count + 1));
-		for (int i = 0; i < count; i++)
-			if (!nulls[i] && text_has_signature(DatumGetTextPP(elems[i])))
-				inputs[n++] = DatumGetTextPP(elems[i]);
-		if (n > 0)
-		{
-			Signature *sigs = palloc_extended(sizeof(Signature) * n, MCXT_ALLOC_HUGE);
-
-			feature_signatures_batch(m, inputs, n, sigs);
-			/* token weights, knowledge-state mean: one pass over a vocabulary sample */
-			(void) signature_token_weight(m, sigs[0].n > 0 ? sigs[0].ids[0] : 0);
-		}
-	}
-	stats_end(m, n);
-	PG_RETURN_TEXT_P(
-		cstring_to_text(psprintf("model '%s' %s (%zu bytes), %d entities warmed", name,
-								 was_loaded ? "already loaded" : "loaded", m->bytes, n)));
 }
 
 /* infer_drop_model(model_name text) -> text */

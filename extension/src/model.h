@@ -144,11 +144,55 @@ extern InferModel *load_parts(const char *name, const char *source, const char *
 							  void *state);
 
 /*
- * A backend-owned model whose backend lost its weights (a worker restart):
- * opens its source again (host files or index pages) and streams them into
- * the backend again (compute_owned_load).
+ * Opens model m's source again (host files or index pages), sets
+ * m->read_part / stream_part / read_state, runs fn(m) and closes the source:
+ * compute.c streams an owned model into its backend again this way after a
+ * worker restart.
  */
-extern void model_restream(InferModel *m);
+extern void model_with_source(InferModel *m, void (*fn)(InferModel *m));
+
+/*
+ * Where models come from. The registry (model.c) opens a model's source by
+ * the prefix of its source string and knows no source but through this: a
+ * source registers itself at _PG_init (index_model.c: 'index:', a model
+ * stored in index pages); anything no source claims is a vindex the host
+ * opens (host files, URLs, hf://).
+ */
+typedef struct ModelSource
+{
+	const char *prefix;
+	/* the model's description (meta words, palloc'd); *state for the part readers */
+	char *(*open)(const char *name, const char *rest, const char *level, int *metalen,
+				  void **state);
+	PartReadFn read;
+	PartStreamFn stream;
+	void (*close)(const char *name, void *state);
+	/* whether what `rest` names is still there (a dropped index) */
+	bool (*exists)(const char *rest);
+} ModelSource;
+
+extern void model_register_source(const ModelSource *source);
+
+/*
+ * What other modules do as a model loads and goes, registered at _PG_init
+ * (forward.c: the forward weights; compute.c: backend-owned weights and a
+ * backend's copies), called in registration order; any may be NULL.
+ */
+typedef struct ModelLoadHooks
+{
+	/* whether the model's gate rows stay out of the heap (a backend owns them) */
+	bool (*owns)(const InferModel *m);
+	/* heap bytes the hook will load beyond gate, down_meta and embed */
+	int64 (*plan)(InferModel *m);
+	/* gate and embed are in the heap (the forward pass points into them) */
+	void (*load)(InferModel *m);
+	/* everything is in the heap, the source still open (read_part, stream_part) */
+	void (*loaded)(InferModel *m);
+	/* the model's memory goes (transaction end); must not raise */
+	void (*freed)(InferModel *m);
+} ModelLoadHooks;
+
+extern void model_register_hooks(const ModelLoadHooks *hooks);
 
 /* Whether infer.models has a row for this name. */
 extern bool model_exists(const char *name);
@@ -170,16 +214,8 @@ extern void model_register(const InferModel *m, const char *source, const char *
 /* Sources of models stored in an `infer` model index: 'index:<index name>'. */
 #define MODEL_INDEX_SOURCE_PREFIX "index:"
 
-/* index_model.c: a model index's description and parts */
-extern char *model_index_open(const char *index_name, const char *model, int *metalen,
-							  void **state);
-extern void model_index_read(void *state, const char *name, const char *part, int layer, void *dst,
-							 size_t nbytes);
-extern void model_index_stream(void *state, const char *name, const char *part, int layer,
-							   const char *key, const char *role, int rows, int cols, bool is_f16,
-							   size_t nbytes);
-extern void model_index_close(void *state);
-extern bool model_index_exists(const char *index_name);
+/* index_model.c: registers the 'index:' source and its transaction callback (_PG_init). */
+extern void model_index_init(void);
 
 /* Whether a model's registry row says it is stored in model index `index_name`. */
 extern bool model_stored_in_index(const char *index_name);

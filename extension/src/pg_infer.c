@@ -10,7 +10,9 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "compute.h"
 #include "deadline.h"
+#include "forward.h"
 #include "guc.h"
 #include "index.h"
 #include "model.h"
@@ -27,6 +29,10 @@ _PG_init(void)
 	infer_define_gucs();
 	index_options_init();
 	model_registry_init();
+	/* what plugs into the registry: sources and load hooks, in this order */
+	model_index_init();
+	forward_init();
+	compute_init();
 	utility_guards_init();
 	deadline_init();
 }

@@ -872,3 +872,54 @@ infer_embedding(PG_FUNCTION_ARGS)
 	stats_end(m, 1);
 	PG_RETURN_ARRAYTYPE_P(result);
 }
+
+PG_FUNCTION_INFO_V1(infer_warmup);
+
+/*
+ * infer_warmup(model_name text, entities text[]) -> text
+ *
+ * Loads the model into this backend (and, where infer.compute sends gate
+ * passes to a host backend, into that backend), then runs one batched
+ * signature pass over `entities` (NULL or empty: none), which tokenizes
+ * them and decodes their concepts once so later calls find them cached.
+ */
+Datum
+infer_warmup(PG_FUNCTION_ARGS)
+{
+	char *name = text_to_cstring(required_text(fcinfo, 0, "model name"));
+	bool was_loaded;
+	InferModel *m;
+	int n = 0;
+
+	REMOTE_DISPATCH("infer_warmup", 0);
+
+	model_check_name(name);
+	was_loaded = model_find_loaded(name) != NULL;
+	stats_begin("infer_warmup");
+	m = model_get(PG_GETARG_TEXT_PP(0));
+	if (!PG_ARGISNULL(1))
+	{
+		Datum *elems;
+		bool *nulls;
+		int count;
+		text **inputs;
+
+		deconstruct_array_builtin(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &elems, &nulls, &count);
+		inputs = palloc(sizeof(text *) * (count + 1));
+		for (int i = 0; i < count; i++)
+			if (!nulls[i] && text_has_signature(DatumGetTextPP(elems[i])))
+				inputs[n++] = DatumGetTextPP(elems[i]);
+		if (n > 0)
+		{
+			Signature *sigs = palloc_extended(sizeof(Signature) * n, MCXT_ALLOC_HUGE);
+
+			feature_signatures_batch(m, inputs, n, sigs);
+			/* token weights, knowledge-state mean: one pass over a vocabulary sample */
+			(void) signature_token_weight(m, sigs[0].n > 0 ? sigs[0].ids[0] : 0);
+		}
+	}
+	stats_end(m, n);
+	PG_RETURN_TEXT_P(
+		cstring_to_text(psprintf("model '%s' %s (%zu bytes), %d entities warmed", name,
+								 was_loaded ? "already loaded" : "loaded", m->bytes, n)));
+}
