@@ -589,7 +589,7 @@ step_bytes(const InferModel *m, const ForwardModel *fm, int n, int capacity)
 	return (n * per_token + capacity + m->vocab) * sizeof(float) + 64 * 1024;
 }
 
-/* kv_in_heap: false when a host backend keeps the KV cache (compute.c) */
+/* kv_in_heap: false when a host backend keeps the KV cache (compute_forward.c) */
 static void
 check_run_limits(InferModel *m, ForwardModel *fm, int capacity, int max_step, bool kv_in_heap)
 {
