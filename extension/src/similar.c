@@ -626,7 +626,8 @@ Datum
 infer_similar_to(PG_FUNCTION_ARGS)
 {
 	REMOTE_DISPATCH("similar_to", 2);
-	PG_RETURN_FLOAT8(similar_texts(fcinfo, 2, PG_NARGS() > 2 ? "similar_to" : "infer_similarity", true));
+	PG_RETURN_FLOAT8(
+		similar_texts(fcinfo, 2, PG_NARGS() > 2 ? "similar_to" : "infer_similarity", true));
 }
 
 /* infer_distance(a, b): with infer.default_model, as the <~> operator is */

@@ -119,8 +119,15 @@ try {
       (c, w) => conditional(c).map((x, i) => (c[i] === 1 ? a : x) * w[i]!),
     ]),
   ]
+  const pairCount = (set: string[]) => {
+    let same = 0
+    for (let i = 0; i < set.length; i++)
+      for (let j = i + 1; j < set.length; j++)
+        if (continent.get(set[i]!) === continent.get(set[j]!)) same++
+    return `${same} same, ${(set.length * (set.length - 1)) / 2 - same} cross pairs`
+  }
   console.log(
-    `${dev.length} development countries, ${heldOut.length} held out; ${union.length} distinct signature tokens\n`,
+    `${dev.length} development countries (${pairCount(dev)}), ${heldOut.length} held out (${pairCount(heldOut)}); ${union.length} distinct signature tokens\n`,
   )
   console.log(`| variant | AUC dev half |${all ? ' AUC held-out half | AUC all pairs |' : ''}`)
   console.log(`|---|---|${all ? '---|---|' : ''}`)
