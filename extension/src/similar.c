@@ -15,10 +15,12 @@
  * weigh almost nothing and specific ones decide. similar_to is a symmetric
  * weighted late interaction: for every token of a its best cosine with a
  * token of b, weighted mean, and the same from b to a, the two averaged (in
- * [-1, 1]; 1 for the same set of tokens). infer_distance = 1 - similar_to.
- * The column index stores each row's tokens and confidences and ranks rows
- * with the same function, so index scans order rows exactly as sorts by <~>
- * do.
+ * [-1, 1]; 1 for the same set of tokens). similar_to (and <~) weighs a
+ * continuation token by the probability of its own step instead of the
+ * path's (signature_step_weights); infer_distance (<~>) = 1 - the same
+ * score with path probabilities. The column index stores each row's tokens
+ * and confidences and ranks rows with <~>'s function, so index scans order
+ * rows exactly as sorts by <~> do.
  */
 #include "pg_infer.h"
 
@@ -234,6 +236,21 @@ signature_weights(InferModel *m, const Signature *sig)
 
 	for (int i = 0; i < sig->n; i++)
 		w[i] = signature_weight(sig->conf[i], signature_token_weight(m, sig->ids[i]));
+	return w;
+}
+
+float *
+signature_step_weights(InferModel *m, const Signature *sig)
+{
+	float *w = palloc(sizeof(float) * Max(sig->n, 1));
+
+	for (int i = 0; i < sig->n; i++)
+	{
+		float prev = i > 0 ? sig->conf[i - 1] : 1;
+		float step = prev > 0 ? Min(sig->conf[i] / prev, 1.0f) : sig->conf[i];
+
+		w[i] = signature_weight(step, signature_token_weight(m, sig->ids[i]));
+	}
 	return w;
 }
 
@@ -535,7 +552,7 @@ typedef struct CachedSignature
 
 static CachedSignature *
 cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m, text *input,
-				 const char *what)
+				 const char *what, bool step)
 {
 	Size len = VARSIZE_ANY_EXHDR(input);
 
@@ -551,7 +568,7 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 		stats_cache(false);
 		n = feature_signature(m, input, what, &cache->sig);
 		v = signature_vectors(m, cache->sig.ids, n);
-		w = signature_weights(m, &cache->sig);
+		w = step ? signature_step_weights(m, &cache->sig) : signature_weights(m, &cache->sig);
 		if (cache->vectors)
 			pfree(cache->vectors);
 		if (cache->weights)
@@ -575,8 +592,13 @@ cached_signature(FunctionCallInfo fcinfo, CachedSignature *cache, InferModel *m,
 	return cache;
 }
 
+/*
+ * similar_to and <~ (step) weigh continuation tokens by their step
+ * confidence; infer_distance (<~>, !step) by their confidence, as the
+ * column index does.
+ */
 static double
-similar_texts(FunctionCallInfo fcinfo, int model_argno, const char *function)
+similar_texts(FunctionCallInfo fcinfo, int model_argno, const char *function, bool step)
 {
 	text *a = required_text(fcinfo, 0, "a");
 	text *b = required_text(fcinfo, 1, "b");
@@ -591,8 +613,8 @@ similar_texts(FunctionCallInfo fcinfo, int model_argno, const char *function)
 	if (cache == NULL)
 		cache = fcinfo->flinfo->fn_extra =
 			MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, 2 * sizeof(CachedSignature));
-	ca = cached_signature(fcinfo, &cache[0], m, a, "a");
-	cb = cached_signature(fcinfo, &cache[1], m, b, "b");
+	ca = cached_signature(fcinfo, &cache[0], m, a, "a", step);
+	cb = cached_signature(fcinfo, &cache[1], m, b, "b", step);
 	score = signature_similarity_vectors(ca->vectors, ca->weights, ca->sig.n, cb->vectors,
 										 cb->weights, cb->sig.n, m->hidden);
 	stats_end(m, 1);
@@ -604,7 +626,8 @@ Datum
 infer_similar_to(PG_FUNCTION_ARGS)
 {
 	REMOTE_DISPATCH("similar_to", 2);
-	PG_RETURN_FLOAT8(similar_texts(fcinfo, 2, PG_NARGS() > 2 ? "similar_to" : "infer_similarity"));
+	PG_RETURN_FLOAT8(
+		similar_texts(fcinfo, 2, PG_NARGS() > 2 ? "similar_to" : "infer_similarity", true));
 }
 
 /* infer_distance(a, b): with infer.default_model, as the <~> operator is */
@@ -621,7 +644,7 @@ infer_distance(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(1) && !text_has_signature(PG_GETARG_TEXT_PP(1)))
 		PG_RETURN_NULL();
 	REMOTE_DISPATCH("infer_distance", 2);
-	PG_RETURN_FLOAT8(1.0 - similar_texts(fcinfo, 2, "infer_distance"));
+	PG_RETURN_FLOAT8(1.0 - similar_texts(fcinfo, 2, "infer_distance", false));
 }
 
 /*
@@ -799,7 +822,7 @@ infer_similar_to_many(PG_FUNCTION_ARGS)
 	m = model_arg(fcinfo, 2);
 	feature_signature(m, query, "query", query_sig);
 	query_vec = signature_vectors(m, query_sig->ids, query_sig->n);
-	query_w = signature_weights(m, query_sig);
+	query_w = signature_step_weights(m, query_sig);
 	scores = palloc(sizeof(Datum) * (n > 0 ? n : 1));
 	for (int b0 = 0; b0 < n; b0 += SIMILAR_MANY_BATCH)
 	{
@@ -819,7 +842,7 @@ infer_similar_to_many(PG_FUNCTION_ARGS)
 		for (int j = 0; j < ni; j++)
 		{
 			float *v = signature_vectors(m, sigs[j].ids, sigs[j].n);
-			float *w = signature_weights(m, &sigs[j]);
+			float *w = signature_step_weights(m, &sigs[j]);
 
 			scores[index[j]] = Float8GetDatum(signature_similarity_vectors(
 				v, w, sigs[j].n, query_vec, query_w, query_sig->n, m->hidden));

@@ -73,6 +73,15 @@ extern float signature_token_weight(InferModel *m, int32 id);
 /* The weights of a signature's tokens: confidence x specificity weight, palloc'd. */
 extern float *signature_weights(InferModel *m, const Signature *sig);
 
+/*
+ * similar_to's weights (not <~>'s, not the column index's): each token's step
+ * confidence, its confidence over that of the token before it in the
+ * signature (the first token's over 1; the text's own tokens: 1), so a
+ * continuation token weighs the probability of its own step rather than of
+ * the whole path to it, x specificity weight; palloc'd.
+ */
+extern float *signature_step_weights(InferModel *m, const Signature *sig);
+
 /* One token's weight in a signature: every caller multiplies the same way. */
 static inline float
 signature_weight(float conf, float token_weight)

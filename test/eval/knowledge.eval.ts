@@ -28,6 +28,7 @@ import { join } from 'node:path'
 import { pgInfer } from '../helpers/db.js'
 import { FIXTURE, facts } from './facts.js'
 import { ndcgAt10, precisionAt5, retrievalSet, rrf, type Query } from './retrieval-set.js'
+import { auc, continentSplit } from './similar-split.js'
 import { HELD_OUT_TEMPLATES, TRAINING_TEMPLATES, UNKNOWN_SUBJECTS } from './knowledge-set.js'
 
 const RELATIONS = ['capital', 'currency', 'language', 'continent']
@@ -173,12 +174,16 @@ try {
   )
 
   // ---- 2. similar_to AUC ----
-  const continent = new Map(
-    facts.filter((f) => f.relation === 'continent').map((f) => [f.subject, f.object]),
-  )
+  // countries sorted by name, every other one from the first is the
+  // development half (similar-dev.eval.ts, where similar_to's weighting was
+  // chosen); the other half is held out
+  const { heldOut, continent } = continentSplit()
+  const held = new Set(heldOut)
   const countries = [...continent.keys()]
-  const pos: number[] = []
-  const neg: number[] = []
+  const pairs = {
+    all: { pos: [] as number[], neg: [] as number[] },
+    held: { pos: [] as number[], neg: [] as number[] },
+  }
   for (let i = 0; i < countries.length; i++) {
     const rest = countries.slice(i + 1)
     if (!rest.length) break
@@ -186,26 +191,16 @@ try {
       rest,
       countries[i],
     ])
-    rest.forEach((c, j) =>
-      (continent.get(c) === continent.get(countries[i]!) ? pos : neg).push(rows[0]!.s[j]!),
-    )
-  }
-  let wins = 0
-  const negSorted = [...neg].sort((a, b) => a - b)
-  for (const p of pos) {
-    let lo = 0,
-      hi = negSorted.length
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1
-      if (negSorted[mid]! < p) lo = mid + 1
-      else hi = mid
-    }
-    let eq = lo
-    while (eq < negSorted.length && negSorted[eq] === p) eq++
-    wins += lo + (eq - lo) / 2
+    rest.forEach((c, j) => {
+      const same = continent.get(c) === continent.get(countries[i]!)
+      const s = rows[0]!.s[j]!
+      ;(same ? pairs.all.pos : pairs.all.neg).push(s)
+      if (held.has(c) && held.has(countries[i]!)) (same ? pairs.held.pos : pairs.held.neg).push(s)
+    })
   }
   console.log(
-    `### similar_to: AUC same-continent over cross-continent pairs = ${f3(wins / (pos.length * neg.length))} (${pos.length} same, ${neg.length} cross pairs)\n`,
+    `### similar_to: AUC same-continent over cross-continent pairs = ${f3(auc(pairs.all.pos, pairs.all.neg))} (${pairs.all.pos.length} same, ${pairs.all.neg.length} cross pairs); ` +
+      `held-out half (${heldOut.length} countries): ${f3(auc(pairs.held.pos, pairs.held.neg))} (${pairs.held.pos.length} same, ${pairs.held.neg.length} cross pairs)\n`,
   )
 
   // ---- 3. describe() with the training templates ----
