@@ -104,6 +104,14 @@ compute_kind_name(ComputeBackendKind kind)
 	}
 }
 
+void
+compute_lost_after_load(const InferModel *m)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+			 errmsg("the compute backend lost model \"%s\" right after loading it", m->name)));
+}
+
 /* What infer.compute names now. */
 const char *
 compute_backend_name(void)
@@ -133,9 +141,7 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out, int backend)
 		model_with_source(m, compute_owned_load);
 		result = host_compute_gate_topk(backend, key, p, m->hidden, m->layers);
 		if (result == NULL)
-			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-							errmsg("the compute backend lost model \"%s\" right after loading it",
-								   m->name)));
+			compute_lost_after_load(m);
 	}
 	if (result == NULL)
 	{
@@ -155,9 +161,7 @@ host_gate_topk(InferModel *m, const GatePass *p, TopK *out, int backend)
 		if (result == host_compute_declined)
 			return false;
 		if (result == NULL)
-			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-							errmsg("the compute backend lost model \"%s\" right after loading it",
-								   m->name)));
+			compute_lost_after_load(m);
 	}
 	counts = (const int32 *) result;
 	hits = (const GateHit *) (result + sizeof(int32) * p->nq);

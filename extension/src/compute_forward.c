@@ -248,9 +248,7 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 		if (result == host_compute_declined)
 			return false;
 		if (result == NULL)
-			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-							errmsg("the compute backend lost model \"%s\" right after loading it",
-								   m->name)));
+			compute_lost_after_load(m);
 	}
 	p = (const float *) result;
 	memcpy(run->last, p, sizeof(float) * m->hidden);

@@ -20,4 +20,7 @@ extern const char *compute_backend_name(void);
  */
 extern void compute_send_forward(InferModel *m, const char *key, int backend);
 
+/* The backend answered "not loaded" right after it was given the model: 38000. */
+pg_noreturn extern void compute_lost_after_load(const InferModel *m);
+
 #endif

@@ -129,9 +129,7 @@ compute_owned_columns(InferModel *m, const GateHit *hits, int n)
 		model_with_source(m, compute_owned_load);
 		cols = host_compute_columns(COMPUTE_ONNX, key, layers, features, n, m->hidden);
 		if (cols == NULL)
-			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-							errmsg("the compute backend lost model \"%s\" right after loading it",
-								   m->name)));
+			compute_lost_after_load(m);
 	}
 	pfree(layers);
 	pfree(features);
@@ -153,9 +151,7 @@ compute_owned_lens(InferModel *m, const float *x, int n, int32 *tokens)
 		model_with_source(m, compute_owned_load);
 		got = host_compute_lens(COMPUTE_ONNX, key, x, n, m->hidden);
 		if (got == NULL)
-			ereport(ERROR, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-							errmsg("the compute backend lost model \"%s\" right after loading it",
-								   m->name)));
+			compute_lost_after_load(m);
 	}
 	for (int i = 0; i < n; i++)
 	{

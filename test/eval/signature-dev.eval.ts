@@ -20,6 +20,7 @@ import { join } from 'node:path'
 import { pgInfer } from '../helpers/db.js'
 import { FIXTURE, facts, type Fact } from './facts.js'
 import { ndcgAt10, precisionAt5, rrf, type Query, type Sentence } from './retrieval-set.js'
+import { auc } from './similar-split.js'
 
 const DEV_TEMPLATES: Record<string, string[]> = {
   capital: [
@@ -193,22 +194,8 @@ try {
       (c.continent === capitals[i]!.continent ? pos : neg).push(rows[0]!.s[j]!),
     )
   }
-  const negSorted = [...neg].sort((a, b) => a - b)
-  let wins = 0
-  for (const p of pos) {
-    let lo = 0,
-      hi = negSorted.length
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1
-      if (negSorted[mid]! < p) lo = mid + 1
-      else hi = mid
-    }
-    let eq = lo
-    while (eq < negSorted.length && negSorted[eq] === p) eq++
-    wins += lo + (eq - lo) / 2
-  }
   console.log(
-    `\nsimilar_to AUC, capital pairs same continent over other continents: ${f3(wins / (pos.length * neg.length))} (${pos.length} / ${neg.length} pairs)`,
+    `\nsimilar_to AUC, capital pairs same continent over other continents: ${f3(auc(pos, neg))} (${pos.length} / ${neg.length} pairs)`,
   )
   await db.close()
 } finally {
