@@ -93,6 +93,16 @@ extern void compute_forward_begin(ForwardRun *run);
 extern bool compute_forward_step(ForwardRun *run, const int32 *ids, int n);
 
 /*
+ * One step of each of `count` runs of one model on their host backend, in
+ * one host call that the backend computes as one batched pass: runs[i]
+ * takes n[i] tokens ids[i]. Each run ends as compute_forward_step would
+ * leave it. The runs share the model and the backend and none is an 'auto'
+ * run at its first step (forward_step_many checks).
+ */
+extern void compute_forward_steps(ForwardRun **runs, const int32 *const *ids, const int *n,
+								  int count);
+
+/*
  * What a host backend is told about a model's architecture with its forward
  * weights: float64 words, FS_FIXED_WORDS of them, then one per layer (1:
  * sliding-window attention). Keep in step with packages/compute/src/forward.ts

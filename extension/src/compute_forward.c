@@ -2,7 +2,8 @@
  * compute_forward.c: the forward step behind the compute seam (compute.h):
  * which backend a run steps on, a run's id and KV-cache lifetime on a host
  * backend, handing the backend the model's forward weights from C's heap,
- * and one host call per step (prefill of n tokens or one decode token).
+ * and one host call per step (prefill of n tokens or one decode token), or
+ * per batch of runs stepped together (compute_forward_steps).
  */
 #include "pg_infer.h"
 
@@ -216,6 +217,32 @@ step_answer_bytes(const ForwardRun *run)
 	return floats * sizeof(float);
 }
 
+/* Copies one run's part of a step answer into the run; returns the part's end. */
+static const float *
+take_step_answer(ForwardRun *run, const float *p, bool acts, bool resids)
+{
+	InferModel *m = run->m;
+
+	memcpy(run->last, p, sizeof(float) * m->hidden);
+	p += m->hidden;
+	memcpy(run->logits, p, sizeof(float) * m->vocab);
+	p += m->vocab;
+	if (acts)
+	{
+		if (run->capture.act)
+			memcpy(run->capture.act, p, sizeof(float) * m->layers * run->fm->intermediate);
+		p += (size_t) m->layers * run->fm->intermediate;
+	}
+	if (resids)
+	{
+		if (run->capture.resid)
+			memcpy(run->capture.resid, p, sizeof(float) * m->layers * m->hidden);
+		p += (size_t) m->layers * m->hidden;
+	}
+	run->have_logits = true;
+	return p;
+}
+
 bool
 compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 {
@@ -225,7 +252,6 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 	size_t expect = step_answer_bytes(run);
 	/* a run 'auto' gave the GPU asks as 'auto': the host may decline its first step */
 	int kind = run->auto_host && run->n == 0 ? COMPUTE_AUTO : run->backend;
-	const float *p;
 	char *result;
 
 	compute_model_key(m, key, sizeof(key));
@@ -250,20 +276,80 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 		if (result == NULL)
 			compute_lost_after_load(m);
 	}
-	p = (const float *) result;
-	memcpy(run->last, p, sizeof(float) * m->hidden);
-	p += m->hidden;
-	memcpy(run->logits, p, sizeof(float) * m->vocab);
-	p += m->vocab;
-	if (run->capture.act)
-	{
-		memcpy(run->capture.act, p, sizeof(float) * m->layers * run->fm->intermediate);
-		p += (size_t) m->layers * run->fm->intermediate;
-	}
-	if (run->capture.resid)
-		memcpy(run->capture.resid, p, sizeof(float) * m->layers * m->hidden);
-	run->have_logits = true;
+	take_step_answer(run, (const float *) result, run->capture.act != NULL,
+					 run->capture.resid != NULL);
 	run->n += n;
 	pfree(result);
 	return true;
+}
+
+void
+compute_forward_steps(ForwardRun **runs, const int32 *const *ids, const int *n, int count)
+{
+	InferModel *m = runs[0]->m;
+	int kind = runs[0]->backend;
+	char key[MODEL_NAME_MAX + 32];
+	bool acts = false, resids = false;
+	int32 *run_ids = palloc(sizeof(int32) * count);
+	int32 *pos = palloc(sizeof(int32) * count);
+	int32 *counts = palloc(sizeof(int32) * count);
+	int32 *flat;
+	int total = 0, at = 0;
+	size_t per_run;
+	const float *p;
+	char *result;
+
+	/* one answer layout for the batch: captures when any run asked */
+	for (int i = 0; i < count; i++)
+	{
+		acts |= runs[i]->capture.act != NULL;
+		resids |= runs[i]->capture.resid != NULL;
+		run_ids[i] = runs[i]->host_run;
+		pos[i] = runs[i]->n;
+		counts[i] = n[i];
+		total += n[i];
+	}
+	flat = palloc(sizeof(int32) * total);
+	for (int i = 0; i < count; i++)
+	{
+		memcpy(flat + at, ids[i], sizeof(int32) * n[i]);
+		at += n[i];
+	}
+	per_run = ((size_t) m->hidden + m->vocab +
+			   (acts ? (size_t) m->layers * runs[0]->fm->intermediate : 0) +
+			   (resids ? (size_t) m->layers * m->hidden : 0)) *
+			  sizeof(float);
+	compute_model_key(m, key, sizeof(key));
+	result = host_compute_forward_steps(kind, key, count, run_ids, pos, counts, flat,
+										(acts ? 1 : 0) | (resids ? 2 : 0), per_run * count);
+	if (result == NULL)
+	{
+		/* the backend lacks the model's forward weights (first use, or a restarted worker) */
+		for (int i = 0; i < count; i++)
+			if (runs[i]->n > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_SYSTEM_ERROR),
+						 errmsg("the compute backend lost the KV cache of a run on model \"%s\" "
+								"(its worker restarted)",
+								m->name)));
+		if (m->owned)
+			model_with_source(m, compute_owned_load);
+		else
+			compute_send_forward(m, key, kind);
+		result = host_compute_forward_steps(kind, key, count, run_ids, pos, counts, flat,
+											(acts ? 1 : 0) | (resids ? 2 : 0), per_run * count);
+		if (result == NULL)
+			compute_lost_after_load(m);
+	}
+	p = (const float *) result;
+	for (int i = 0; i < count; i++)
+	{
+		p = take_step_answer(runs[i], p, acts, resids);
+		runs[i]->n += n[i];
+	}
+	pfree(result);
+	pfree(flat);
+	pfree(run_ids);
+	pfree(pos);
+	pfree(counts);
 }

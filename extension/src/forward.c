@@ -844,6 +844,22 @@ fall_back_to_wasm(ForwardRun *run)
 				   run->m->name);
 }
 
+/* A step's tokens fit the run's cache and the model's vocabulary. */
+static void
+check_step(ForwardRun *run, const int32 *ids, int n)
+{
+	InferModel *m = run->m;
+
+	if (run->n + n > run->capacity)
+		elog(ERROR, "pg_infer: forward run of %d positions overflows its cache of %d", run->n + n,
+			 run->capacity);
+	for (int t = 0; t < n; t++)
+		if (ids[t] < 0 || ids[t] >= m->vocab)
+			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+							errmsg("token id %d is outside model \"%s\"'s vocabulary (%d)", ids[t],
+								   m->name, m->vocab)));
+}
+
 void
 forward_step(ForwardRun *run, const int32 *ids, int n)
 {
@@ -853,14 +869,7 @@ forward_step(ForwardRun *run, const int32 *ids, int n)
 
 	if (n <= 0)
 		return;
-	if (run->n + n > run->capacity)
-		elog(ERROR, "pg_infer: forward run of %d positions overflows its cache of %d", run->n + n,
-			 run->capacity);
-	for (int t = 0; t < n; t++)
-		if (ids[t] < 0 || ids[t] >= m->vocab)
-			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-							errmsg("token id %d is outside model \"%s\"'s vocabulary (%d)", ids[t],
-								   m->name, m->vocab)));
+	check_step(run, ids, n);
 	if (run->backend != COMPUTE_WASM)
 	{
 		if (compute_forward_step(run, ids, n))
@@ -881,6 +890,37 @@ forward_step(ForwardRun *run, const int32 *ids, int n)
 	memcpy(run->last, x + (size_t) (n - 1) * H, sizeof(float) * H);
 	run->n += n;
 	pfree(x);
+}
+
+/*
+ * Whether a batch can go to the host backend in one call: every run on the
+ * same host backend, none an 'auto' run at its first step (the host may
+ * decline that one, and it must then run alone on wasm).
+ */
+static bool
+batchable(ForwardRun **runs, const int *n, int count)
+{
+	if (count < 2 || runs[0]->backend == COMPUTE_WASM)
+		return false;
+	for (int i = 0; i < count; i++)
+		if (runs[i]->m != runs[0]->m || runs[i]->backend != runs[0]->backend || n[i] <= 0 ||
+			(runs[i]->auto_host && runs[i]->n == 0))
+			return false;
+	return true;
+}
+
+void
+forward_step_many(ForwardRun **runs, const int32 *const *ids, const int *n, int count)
+{
+	if (!batchable(runs, n, count))
+	{
+		for (int i = 0; i < count; i++)
+			forward_step(runs[i], ids[i], n[i]);
+		return;
+	}
+	for (int i = 0; i < count; i++)
+		check_step(runs[i], ids[i], n[i]);
+	compute_forward_steps(runs, ids, n, count);
 }
 
 void

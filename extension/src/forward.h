@@ -181,6 +181,16 @@ extern ForwardRun *forward_begin(struct InferModel *m, int capacity, int max_ste
 extern void forward_step(ForwardRun *run, const int32 *ids, int n);
 
 /*
+ * Steps `count` runs of one model, runs[i] taking n[i] more tokens ids[i]:
+ * what forward_step does to each in turn. Runs on a host backend go to it in
+ * one call, computed there as one batched pass (the weights read once for
+ * the batch instead of once per run); the built-in pass steps them one by
+ * one. Callers with many independent texts (signatures, the vocabulary
+ * sample of similar.c) step them in lockstep through this.
+ */
+extern void forward_step_many(ForwardRun **runs, const int32 *const *ids, const int *n, int count);
+
+/*
  * Logits (vocab) of a residual vector: final norm, lm_head, soft-capping. For
  * run->last on a host backend, the logits its last step returned.
  */

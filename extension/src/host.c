@@ -44,7 +44,7 @@ char host_compute_declined[1];
  * the WebAssembly function table (Module.addFunction, before the backend
  * starts) and whose table indexes it published in the environment:
  *
- *   PGLITE_INFER_HOST=pgi1:<tokenize>,<model_open>,...   (HostHook order)
+ *   PGLITE_INFER_HOST=pgi2:<tokenize>,<model_open>,...   (HostHook order)
  *
  * C calls them through function pointers. Nothing here is JavaScript source
  * that PGlite's loader would have to eval (as it must for EM_JS), so
@@ -55,7 +55,7 @@ char host_compute_declined[1];
  * Each call returns the result's size in bytes (>= 0), or -1 when the host
  * threw; then pgi_host_error() fetches the message. -2: no host.
  */
-#define HOST_HOOKS_VERSION "pgi1:"
+#define HOST_HOOKS_VERSION "pgi2:"
 
 typedef enum HostHook
 {
@@ -82,6 +82,7 @@ typedef enum HostHook
 	HOOK_COMPUTE_COLUMNS,
 	HOOK_COMPUTE_LENS,
 	HOOK_COMPUTE_AUTO_FORWARD,
+	HOOK_COMPUTE_FORWARD_STEPS,
 	HOOK_REMOTE_REQUEST,
 	HOOK_TAKE,
 	HOOK_ERROR_LEN,
@@ -264,6 +265,18 @@ pgi_host_compute_forward_step(int backend, const char *key, int run, int pos, co
 {
 	return CALL_HOOK(HOOK_COMPUTE_FORWARD_STEP, ForwardStepHook, backend, key, run, pos, ids, n,
 					 want, deadline_ms);
+}
+
+typedef int (*ForwardStepsHook)(int, const char *, int, const int32 *, const int32 *, const int32 *,
+								const int32 *, int, int);
+
+static int
+pgi_host_compute_forward_steps(int backend, const char *key, int count, const int32 *runs,
+							   const int32 *pos, const int32 *counts, const int32 *ids, int want,
+							   int deadline_ms)
+{
+	return CALL_HOOK(HOOK_COMPUTE_FORWARD_STEPS, ForwardStepsHook, backend, key, count, runs, pos,
+					 counts, ids, want, deadline_ms);
 }
 
 static int
@@ -613,6 +626,26 @@ host_compute_forward_step(int backend, const char *key, int run, int pos, const 
 	return take_result(rc);
 }
 
+char *
+host_compute_forward_steps(int backend, const char *key, int count, const int32 *runs,
+						   const int32 *pos, const int32 *counts, const int32 *ids, int want,
+						   size_t expect)
+{
+	int rc = pgi_host_compute_forward_steps(backend, key, count, runs, pos, counts, ids, want,
+											infer_deadline_left_ms());
+
+	if (rc == HOST_COMPUTE_NOT_LOADED)
+		return NULL;
+	if (rc < 0)
+		raise_host_error("compute_forward_steps", rc);
+	if ((size_t) rc != expect)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the compute backend answered %d bytes for a batched forward step, "
+							   "expected %zu",
+							   rc, expect)));
+	return take_result(rc);
+}
+
 void
 host_compute_forward_end(int run)
 {
@@ -934,6 +967,15 @@ host_compute_forward_step(int backend, const char *key, int run, int pos, const 
 						  int want, size_t expect)
 {
 	no_host("compute_forward_step");
+	return NULL;
+}
+
+char *
+host_compute_forward_steps(int backend, const char *key, int count, const int32 *runs,
+						   const int32 *pos, const int32 *counts, const int32 *ids, int want,
+						   size_t expect)
+{
+	no_host("compute_forward_steps");
 	return NULL;
 }
 

@@ -127,6 +127,18 @@ extern void host_compute_load_forward(int backend, const char *key, const double
 extern char *host_compute_forward_step(int backend, const char *key, int run, int pos,
 									   const int32 *ids, int n, int want, size_t expect);
 
+/*
+ * One step of each of `count` runs of model `key` in one call (the backend
+ * computes them as one batched pass): run runs[i] at position pos[i] takes
+ * counts[i] tokens, `ids` holds them one run's after another's. The answer
+ * is each run's as host_compute_forward_step's, one after another (exactly
+ * `expect` bytes); NULL when the backend does not hold the model's forward
+ * weights. Not for 'auto' (which may decline a run's first step).
+ */
+extern char *host_compute_forward_steps(int backend, const char *key, int count, const int32 *runs,
+										const int32 *pos, const int32 *counts, const int32 *ids,
+										int want, size_t expect);
+
 /* The backend frees run `run`'s KV cache. Never raises, never waits. */
 extern void host_compute_forward_end(int run);
 

@@ -96,47 +96,76 @@ signature_layer(const InferModel *m)
 #define PRIOR_STEPS 8
 
 /*
- * The residual stream after `layer` of one token run alone (no special
- * tokens) into out. When `probs` is not NULL, the model then continues the
- * token greedily for PRIOR_STEPS steps (stopping at EOS), and the softmax of
- * every step's next-token logits is added to probs (double, vocab); returns
- * the number of distributions added.
+ * Sample tokens, or texts, stepped together: on a host backend one batched
+ * pass per step (forward_step_many); in wasm one run after another.
+ */
+#define FORWARD_BATCH 64
+
+/*
+ * The residual stream after `layer` of each of `count` tokens run alone (no
+ * special tokens) into out (count x hidden). When `probs` is not NULL, the
+ * model then continues each token greedily for PRIOR_STEPS steps (stopping
+ * at EOS), and the softmax of every step's next-token logits is added to
+ * probs (double, vocab); returns the number of distributions added.
  */
 static int
-run_token(InferModel *m, int32 id, int layer, float *out, double *probs)
+run_tokens(InferModel *m, const int32 *ids, int count, int layer, float *out, double *probs)
 {
 	MemoryContext cxt =
 		AllocSetContextCreate(CurrentMemoryContext, "pg_infer token state", ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	int steps = probs ? PRIOR_STEPS : 0;
 	int added = 0;
-	ForwardRun *run = forward_begin(m, 1 + steps, 1, false, true);
+	ForwardRun **runs = palloc(sizeof(ForwardRun *) * count);
+	const int32 **next = palloc(sizeof(int32 *) * count);
+	int32 *best = palloc(sizeof(int32) * count);
+	int *ones = palloc(sizeof(int) * count);
+	float *logits = probs ? palloc_extended(sizeof(float) * m->vocab, MCXT_ALLOC_HUGE) : NULL;
+	int live = count;
 
-	forward_step(run, &id, 1);
-	memcpy(out, run->capture.resid + (size_t) layer * m->hidden, sizeof(float) * m->hidden);
-	if (probs)
+	for (int i = 0; i < count; i++)
 	{
-		float *logits = palloc_extended(sizeof(float) * m->vocab, MCXT_ALLOC_HUGE);
+		runs[i] = forward_begin(m, 1 + steps, 1, false, true);
+		next[i] = &ids[i];
+		ones[i] = 1;
+	}
+	forward_step_many(runs, next, ones, count);
+	for (int i = 0; i < count; i++)
+	{
+		memcpy(out + (size_t) i * m->hidden, runs[i]->capture.resid + (size_t) layer * m->hidden,
+			   sizeof(float) * m->hidden);
+		/* the continuation's steps need no captures */
+		runs[i]->capture.resid = NULL;
+	}
+	for (int s = 0; s < steps && live > 0; s++)
+	{
+		int kept = 0;
 
-		for (int s = 0; s < steps; s++)
+		for (int i = 0; i < live; i++)
 		{
-			double max = -INFINITY, z = 0;
-			int32 best = 0;
+			double max, z = 0;
+			int32 b = 0;
 
-			forward_logits(run, run->last, logits);
+			forward_logits(runs[i], runs[i]->last, logits);
 			for (int v = 0; v < m->vocab; v++)
-				if (logits[v] > logits[best])
-					best = v;
-			max = logits[best];
+				if (logits[v] > logits[b])
+					b = v;
+			max = logits[b];
 			for (int v = 0; v < m->vocab; v++)
 				z += exp(logits[v] - max);
 			for (int v = 0; v < m->vocab; v++)
 				probs[v] += exp(logits[v] - max) / z;
 			added++;
-			if (best == run->fm->eos || s + 1 == steps)
-				break;
-			forward_step(run, &best, 1);
+			if (b == runs[i]->fm->eos || s + 1 == steps)
+				continue;
+			runs[kept] = runs[i];
+			best[kept] = b;
+			next[kept] = &best[kept];
+			kept++;
 		}
+		live = kept;
+		if (live > 0)
+			forward_step_many(runs, next, ones, live);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
@@ -159,17 +188,24 @@ sample_statistics(InferModel *m)
 	int stride = Max(1, m->vocab / STATE_SAMPLE);
 	double *acc = palloc0(sizeof(double) * m->hidden);
 	double *prior = palloc_extended(sizeof(double) * m->vocab, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	float *v = palloc(sizeof(float) * m->hidden);
+	float *v = palloc(sizeof(float) * FORWARD_BATCH * m->hidden);
 	float *mean = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
 	float *weight = MemoryContextAllocExtended(m->cxt, sizeof(float) * m->vocab, MCXT_ALLOC_HUGE);
+	int32 batch[FORWARD_BATCH];
 	int count = 0;
 	int dists = 0;
 
-	for (int t = 0; t < m->vocab; t += stride, count++)
+	for (int t = 0; t < m->vocab;)
 	{
-		dists += run_token(m, t, layer, v, prior);
-		for (int h = 0; h < m->hidden; h++)
-			acc[h] += v[h];
+		int k = 0;
+
+		for (; k < FORWARD_BATCH && t < m->vocab; t += stride)
+			batch[k++] = t;
+		dists += run_tokens(m, batch, k, layer, v, prior);
+		for (int i = 0; i < k; i++)
+			for (int h = 0; h < m->hidden; h++)
+				acc[h] += v[(size_t) i * m->hidden + h];
+		count += k;
 		INFER_CHECK_INTERRUPTS();
 	}
 	for (int h = 0; h < m->hidden; h++)
@@ -184,39 +220,66 @@ sample_statistics(InferModel *m)
 	m->token_weight = weight;
 }
 
+/* A token's residual minus the sample's mean, unit length, in m->cxt. */
+static float *
+unit_state(InferModel *m, const float *resid)
+{
+	float *v = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
+	double norm = 0;
+
+	for (int h = 0; h < m->hidden; h++)
+	{
+		v[h] = resid[h] - m->state_mean[h];
+		norm += (double) v[h] * v[h];
+	}
+	norm = norm > 0 ? 1.0 / sqrt(norm) : 0;
+	for (int h = 0; h < m->hidden; h++)
+		v[h] = (float) (v[h] * norm);
+	return v;
+}
+
 /*
- * A token's knowledge vector: its residual stream after the first layer of
- * the knowledge band when the model reads it alone, minus the mean of the
- * same over a sample of the vocabulary (every vocab/512-th token), unit
- * length. A function of the token id only, so a column index can store
- * token ids; cached per loaded model.
+ * Knowledge vectors of tokens: each token's residual stream after the first
+ * layer of the knowledge band when the model reads it alone, minus the mean
+ * of the same over a sample of the vocabulary (every vocab/512-th token),
+ * unit length. A function of the token id only, so a column index can store
+ * token ids; cached per loaded model. Computes those of `ids` not cached
+ * yet, FORWARD_BATCH at a time.
  */
-static const float *
-token_state(InferModel *m, int32 id)
+static void
+token_states(InferModel *m, const int32 *ids, int n)
 {
 	int layer = signature_layer(m);
+	int32 batch[FORWARD_BATCH];
+	float *v;
+	int k = 0;
 
 	if (m->token_state == NULL)
 		m->token_state = MemoryContextAllocZero(m->cxt, sizeof(float *) * m->vocab);
 	if (m->state_mean == NULL)
 		sample_statistics(m);
-	if (m->token_state[id] == NULL)
+	v = palloc(sizeof(float) * FORWARD_BATCH * m->hidden);
+	for (int i = 0; i <= n; i++)
 	{
-		float *v = MemoryContextAlloc(m->cxt, sizeof(float) * m->hidden);
-		double norm = 0;
-
-		run_token(m, id, layer, v, NULL);
-		for (int h = 0; h < m->hidden; h++)
+		/* a token twice in ids is computed once */
+		if (i < n && m->token_state[ids[i]] == NULL)
 		{
-			v[h] -= m->state_mean[h];
-			norm += (double) v[h] * v[h];
+			bool dup = false;
+
+			for (int j = 0; j < k; j++)
+				dup |= batch[j] == ids[i];
+			if (!dup)
+				batch[k++] = ids[i];
 		}
-		norm = norm > 0 ? 1.0 / sqrt(norm) : 0;
-		for (int h = 0; h < m->hidden; h++)
-			v[h] = (float) (v[h] * norm);
-		m->token_state[id] = v;
+		if (k == FORWARD_BATCH || (i == n && k > 0))
+		{
+			run_tokens(m, batch, k, layer, v, NULL);
+			for (int j = 0; j < k; j++)
+				m->token_state[batch[j]] = unit_state(m, v + (size_t) j * m->hidden);
+			k = 0;
+		}
 	}
-	return m->token_state[id];
+	pfree(v);
 }
 
 float
@@ -262,8 +325,9 @@ signature_vectors(InferModel *m, const int32 *ids, int n)
 
 	if (signature_layer(m) >= 0)
 	{
+		token_states(m, ids, n);
 		for (int i = 0; i < n; i++)
-			memcpy(out + (size_t) i * m->hidden, token_state(m, ids[i]), sizeof(float) * m->hidden);
+			memcpy(out + (size_t) i * m->hidden, m->token_state[ids[i]], sizeof(float) * m->hidden);
 		return out;
 	}
 	mean = embed_mean(m);
@@ -390,51 +454,80 @@ signature_add(Signature *sig, int32 id, float conf)
 }
 
 /*
- * The model's greedy continuation of a text (its entity form, as a prompt):
- * up to SIGNATURE_CONTINUATION tokens, stopping before EOS or a token with a
- * line break, each added with its probability.
+ * The model's greedy continuation of each of `count` texts (their entity
+ * forms, as prompts), stepped together: up to SIGNATURE_CONTINUATION tokens
+ * each, stopping before EOS or a token with a line break, each added to the
+ * text's signature with its path probability. A text of more than
+ * SIGNATURE_PROMPT_MAX tokens (or without room in the model's context) gets
+ * no continuation.
  */
 static void
-signature_continue(InferModel *m, const char *form, Signature *sig)
+signature_continue(InferModel *m, char **forms, Signature **sigs, int count)
 {
 	MemoryContext cxt =
 		AllocSetContextCreate(CurrentMemoryContext, "pg_infer signature", ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	text *prompt = cstring_to_text(form);
-	int n;
-	int32 *ids = forward_tokens(m, prompt, &n);
+	ForwardRun **runs = palloc(sizeof(ForwardRun *) * count);
+	const int32 **next = palloc(sizeof(int32 *) * count);
+	int *n = palloc(sizeof(int) * count);
+	double *path = palloc(sizeof(double) * count);
+	int32 *best = palloc(sizeof(int32) * count);
+	Signature **dst = palloc(sizeof(Signature *) * count);
+	float *logits = palloc_extended(sizeof(float) * m->vocab, MCXT_ALLOC_HUGE);
+	int live = 0;
 
-	if (n <= SIGNATURE_PROMPT_MAX &&
-		(m->fwd->max_positions <= 0 || n + SIGNATURE_CONTINUATION <= m->fwd->max_positions))
+	for (int i = 0; i < count; i++)
 	{
-		ForwardRun *run = forward_begin(m, n + SIGNATURE_CONTINUATION, n, false, false);
-		double path = 1;
-		float *logits = palloc_extended(sizeof(float) * m->vocab, MCXT_ALLOC_HUGE);
+		int len;
+		int32 *ids = forward_tokens(m, cstring_to_text(forms[i]), &len);
 
-		forward_step(run, ids, n);
-		for (int i = 0; i < SIGNATURE_CONTINUATION; i++)
+		if (len > SIGNATURE_PROMPT_MAX ||
+			(m->fwd->max_positions > 0 && len + SIGNATURE_CONTINUATION > m->fwd->max_positions))
+			continue;
+		runs[live] = forward_begin(m, len + SIGNATURE_CONTINUATION, len, false, false);
+		next[live] = ids;
+		n[live] = len;
+		path[live] = 1;
+		dst[live] = sigs[i];
+		live++;
+	}
+	if (live > 0)
+		forward_step_many(runs, next, n, live);
+	for (int s = 0; s < SIGNATURE_CONTINUATION && live > 0; s++)
+	{
+		int kept = 0;
+
+		for (int i = 0; i < live; i++)
 		{
-			double max = -INFINITY, z = 0;
-			int32 best = 0;
+			double max, z = 0;
+			int32 b = 0;
 			DecodedToken *t;
 
-			forward_logits(run, run->last, logits);
+			forward_logits(runs[i], runs[i]->last, logits);
 			for (int v = 0; v < m->vocab; v++)
-				if (logits[v] > logits[best])
-					best = v;
-			max = logits[best];
+				if (logits[v] > logits[b])
+					b = v;
+			max = logits[b];
 			for (int v = 0; v < m->vocab; v++)
 				z += exp(logits[v] - max);
-			if (best == run->fm->eos)
-				break;
-			t = decode_tokens(m, &best, 1);
+			if (b == runs[i]->fm->eos)
+				continue;
+			t = decode_tokens(m, &b, 1);
 			if (strchr(t->raw, '\n') != NULL || strchr(t->raw, '\r') != NULL)
-				break;
-			path *= 1.0 / z;
-			signature_add(sig, best, (float) path);
-			if (i + 1 < SIGNATURE_CONTINUATION)
-				forward_step(run, &best, 1);
+				continue;
+			path[i] *= 1.0 / z;
+			signature_add(dst[i], b, (float) path[i]);
+			runs[kept] = runs[i];
+			path[kept] = path[i];
+			dst[kept] = dst[i];
+			best[kept] = b;
+			next[kept] = &best[kept];
+			n[kept] = 1;
+			kept++;
 		}
+		live = kept;
+		if (live > 0 && s + 1 < SIGNATURE_CONTINUATION)
+			forward_step_many(runs, next, n, live);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
@@ -472,38 +565,40 @@ text_hash(const char *s, Size len)
 	return h;
 }
 
-int
-feature_signature(InferModel *m, text *input, const char *what, Signature *out)
+/* The signature of a text from the cache into out; false when it is not there. */
+static bool
+signature_cached(InferModel *m, text *input, Signature *out)
 {
-	int n;
-	int32 *ids;
-	char *form;
+	Size len = VARSIZE_ANY_EXHDR(input);
+	const char *data = VARDATA_ANY(input);
+	SignatureCacheEntry *e;
+
+	if (m->signature_cache == NULL)
+		return false;
+	e = m->signature_cache[text_hash(data, len) % SIGNATURE_CACHE];
+	if (e == NULL || e->len != len || memcmp(e->text, data, len) != 0)
+		return false;
+	out->n = e->n;
+	memcpy(out->ids, e->ids, sizeof(int32) * e->n);
+	memcpy(out->conf, e->conf, sizeof(float) * e->n);
+	return true;
+}
+
+/* Keeps a text's signature in the cache (in its slot, replacing what was there). */
+static void
+signature_remember(InferModel *m, text *input, const Signature *sig)
+{
 	Size len = VARSIZE_ANY_EXHDR(input);
 	const char *data = VARDATA_ANY(input);
 	uint32 slot = text_hash(data, len) % SIGNATURE_CACHE;
 	SignatureCacheEntry *e;
 
+	if (len > SIGNATURE_CACHE_TEXT_MAX)
+		return;
 	if (m->signature_cache == NULL)
 		m->signature_cache =
 			MemoryContextAllocZero(m->cxt, sizeof(SignatureCacheEntry *) * SIGNATURE_CACHE);
 	e = m->signature_cache[slot];
-	if (e != NULL && e->len == len && memcmp(e->text, data, len) == 0)
-	{
-		out->n = e->n;
-		memcpy(out->ids, e->ids, sizeof(int32) * e->n);
-		memcpy(out->conf, e->conf, sizeof(float) * e->n);
-		return out->n;
-	}
-	form = entity_form(m, input, what, &ids, &n);
-	out->n = 0;
-	for (int i = 0; i < n; i++)
-		signature_add(out, ids[i], 1);
-	if (m->fwd != NULL)
-		signature_continue(m, form, out);
-	pfree(ids);
-	pfree(form);
-	if (len > SIGNATURE_CACHE_TEXT_MAX)
-		return out->n;
 	if (e != NULL)
 	{
 		pfree(e->text);
@@ -515,22 +610,68 @@ feature_signature(InferModel *m, text *input, const char *what, Signature *out)
 	e->len = len;
 	e->text = MemoryContextAlloc(m->cxt, Max(len, 1));
 	memcpy(e->text, data, len);
-	e->n = out->n;
-	e->ids = MemoryContextAlloc(m->cxt, sizeof(int32) * Max(out->n, 1));
-	e->conf = MemoryContextAlloc(m->cxt, sizeof(float) * Max(out->n, 1));
-	memcpy(e->ids, out->ids, sizeof(int32) * out->n);
-	memcpy(e->conf, out->conf, sizeof(float) * out->n);
+	e->n = sig->n;
+	e->ids = MemoryContextAlloc(m->cxt, sizeof(int32) * Max(sig->n, 1));
+	e->conf = MemoryContextAlloc(m->cxt, sizeof(float) * Max(sig->n, 1));
+	memcpy(e->ids, sig->ids, sizeof(int32) * sig->n);
+	memcpy(e->conf, sig->conf, sizeof(float) * sig->n);
 	m->signature_cache[slot] = e;
+}
+
+/*
+ * The signatures of `count` texts (at most FORWARD_BATCH): cached ones from
+ * the cache, the others' own tokens, then their continuations stepped
+ * together.
+ */
+static void
+signatures_of(InferModel *m, text **inputs, int count, const char *what, Signature *out)
+{
+	char **forms = palloc(sizeof(char *) * count);
+	Signature **missed = palloc(sizeof(Signature *) * count);
+	int *which = palloc(sizeof(int) * count);
+	int nmissed = 0;
+
+	for (int i = 0; i < count; i++)
+	{
+		int n;
+		int32 *ids;
+
+		if (signature_cached(m, inputs[i], &out[i]))
+			continue;
+		forms[nmissed] = entity_form(m, inputs[i], what, &ids, &n);
+		out[i].n = 0;
+		for (int t = 0; t < n; t++)
+			signature_add(&out[i], ids[t], 1);
+		pfree(ids);
+		missed[nmissed] = &out[i];
+		which[nmissed++] = i;
+	}
+	if (m->fwd != NULL && nmissed > 0)
+		signature_continue(m, forms, missed, nmissed);
+	for (int j = 0; j < nmissed; j++)
+	{
+		signature_remember(m, inputs[which[j]], missed[j]);
+		pfree(forms[j]);
+	}
+	pfree(forms);
+	pfree(missed);
+	pfree(which);
+}
+
+int
+feature_signature(InferModel *m, text *input, const char *what, Signature *out)
+{
+	signatures_of(m, &input, 1, what, out);
 	return out->n;
 }
 
 void
 feature_signatures_batch(InferModel *m, text **inputs, int n, Signature *out)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i += FORWARD_BATCH)
 	{
-		feature_signature(m, inputs[i], "text", &out[i]);
-		/* a forward pass per text is long work */
+		signatures_of(m, inputs + i, Min(FORWARD_BATCH, n - i), "text", out + i);
+		/* forward passes are long work */
 		INFER_CHECK_INTERRUPTS();
 	}
 }

@@ -4,7 +4,9 @@
 // family, infer() top-10 tokens identical and probabilities within 1e-4,
 // forward-mode walk rows the same sets (activations within 1e-4), describe()
 // rows and infer_answer()'s greedy continuation (multi-step decode on the
-// backend's KV cache) identical to the built-in 'wasm' pass.
+// backend's KV cache) identical to the built-in 'wasm' pass; signatures
+// (greedy continuations of a batch of texts stepped together) and
+// similar_to (the vocabulary sample stepped together) the same.
 import type { PGlite } from '@electric-sql/pglite'
 import { extractVindexDir } from '@pglite-infer/vindex/node'
 import { writeFileSync } from 'node:fs'
@@ -48,9 +50,21 @@ export async function on<T>(
  * Declares the suite for `backend`; returns the database its tests use
  * (opened in beforeAll, closed in afterAll) for the caller's own tests.
  */
-export function forwardEquivalence(backend: HostBackend): { db: () => Db } {
+export function forwardEquivalence(
+  backend: HostBackend,
+  options: {
+    /**
+     * Compare similar_to too, whose first call per loaded model steps the
+     * vocabulary sample (512 tokens x 9 steps). webgpu has no batched pass
+     * (the worker steps a batch one run at a time) and on a software
+     * rasterizer that takes minutes per model, so its suite leaves it out.
+     */
+    similarTo?: boolean
+  } = {},
+): { db: () => Db } {
   let db: Db
   const TOL = 1e-4
+  const signatures = `signatures of a batch${options.similarTo === false ? '' : ' and similar_to'}`
 
   async function both<T>(sql: string, params: unknown[] = []): Promise<{ wasm: T[]; host: T[] }> {
     const wasm = await on(db, 'wasm', async () => (await db.query<T>(sql, params)).rows)
@@ -105,23 +119,73 @@ export function forwardEquivalence(backend: HostBackend): { db: () => Db } {
       expect(far([host[0]!.probability!], [wasm[0]!.probability])).toEqual([])
   }
 
+  /** Inference-level vindexes by model name: signature tests load them again. */
+  const vindexes = new Map<string, string>()
+
   async function inference(dir: string, name: string, dtype: 'f16' | 'f32' = 'f32') {
     const out = join(scratchDir(name), 'model.vindex')
     await extractVindexDir(dir, out, { dtype, level: 'inference', modelName: name, workers: 0 })
     return out
   }
 
+  /**
+   * infer_signatures of a batch and similar_to of pairs, on two fresh loads
+   * of the same vindex (signatures, token states and the vocabulary sample
+   * are cached per loaded model): one computed on wasm, one on the backend,
+   * where the texts' continuations and the sample's tokens are stepped
+   * together in batched passes.
+   */
+  async function expectSameSignatures(model: string, texts: string[]): Promise<void> {
+    const path = vindexes.get(model)!
+    await db.query("select infer_create_model('sig_w', $1, 'inference')", [path])
+    await db.query("select infer_create_model('sig_h', $1, 'inference')", [path])
+    try {
+      type Sig = { ord: number; token: number; score: number }
+      const sql = 'select ord, feature as token, score from infer_signatures($1::text[], $2)'
+      const wasm = await on(
+        db,
+        'wasm',
+        async () => (await db.query<Sig>(sql, [texts, 'sig_w'])).rows,
+      )
+      const host = await on(
+        db,
+        backend,
+        async () => (await db.query<Sig>(sql, [texts, 'sig_h'])).rows,
+      )
+      expect(new Set(wasm.map((r) => r.ord)).size).toBe(texts.length)
+      expect(host.map((r) => `${r.ord}:${r.token}`)).toEqual(wasm.map((r) => `${r.ord}:${r.token}`))
+      expect(
+        far(
+          host.map((r) => r.score),
+          wasm.map((r) => r.score),
+        ),
+      ).toEqual([])
+      if (options.similarTo === false) return
+      const pairs = texts.slice(1).map((t, i) => [texts[i]!, t] as const)
+      const sim = (m: string) => async () => {
+        const out: number[] = []
+        for (const [a, b] of pairs)
+          out.push(
+            (await db.query<{ s: number }>('select similar_to($1, $2, $3) as s', [a, b, m]))
+              .rows[0]!.s,
+          )
+        return out
+      }
+      const simWasm = await on(db, 'wasm', sim('sig_w'))
+      const simHost = await on(db, backend, sim('sig_h'))
+      expect(far(simHost, simWasm)).toEqual([])
+    } finally {
+      await db.query("select infer_drop_model('sig_w'), infer_drop_model('sig_h')")
+    }
+  }
+
   beforeAll(async () => {
     db = await openDb()
-    await db.query("select infer_create_model('q', $1, 'inference')", [
-      await fixtureVindex('f32', 'inference'),
-    ])
-    await db.query("select infer_create_model('q16', $1, 'inference')", [
-      await fixtureVindex('f16', 'inference'),
-    ])
-    await db.query("select infer_create_model('s', $1, 'inference')", [
-      await inference(STORIES_FIXTURE, 'stories260K'),
-    ])
+    vindexes.set('q', await fixtureVindex('f32', 'inference'))
+    vindexes.set('q16', await fixtureVindex('f16', 'inference'))
+    vindexes.set('s', await inference(STORIES_FIXTURE, 'stories260K'))
+    for (const m of ['q', 'q16', 's'])
+      await db.query(`select infer_create_model('${m}', $1, 'inference')`, [vindexes.get(m)])
   }, 180_000)
 
   afterAll(async () => {
@@ -148,6 +212,18 @@ export function forwardEquivalence(backend: HostBackend): { db: () => Db } {
     it("infer_answer's greedy continuation (decode steps on the worker's KV cache)", async () => {
       for (const prompt of ['The capital of France is', 'The official language of Spain is'])
         await expectSameAnswer(model, prompt)
+    })
+
+    it(`${signatures} (texts and the vocabulary sample stepped together)`, async () => {
+      await expectSameSignatures(model, [
+        'France',
+        'Paris',
+        'the capital of Germany',
+        'The currency of Japan is the yen and',
+        // past SIGNATURE_PROMPT_MAX (64 tokens): no continuation, its own tokens only
+        Array.from({ length: 20 }, () => 'Paris and Berlin and Rome').join(' '),
+        'France',
+      ])
     })
   })
 
@@ -189,6 +265,10 @@ export function forwardEquivalence(backend: HostBackend): { db: () => Db } {
       await expectSameWalk('s', 'Once upon a time', 40)
       await expectSameAnswer('s', 'Once upon a time there was a')
     })
+
+    it(signatures, async () => {
+      await expectSameSignatures('s', ['cat', 'Lily', 'the ball', 'Once upon a time', 'tree'])
+    })
   })
 
   const FAMILIES: TinyFamily[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma2', 'gemma3', 'gpt2']
@@ -202,8 +282,9 @@ export function forwardEquivalence(backend: HostBackend): { db: () => Db } {
         const cfg = { ...ck.config, layer_types: ['sliding_attention', 'full_attention'] }
         writeFileSync(join(ck.dir, 'config.json'), JSON.stringify(cfg))
       }
+      vindexes.set(model, await inference(ck.dir, `fwd-tiny-${family}`))
       await db.query(`select infer_create_model('${model}', $1, 'inference')`, [
-        await inference(ck.dir, `fwd-tiny-${family}`),
+        vindexes.get(model),
       ])
     }, 60_000)
 
@@ -220,6 +301,15 @@ export function forwardEquivalence(backend: HostBackend): { db: () => Db } {
 
     it('greedy continuation', async () => {
       await expectSameAnswer(model, 'Once upon a')
+    })
+
+    it(signatures, async () => {
+      // GPT-2's context (16) leaves no room for the long text's continuation
+      const long = Array.from(
+        { length: family === 'gpt2' ? 2 : 10 },
+        () => 'the big red ball was fun',
+      )
+      await expectSameSignatures(model, ['Once upon a', 'dog', long.join(' '), 'the park'])
     })
   })
   return { db: () => db }

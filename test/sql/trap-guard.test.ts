@@ -29,7 +29,7 @@ let mod: EmscriptenModule
 
 /** Makes the next call of pg_infer's tokenize hook throw `error` inside the backend. */
 function trapInTokenizeHook(error: unknown): void {
-  const index = Number(mod.ENV.PGLITE_INFER_HOST!.replace(/^pgi1:/, '').split(',')[0])
+  const index = Number(mod.ENV.PGLITE_INFER_HOST!.replace(/^pgi2:/, '').split(',')[0])
   mod.removeFunction(index)
   const again = mod.addFunction(() => {
     throw error

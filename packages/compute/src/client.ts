@@ -22,6 +22,7 @@ import {
 import {
   ComputeError,
   type ForwardStepRequest,
+  type ForwardStepsRequest,
   type ForwardTensor,
   type ForwardWeights,
   type GateLayer,
@@ -156,6 +157,26 @@ export class ComputeClient {
     this.call(
       { op: 'forwardStep', ...request, reply, crash, stallMs, loseDevice },
       [request.ids.buffer as ArrayBuffer],
+      statementLeftMs,
+    )
+    return new Uint8Array(reply, 0, replyFloats * 4).slice()
+  }
+
+  /**
+   * Several runs of one model in one batched step; the answer is each
+   * run's, as forwardStep's, one after another. `replyFloats`: its length.
+   */
+  forwardSteps(
+    request: ForwardStepsRequest,
+    replyFloats: number,
+    statementLeftMs?: number,
+  ): Uint8Array {
+    const reply = new SharedArrayBuffer(Math.max(replyFloats * 4, 4))
+    this.call(
+      { op: 'forwardSteps', ...request, reply },
+      [request.ids.buffer, request.runs.buffer, request.pos.buffer, request.counts.buffer].map(
+        (b) => b as ArrayBuffer,
+      ),
       statementLeftMs,
     )
     return new Uint8Array(reply, 0, replyFloats * 4).slice()

@@ -108,50 +108,106 @@ export function parseSpec(spec: Float64Array): ForwardArch {
   return a
 }
 
+/** One run's part of a step: the positions it has done and its new tokens' count. */
+export interface StepSegment {
+  pos: number
+  n: number
+}
+
 /**
- * What a step feeds besides the ids and the KV cache, for positions
- * pos..pos+n-1: RoPE cos/sin (angles in float32, as forward.c rope()),
- * the additive masks (causal; sliding layers see the last `window`
- * positions), GPT-2's position ids.
+ * What a step feeds besides the ids and the KV cache, for one run or several
+ * packed into one step. The runs' new tokens come one run's after another's
+ * (T in all) and their cached positions likewise (P in all, the keys before
+ * the new ones): each token attends to its own run's cached positions and
+ * to its own run's new tokens up to itself, as if its run stepped alone.
+ * RoPE cos/sin per token at its run's position (angles in float32, as
+ * forward.c rope()); the additive masks [group * T, P + T] (causal; sliding
+ * layers see the last `window` positions of the run); GPT-2's position ids;
+ * `rows`: each run's last token, whose state the step answers.
  */
 export function positionFeeds(
   a: ForwardArch,
   invFreq: Float32Array | undefined,
   invFreqLocal: Float32Array | undefined,
-  pos: number,
-  n: number,
+  segments: readonly StepSegment[],
 ): {
   cos?: [Float32Array, Float32Array]
   sin?: [Float32Array, Float32Array]
   maskG: Float32Array
   maskL: Float32Array
   posIds?: BigInt64Array
+  rows: BigInt64Array
+  /** new tokens in all */
+  T: number
+  /** cached positions in all */
+  P: number
 } {
   const hd = a.headDim
-  const total = pos + n
   const group = a.heads / a.kvHeads
-  const tables = (f: Float32Array) => ropeTables(f, hd, pos, n)
+  let T = 0
+  let P = 0
+  for (const s of segments) {
+    T += s.n
+    P += s.pos
+  }
+  const W = P + T
   const mask = (window: number) => {
-    const m = new Float32Array(group * n * total)
-    for (let t = 0; t < n; t++) {
-      const p = pos + t
-      const lo = window > 0 ? Math.max(0, p - window + 1) : 0
-      for (let j = 0; j < total; j++) if (j < lo || j > p) m[t * total + j] = -Infinity
+    const m = new Float32Array(group * T * W).fill(-Infinity)
+    let t = 0
+    let pastAt = 0
+    let newAt = P
+    for (const s of segments) {
+      for (let j = 0; j < s.n; j++, t++) {
+        const p = s.pos + j
+        const lo = window > 0 ? Math.max(0, p - window + 1) : 0
+        const row = t * W
+        for (let k = lo; k < s.pos; k++) m[row + pastAt + k] = 0
+        for (let k = Math.max(lo, s.pos); k <= p; k++) m[row + newAt + k - s.pos] = 0
+      }
+      pastAt += s.pos
+      newAt += s.n
     }
-    for (let g = 1; g < group; g++) m.copyWithin(g * n * total, 0, n * total)
+    for (let g = 1; g < group; g++) m.copyWithin(g * T * W, 0, T * W)
     return m
   }
+  const rows = new BigInt64Array(segments.length)
+  let at = 0
+  segments.forEach((s, i) => {
+    at += s.n
+    rows[i] = BigInt(at - 1)
+  })
   const out: ReturnType<typeof positionFeeds> = {
     maskG: mask(0),
     maskL: mask(a.slidingWindow),
+    rows,
+    T,
+    P,
   }
   if (!a.learnedPositions) {
     if (!invFreq) throw new ComputeError('forward weights: "inv_freq" is missing', '22023')
+    const tables = (f: Float32Array): [Float32Array, Float32Array] => {
+      if (segments.length === 1) return [...ropeTables(f, hd, segments[0]!.pos, segments[0]!.n)]
+      const cos = new Float32Array(T * hd)
+      const sin = new Float32Array(T * hd)
+      let t = 0
+      for (const s of segments) {
+        const [c, si] = ropeTables(f, hd, s.pos, s.n)
+        cos.set(c, t * hd)
+        sin.set(si, t * hd)
+        t += s.n
+      }
+      return [cos, sin]
+    }
     const g = tables(invFreq)
     const l = invFreqLocal && invFreqLocal !== invFreq ? tables(invFreqLocal) : g
     out.cos = [g[0], l[0]]
     out.sin = [g[1], l[1]]
-  } else out.posIds = BigInt64Array.from({ length: n }, (_, t) => BigInt(pos + t))
+  } else {
+    const ids = new BigInt64Array(T)
+    let t = 0
+    for (const s of segments) for (let j = 0; j < s.n; j++) ids[t++] = BigInt(s.pos + j)
+    out.posIds = ids
+  }
   return out
 }
 

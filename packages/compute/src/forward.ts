@@ -7,7 +7,10 @@
  * of the positions before (per layer, [kv_heads, past, head_dim]) and gives
  * the cache with the new positions appended, the residual stream and logits
  * at the last position, and the FFN activations (down_proj's input) and
- * residuals of every layer at the last position. What depends on positions
+ * residuals of every layer at the last position. Several runs' steps pack
+ * into one (onnx.ts forwardSteps): their tokens one run's after another's,
+ * their caches likewise, masks that keep each run to itself, and `rows`
+ * naming each run's last token. What depends on positions
  * (RoPE cos/sin, the causal and sliding-window masks, GPT-2's position ids)
  * is computed per step in JavaScript and fed in, so the graph has no
  * position logic of its own: RoPE angles in float32 as forward.c (and
@@ -46,12 +49,14 @@ export const presentV = (l: number) => `present_v_${l}`
 
 /**
  * The forward step of one model as a serialized ONNX model. Inputs: ids
- * int64 [n]; pos_ids int64 [n] (learned positions); cos_g, sin_g, cos_l,
+ * int64 [n]; rows int64 [r] (the positions among the n whose state is
+ * answered); pos_ids int64 [n] (learned positions); cos_g, sin_g, cos_l,
  * sin_l [n, 1, head_dim] (RoPE); mask_g, mask_l [group * n, past + n]
  * (additive: 0 or -inf, rows repeated per query head of a kv head);
- * past_k_l, past_v_l [kv_heads, past, head_dim]. Outputs: last [1, hidden],
- * logits [1, vocab], acts [layers, intermediate], resids [layers, hidden],
- * present_k_l, present_v_l [kv_heads, past + n, head_dim].
+ * past_k_l, past_v_l [kv_heads, past, head_dim]. Outputs: last [r, hidden],
+ * logits [r, vocab], acts [layers * r, intermediate] and resids [layers * r,
+ * hidden] (layer-major), present_k_l, present_v_l [kv_heads, past + n,
+ * head_dim].
  */
 export function buildForwardGraph(
   a: ForwardArch,
@@ -199,7 +204,6 @@ export function buildForwardModel(
   }
   const softcap = (x: string, cap: number): string =>
     cap > 0 ? op('Mul', [op('Tanh', [op('Div', [x, scalar(cap)])]), scalar(cap)]) : x
-  const lastRow = (x: string) => op('Slice', [x, i64([-1]), i64([2 ** 62]), i64([0])])
 
   const { hidden: H, intermediate: I, headDim: hd, heads, kvHeads } = a
   const group = heads / kvHeads
@@ -208,6 +212,9 @@ export function buildForwardModel(
   const rope = !a.learnedPositions
 
   const ids = input('ids', INT64, ['n'])
+  // the positions whose state the step answers: each run's last token
+  const rows = input('rows', INT64, ['r'])
+  const pick = (t: string) => op('Gather', [t, rows], [int('axis', 0)])
   let x = op('Gather', [matrix('embed', a.vocab, H), ids])
   if (a.embedScale !== 1) x = op('Mul', [x, scalar(a.embedScale)])
   if (a.learnedPositions) {
@@ -299,14 +306,14 @@ export function buildForwardModel(
     const h2 = norm(x, `${p}ffn_norm`, H, `${p}ffn_norm_bias`)
     let g = activate(linear(h2, `${p}gate`, I, H, `${p}gate_bias`))
     if (!a.plainFfn) g = op('Mul', [g, linear(h2, `${p}up`, I, H, `${p}up_bias`)])
-    acts.push(lastRow(g))
+    acts.push(pick(g))
     let d = linear(g, `${p}down`, H, I, `${p}down_bias`)
     if (a.sandwich) d = norm(d, `${p}post_ffn_norm`, H)
     x = op('Add', [x, d])
-    resids.push(lastRow(x))
+    resids.push(pick(x))
   }
-  const last = lastRow(x)
-  output('last', last, FLOAT, [1, H])
+  const last = pick(x)
+  output('last', last, FLOAT, ['r', H])
   const head = a.tied ? 'embed' : 'lm_head'
   let logits = op(
     'Gemm',
@@ -314,9 +321,10 @@ export function buildForwardModel(
     [int('transB', 1)],
   )
   logits = softcap(logits, a.finalSoftcap)
-  output('logits', logits, FLOAT, [1, a.vocab])
-  output('acts', op('Concat', acts, [int('axis', 0)]), FLOAT, [a.layers, I])
-  output('resids', op('Concat', resids, [int('axis', 0)]), FLOAT, [a.layers, H])
+  output('logits', logits, FLOAT, ['r', a.vocab])
+  // layer-major: [layers * r, ...]
+  output('acts', op('Concat', acts, [int('axis', 0)]), FLOAT, ['lr', I])
+  output('resids', op('Concat', resids, [int('axis', 0)]), FLOAT, ['lr', H])
 
   const model = onnx.ModelProto.create({
     irVersion: 8,

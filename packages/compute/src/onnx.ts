@@ -32,6 +32,7 @@ import {
   type ComputeBackend,
   type ForwardStepRequest,
   type ForwardStepResult,
+  type ForwardStepsRequest,
   type ForwardTensor,
   type ForwardWeights,
   type GateLayer,
@@ -266,60 +267,166 @@ export class OnnxBackend implements ComputeBackend {
   }
 
   async forwardStep(r: ForwardStepRequest): Promise<ForwardStepResult> {
+    const [one] = await this.forwardSteps({
+      model: r.model,
+      runs: Int32Array.of(r.run),
+      pos: Int32Array.of(r.pos),
+      counts: Int32Array.of(r.ids.length),
+      ids: r.ids,
+      wantAct: r.wantAct,
+      wantResid: r.wantResid,
+    })
+    return one!
+  }
+
+  /**
+   * Every run's step in one session.run: the runs' new tokens packed into
+   * one sequence, their KV caches one after another, and masks that let
+   * each token see only its own run (positionFeeds). The matmuls then read
+   * the weights once for the whole batch instead of once per run.
+   */
+  async forwardSteps(r: ForwardStepsRequest): Promise<ForwardStepResult[]> {
     const f = checkStep('onnx', this.forwards.get(r.model), r.model, r.ids, (x) => x.arch.vocab)
     const a = f.arch
-    const n = r.ids.length
-    let run = this.runs.get(r.run)
-    if (r.pos === 0) {
-      const empty = () =>
-        new this.ort.Tensor('float32', new Float32Array(0), [a.kvHeads, 0, a.headDim])
-      run = {
-        model: r.model,
-        n: 0,
-        k: Array.from({ length: a.layers }, empty),
-        v: Array.from({ length: a.layers }, empty),
-      }
-      this.runs.set(r.run, run)
-    } else if (!run || run.model !== r.model || run.n !== r.pos) throw lostRun('onnx', r.run, r.pos)
+    const count = r.runs.length
+    if (
+      count === 0 ||
+      r.pos.length !== count ||
+      r.counts.length !== count ||
+      r.counts.some((n) => n <= 0) ||
+      r.counts.reduce((x, y) => x + y, 0) !== r.ids.length ||
+      new Set(r.runs).size !== count
+    )
+      throw new ComputeError(
+        'forwardSteps: each run once, with at least one token, and as many ids as counted',
+        '22023',
+      )
+    const runs = Array.from(r.runs, (id, i) => this.runAt(r.model, id, r.pos[i]!, a))
+    const segments = Array.from(r.pos, (pos, i) => ({ pos, n: r.counts[i]! }))
     const T = this.ort.Tensor
-    const p = positionFeeds(a, f.invFreq, f.invFreqLocal, r.pos, n)
+    const p = positionFeeds(a, f.invFreq, f.invFreqLocal, segments)
     const group = a.heads / a.kvHeads
     const feeds: Record<string, Ort.Tensor> = {
       ids: new T(
         'int64',
         BigInt64Array.from(r.ids, (v) => BigInt(v)),
-        [n],
+        [p.T],
       ),
-      mask_g: new T('float32', p.maskG, [group * n, r.pos + n]),
-      mask_l: new T('float32', p.maskL, [group * n, r.pos + n]),
+      rows: new T('int64', p.rows, [count]),
+      mask_g: new T('float32', p.maskG, [group * p.T, p.P + p.T]),
+      mask_l: new T('float32', p.maskL, [group * p.T, p.P + p.T]),
     }
     if (p.cos && p.sin) {
-      feeds.cos_g = new T('float32', p.cos[0], [n, 1, a.headDim])
-      feeds.sin_g = new T('float32', p.sin[0], [n, 1, a.headDim])
-      feeds.cos_l = new T('float32', p.cos[1], [n, 1, a.headDim])
-      feeds.sin_l = new T('float32', p.sin[1], [n, 1, a.headDim])
+      feeds.cos_g = new T('float32', p.cos[0], [p.T, 1, a.headDim])
+      feeds.sin_g = new T('float32', p.sin[0], [p.T, 1, a.headDim])
+      feeds.cos_l = new T('float32', p.cos[1], [p.T, 1, a.headDim])
+      feeds.sin_l = new T('float32', p.sin[1], [p.T, 1, a.headDim])
     }
-    if (p.posIds) feeds.pos_ids = new T('int64', p.posIds, [n])
+    if (p.posIds) feeds.pos_ids = new T('int64', p.posIds, [p.T])
     const fetches = ['last', 'logits']
     if (r.wantAct) fetches.push('acts')
     if (r.wantResid) fetches.push('resids')
     for (let l = 0; l < a.layers; l++) {
-      feeds[pastK(l)] = run.k[l]!
-      feeds[pastV(l)] = run.v[l]!
+      feeds[pastK(l)] = this.packCache(
+        runs.map((run) => run.k[l]!),
+        p.P,
+        a,
+      )
+      feeds[pastV(l)] = this.packCache(
+        runs.map((run) => run.v[l]!),
+        p.P,
+        a,
+      )
       fetches.push(presentK(l), presentV(l))
     }
     const out = await f.session.run(feeds, fetches)
     for (let l = 0; l < a.layers; l++) {
-      run.k[l] = out[presentK(l)]!
-      run.v[l] = out[presentV(l)]!
+      const k = out[presentK(l)]!
+      const v = out[presentV(l)]!
+      runs.forEach((run, i) => {
+        run.k[l] = count === 1 ? k : this.unpackCache(k, segments, i, p.P, a)
+        run.v[l] = count === 1 ? v : this.unpackCache(v, segments, i, p.P, a)
+      })
     }
-    run.n += n
-    return {
-      last: out.last!.data as Float32Array,
-      logits: out.logits!.data as Float32Array,
-      acts: r.wantAct ? (out.acts!.data as Float32Array) : undefined,
-      resids: r.wantResid ? (out.resids!.data as Float32Array) : undefined,
+    runs.forEach((run, i) => (run.n += segments[i]!.n))
+    const slice = (name: string, width: number, i: number) =>
+      (out[name]!.data as Float32Array).subarray(i * width, (i + 1) * width)
+    // acts and resids are layer-major: [layers * count, width]
+    const perLayer = (name: string, width: number, i: number) => {
+      const all = out[name]!.data as Float32Array
+      if (count === 1) return all
+      const mine = new Float32Array(a.layers * width)
+      for (let l = 0; l < a.layers; l++)
+        mine.set(all.subarray((l * count + i) * width, (l * count + i + 1) * width), l * width)
+      return mine
     }
+    return runs.map((_, i) => ({
+      last: slice('last', a.hidden, i),
+      logits: slice('logits', a.vocab, i),
+      acts: r.wantAct ? perLayer('acts', a.intermediate, i) : undefined,
+      resids: r.wantResid ? perLayer('resids', a.hidden, i) : undefined,
+    }))
+  }
+
+  /** A run at `pos`: a new one at 0, else the one this backend holds there (58000 if not). */
+  private runAt(model: string, id: number, pos: number, a: ForwardArch): Run {
+    let run = this.runs.get(id)
+    if (pos === 0) {
+      const empty = () =>
+        new this.ort.Tensor('float32', new Float32Array(0), [a.kvHeads, 0, a.headDim])
+      run = {
+        model,
+        n: 0,
+        k: Array.from({ length: a.layers }, empty),
+        v: Array.from({ length: a.layers }, empty),
+      }
+      this.runs.set(id, run)
+    } else if (!run || run.model !== model || run.n !== pos) throw lostRun('onnx', id, pos)
+    return run
+  }
+
+  /** The runs' caches [kv_heads, pos_i, head_dim] one after another: [kv_heads, P, head_dim]. */
+  private packCache(caches: Ort.Tensor[], P: number, a: ForwardArch): Ort.Tensor {
+    if (caches.length === 1) return caches[0]!
+    const hd = a.headDim
+    const out = new Float32Array(a.kvHeads * P * hd)
+    for (let h = 0; h < a.kvHeads; h++) {
+      let at = h * P * hd
+      for (const c of caches) {
+        const len = c.dims[1]! * hd
+        out.set((c.data as Float32Array).subarray(h * len, (h + 1) * len), at)
+        at += len
+      }
+    }
+    return new this.ort.Tensor('float32', out, [a.kvHeads, P, hd])
+  }
+
+  /** Run i's cache from a packed step's present: its cached positions, then its new ones. */
+  private unpackCache(
+    present: Ort.Tensor,
+    segments: readonly { pos: number; n: number }[],
+    i: number,
+    P: number,
+    a: ForwardArch,
+  ): Ort.Tensor {
+    const hd = a.headDim
+    const all = present.data as Float32Array
+    const width = present.dims[1]! // P + T
+    let pastAt = 0
+    let newAt = P
+    for (let j = 0; j < i; j++) {
+      pastAt += segments[j]!.pos
+      newAt += segments[j]!.n
+    }
+    const { pos, n } = segments[i]!
+    const out = new Float32Array(a.kvHeads * (pos + n) * hd)
+    for (let h = 0; h < a.kvHeads; h++) {
+      const src = h * width * hd
+      const dst = h * (pos + n) * hd
+      out.set(all.subarray(src + pastAt * hd, src + (pastAt + pos) * hd), dst)
+      out.set(all.subarray(src + newAt * hd, src + (newAt + n) * hd), dst + pos * hd)
+    }
+    return new this.ort.Tensor('float32', out, [a.kvHeads, pos + n, hd])
   }
 
   endRun(run: number): void {

@@ -8,6 +8,7 @@
  */
 import type {
   ForwardStepRequest,
+  ForwardStepsRequest,
   ForwardTensor,
   ForwardWeights,
   GateLayer,
@@ -59,6 +60,11 @@ export type Request =
       crash?: boolean
       stallMs?: number
       loseDevice?: boolean
+    })
+  | (ForwardStepsRequest & {
+      op: 'forwardSteps'
+      /** float32: each run's answer as forwardStep's, one after another. */
+      reply: SharedArrayBuffer
     })
   | { op: 'endRun'; run: number }
   /**

@@ -86,6 +86,26 @@ export interface ForwardStepRequest {
   wantResid: boolean
 }
 
+/**
+ * Several runs of one model stepped at once (compute.h
+ * compute_forward_steps): run i takes counts[i] more tokens, the same step
+ * forwardStep would take for it alone. A backend computes them as one
+ * batched pass; the answers are each run's as forwardStep gives them.
+ */
+export interface ForwardStepsRequest {
+  model: string
+  /** Each run's id. */
+  runs: Int32Array
+  /** Each run's positions done before this step (0 starts it). */
+  pos: Int32Array
+  /** Each run's count of new tokens (at least 1). */
+  counts: Int32Array
+  /** The new tokens of every run, one run's after another's. */
+  ids: Int32Array
+  wantAct: boolean
+  wantResid: boolean
+}
+
 export interface ForwardStepResult {
   /** hidden: residual stream at the last position (before the final norm). */
   last: Float32Array
@@ -112,6 +132,11 @@ export interface ComputeBackend {
   hasForward(model: string): boolean
   /** One step of a run; the first (pos 0) starts it. */
   forwardStep(request: ForwardStepRequest): Promise<ForwardStepResult>
+  /**
+   * Several runs in one batched pass; without it the worker steps them one
+   * by one with forwardStep.
+   */
+  forwardSteps?(request: ForwardStepsRequest): Promise<ForwardStepResult[]>
   /** Frees a run's KV cache; unknown runs are ignored. */
   endRun(run: number): void
   /** How many runs hold a KV cache now. */

@@ -18,7 +18,13 @@ import {
   type WorkerData,
 } from './protocol.js'
 import { halfToFloat } from './topk.js'
-import { ComputeError, type ComputeBackend, type ForwardTensor } from './types.js'
+import {
+  ComputeError,
+  type ComputeBackend,
+  type ForwardStepResult,
+  type ForwardStepsRequest,
+  type ForwardTensor,
+} from './types.js'
 
 export interface WorkerEnvironment {
   data: WorkerData
@@ -48,6 +54,30 @@ export interface WorkerServer {
 }
 
 type TestHooked = ComputeBackend & { loseDevice?: () => void; adapter?: unknown }
+
+/** A batch on a backend without forwardSteps (webgpu): each run's step in turn. */
+async function stepOneByOne(
+  b: ComputeBackend,
+  r: ForwardStepsRequest,
+): Promise<ForwardStepResult[]> {
+  const out: ForwardStepResult[] = []
+  let at = 0
+  for (let i = 0; i < r.runs.length; i++) {
+    const n = r.counts[i]!
+    out.push(
+      await b.forwardStep({
+        model: r.model,
+        run: r.runs[i]!,
+        pos: r.pos[i]!,
+        ids: r.ids.slice(at, at + n),
+        wantAct: r.wantAct,
+        wantResid: r.wantResid,
+      }),
+    )
+    at += n
+  }
+  return out
+}
 
 export function createWorkerServer(env: WorkerEnvironment): WorkerServer {
   const { data } = env
@@ -231,6 +261,21 @@ export function createWorkerServer(env: WorkerEnvironment): WorkerServer {
           out.set(part, at)
           at += part.length
         }
+        report(STATUS_OK, at * 4)
+        return
+      }
+      case 'forwardSteps': {
+        const results = b.forwardSteps ? await b.forwardSteps(req) : await stepOneByOne(b, req)
+        const out = new Float32Array(req.reply)
+        let at = 0
+        for (const r of results)
+          for (const part of [r.last, r.logits, r.acts, r.resids]) {
+            if (!part) continue
+            if (at + part.length > out.length)
+              throw new ComputeError('forwardSteps: the answer overflows its reply buffer', 'XX000')
+            out.set(part, at)
+            at += part.length
+          }
         report(STATUS_OK, at * 4)
         return
       }

@@ -482,6 +482,61 @@ export class HostBridge {
   }
 
   /**
+   * Several runs of one model stepped at once (compute.c
+   * compute_forward_steps): `runs`, `pos`, `counts` point at `count` int32
+   * each, `ids` at their tokens one run's after another's. Returns the
+   * answer's size (each run's as computeForwardStep's, one after another),
+   * -1 for an error, -3 when the backend does not hold the model's forward
+   * weights. C sends a batch only to onnx or webgpu, never under 'auto''s
+   * first step.
+   */
+  computeForwardSteps(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    count: number,
+    runs: number,
+    pos: number,
+    counts: number,
+    ids: number,
+    want: number,
+    deadlineMs: number,
+  ): number {
+    const model = readCString(mod, key)
+    let client: ComputeClient | null = null
+    if (this.run(() => ((client = this.forwardClient(backend)), new Uint8Array(0))) < 0) return -1
+    if (!client) return -4
+    const c: ComputeClient = client
+    const shape = this.forwardShapes.get(model)
+    if (!shape || !c.hasForward(model)) return -3
+    const [hidden, vocab, layers, intermediate] = shape
+    const wantAct = (want & 1) !== 0
+    const wantResid = (want & 2) !== 0
+    const int32s = (at: number, n: number) => new Int32Array(mod.HEAPU8.buffer, at, n).slice()
+    const runCounts = int32s(counts, count)
+    const total = runCounts.reduce((a, b) => a + b, 0)
+    const floats =
+      count *
+      (hidden + vocab + (wantAct ? layers * intermediate : 0) + (wantResid ? layers * hidden : 0))
+    const rc = this.run(() =>
+      c.forwardSteps(
+        {
+          model,
+          runs: int32s(runs, count),
+          pos: int32s(pos, count),
+          counts: runCounts,
+          ids: int32s(ids, total),
+          wantAct,
+          wantResid,
+        },
+        floats,
+        deadlineMs >= 0 ? deadlineMs : undefined,
+      ),
+    )
+    return this.declineAuto(backend, rc) ? -4 : rc
+  }
+
+  /**
    * A part of a backend-owned model straight from the vindex the host opened
    * (compute.c compute_owned_load): never through C's heap.
    */

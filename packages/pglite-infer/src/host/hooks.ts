@@ -11,7 +11,7 @@ import type { HostBridge } from './bridge.js'
 import type { WasmModule } from './types.js'
 
 /** Keep in step with HOST_HOOKS_VERSION in extension/src/host.c. */
-export const HOST_HOOKS_VERSION = 'pgi1:'
+export const HOST_HOOKS_VERSION = 'pgi2:'
 
 /**
  * The hooks in the order of HostHook in extension/src/host.c, each with the
@@ -42,6 +42,7 @@ export const HOST_HOOKS = [
   ['computeColumns', 'iiiiiii'],
   ['computeLens', 'iiiiii'],
   ['computeAutoForward', 'ii'],
+  ['computeForwardSteps', 'iiiiiiiiii'],
   ['remoteRequest', 'iiiiiiiiii'],
   ['take', 'vii'],
   ['errorLength', 'i'],
