@@ -13,21 +13,13 @@
  * is measured alone.
  */
 import { spawnSync } from 'node:child_process'
-import {
-  mkdtempSync,
-  openSync,
-  rmSync,
-  writeSync,
-  closeSync,
-  writeFileSync,
-  statSync,
-} from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { SHAPES, writeSyntheticCheckpoint } from './synthetic-checkpoint.js'
 
-const SHAPE = { layers: 24, hidden: 896, intermediate: 4864, vocab: 151936, heads: 14, kvHeads: 2 }
-const headDim = SHAPE.hidden / SHAPE.heads
+const SHAPE = SHAPES['0.5b']!
 
 const { values } = parseArgs({
   options: {
@@ -41,105 +33,6 @@ const layers = Number(values.layers)
 const dtype = values.dtype === 'F32' ? 'F32' : 'BF16'
 const workers = Number(values.workers)
 const topK = Number(values['top-k'])
-
-/** Tensors of the first `layers` layers plus embeddings and final norm. */
-function tensorList(): [string, number[]][] {
-  const { hidden: H, intermediate: I, vocab: V, heads, kvHeads } = SHAPE
-  const out: [string, number[]][] = [['model.embed_tokens.weight', [V, H]]]
-  for (let l = 0; l < layers; l++) {
-    const p = `model.layers.${l}`
-    out.push(
-      [`${p}.self_attn.q_proj.weight`, [heads * headDim, H]],
-      [`${p}.self_attn.q_proj.bias`, [heads * headDim]],
-    )
-    out.push(
-      [`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, H]],
-      [`${p}.self_attn.k_proj.bias`, [kvHeads * headDim]],
-    )
-    out.push(
-      [`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, H]],
-      [`${p}.self_attn.v_proj.bias`, [kvHeads * headDim]],
-    )
-    out.push([`${p}.self_attn.o_proj.weight`, [H, heads * headDim]])
-    out.push(
-      [`${p}.mlp.gate_proj.weight`, [I, H]],
-      [`${p}.mlp.up_proj.weight`, [I, H]],
-      [`${p}.mlp.down_proj.weight`, [H, I]],
-    )
-    out.push([`${p}.input_layernorm.weight`, [H]], [`${p}.post_attention_layernorm.weight`, [H]])
-  }
-  out.push(['model.norm.weight', [H]])
-  return out
-}
-
-/** Writes model.safetensors chunk by chunk: never more than 16 MiB in memory. */
-function writeCheckpoint(dir: string): number {
-  const bpe = dtype === 'F32' ? 4 : 2
-  const list = tensorList()
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } }
-  let offset = 0
-  for (const [name, shape] of list) {
-    const bytes = shape.reduce((a, b) => a * b, 1) * bpe
-    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes] }
-    offset += bytes
-  }
-  let json = JSON.stringify(header)
-  json += ' '.repeat((8 - ((json.length + 8) % 8)) % 8)
-  const fd = openSync(join(dir, 'model.safetensors'), 'w')
-  const len = Buffer.alloc(8)
-  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)))
-  writeSync(fd, len)
-  writeSync(fd, json)
-  let state = 0x9e3779b9
-  const chunk = new Uint32Array(4 * 1024 * 1024)
-  for (let left = offset / 4; left > 0;) {
-    const n = Math.min(left, chunk.length)
-    for (let i = 0; i < n; i++) {
-      // xorshift32; mask to small finite values (exponent 118..125) for BF16 and F32 alike.
-      state ^= state << 13
-      state ^= state >>> 17
-      state ^= state << 5
-      chunk[i] =
-        dtype === 'F32' ? (state & 0x807fffff) | 0x3c000000 : (state & 0x807f807f) | 0x3c003c00
-    }
-    writeSync(fd, new Uint8Array(chunk.buffer, 0, n * 4))
-    left -= n
-  }
-  closeSync(fd)
-  return 8 + Buffer.byteLength(json) + offset
-}
-
-function writeConfig(dir: string): void {
-  const c = {
-    architectures: ['Qwen2ForCausalLM'],
-    model_type: 'qwen2',
-    hidden_size: SHAPE.hidden,
-    intermediate_size: SHAPE.intermediate,
-    num_hidden_layers: SHAPE.layers,
-    num_attention_heads: SHAPE.heads,
-    num_key_value_heads: SHAPE.kvHeads,
-    vocab_size: SHAPE.vocab,
-    rope_theta: 1000000,
-    rms_norm_eps: 1e-6,
-    tie_word_embeddings: true,
-    hidden_act: 'silu',
-    max_position_embeddings: 32768,
-  }
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(c))
-  const tok = resolve(
-    import.meta.dirname,
-    '..',
-    'fixtures',
-    'models',
-    'knowledge-qwen2-6l',
-    'tokenizer.json',
-  )
-  writeFileSync(join(dir, 'tokenizer.json'), new Uint8Array(require_('node:fs').readFileSync(tok)))
-}
-
-function require_(m: string): typeof import('node:fs') {
-  return process.getBuiltinModule(m) as typeof import('node:fs')
-}
 
 /** Runs the extraction in a child process; it reports its own peak RSS. */
 function extractInChild(
@@ -178,8 +71,7 @@ function extractInChild(
 const dir = mkdtempSync(join(tmpdir(), 'vindex-bench-'))
 try {
   const t0 = Date.now()
-  const inputBytes = writeCheckpoint(dir)
-  writeConfig(dir)
+  const inputBytes = writeSyntheticCheckpoint(dir, SHAPE, { layers, dtype }).bytes
   const genSeconds = (Date.now() - t0) / 1000
   const out = join(dir, 'out.vindex')
   const r = extractInChild(dir, out)
