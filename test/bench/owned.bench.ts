@@ -198,7 +198,7 @@ await db.infer.compute.terminate()
 await db.close()
 
 console.log(
-  `synthetic Qwen2.5-1.5B shape (28 layers, hidden 1536, intermediate 8960, 12/2 heads, vocab 151936, f16, random weights written directly, not extracted); ` +
+  `synthetic Qwen2.5-1.5B shape (28 layers, hidden 1536, intermediate 8960, 12/2 heads, vocab 151936, f16, ${made}); ` +
     `infer.compute = 'onnx' (backend-owned), ${process.env.PGLITE_INFER_ONNX_THREADS ?? 2} intra-op threads; ` +
     `median of ${RUNS} after 1 warm-up; ${cpus().length} x ${cpus()[0]?.model ?? ''}, ${gb(totalmem())} GiB RAM`,
 )
