@@ -217,6 +217,27 @@ step_answer_bytes(const ForwardRun *run)
 	return floats * sizeof(float);
 }
 
+/*
+ * The backend lacks the model's forward weights (first use, or a restarted
+ * worker): a run that had stepped there lost its KV cache with them (58000
+ * has no retry to offer: the run must start over); otherwise hand the
+ * weights over (an owned model's from its source) so the step can be asked
+ * again.
+ */
+static void
+reload_forward(InferModel *m, const char *key, int kind, bool stepped_before)
+{
+	if (stepped_before)
+		ereport(ERROR, (errcode(ERRCODE_SYSTEM_ERROR),
+						errmsg("the compute backend lost the KV cache of a run on model \"%s\" "
+							   "(its worker restarted)",
+							   m->name)));
+	if (m->owned)
+		model_with_source(m, compute_owned_load);
+	else
+		compute_send_forward(m, key, kind);
+}
+
 /* Copies one run's part of a step answer into the run; returns the part's end. */
 static const float *
 take_step_answer(ForwardRun *run, const float *p, bool acts, bool resids)
@@ -260,16 +281,7 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 		return false;
 	if (result == NULL)
 	{
-		/* the backend lacks the model's forward weights (first use, or a restarted worker) */
-		if (run->n > 0)
-			ereport(ERROR, (errcode(ERRCODE_SYSTEM_ERROR),
-							errmsg("the compute backend lost the KV cache of a run on model \"%s\" "
-								   "(its worker restarted)",
-								   m->name)));
-		if (m->owned)
-			model_with_source(m, compute_owned_load);
-		else
-			compute_send_forward(m, key, kind);
+		reload_forward(m, key, kind, run->n > 0);
 		result = host_compute_forward_step(kind, key, run->host_run, run->n, ids, n, want, expect);
 		if (result == host_compute_declined)
 			return false;
@@ -324,18 +336,11 @@ compute_forward_steps(ForwardRun **runs, const int32 *const *ids, const int *n, 
 										(acts ? 1 : 0) | (resids ? 2 : 0), per_run * count);
 	if (result == NULL)
 	{
-		/* the backend lacks the model's forward weights (first use, or a restarted worker) */
+		bool stepped_before = false;
+
 		for (int i = 0; i < count; i++)
-			if (runs[i]->n > 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_SYSTEM_ERROR),
-						 errmsg("the compute backend lost the KV cache of a run on model \"%s\" "
-								"(its worker restarted)",
-								m->name)));
-		if (m->owned)
-			model_with_source(m, compute_owned_load);
-		else
-			compute_send_forward(m, key, kind);
+			stepped_before |= runs[i]->n > 0;
+		reload_forward(m, key, kind, stepped_before);
 		result = host_compute_forward_steps(kind, key, count, run_ids, pos, counts, flat,
 											(acts ? 1 : 0) | (resids ? 2 : 0), per_run * count);
 		if (result == NULL)

@@ -55,6 +55,28 @@ export interface WorkerServer {
 
 type TestHooked = ComputeBackend & { loseDevice?: () => void; adapter?: unknown }
 
+/**
+ * Step answers in C's layout, one after another (each: last, logits, then
+ * the captures asked for), into a reply buffer; returns the bytes written.
+ */
+function writeStepAnswers(
+  op: string,
+  reply: SharedArrayBuffer,
+  results: readonly ForwardStepResult[],
+): number {
+  const out = new Float32Array(reply)
+  let at = 0
+  for (const r of results)
+    for (const part of [r.last, r.logits, r.acts, r.resids]) {
+      if (!part) continue
+      if (at + part.length > out.length)
+        throw new ComputeError(`${op}: the answer overflows its reply buffer`, 'XX000')
+      out.set(part, at)
+      at += part.length
+    }
+  return at * 4
+}
+
 /** A batch on a backend without forwardSteps (webgpu): each run's step in turn. */
 async function stepOneByOne(
   b: ComputeBackend,
@@ -249,34 +271,13 @@ export function createWorkerServer(env: WorkerEnvironment): WorkerServer {
         report(STATUS_OK, 0)
         return
       }
-      case 'forwardStep': {
+      case 'forwardStep':
         testHooks(b, req)
-        const r = await b.forwardStep(req)
-        const out = new Float32Array(req.reply)
-        let at = 0
-        for (const part of [r.last, r.logits, r.acts, r.resids]) {
-          if (!part) continue
-          if (at + part.length > out.length)
-            throw new ComputeError('forwardStep: the answer overflows its reply buffer', 'XX000')
-          out.set(part, at)
-          at += part.length
-        }
-        report(STATUS_OK, at * 4)
+        report(STATUS_OK, writeStepAnswers(req.op, req.reply, [await b.forwardStep(req)]))
         return
-      }
       case 'forwardSteps': {
         const results = b.forwardSteps ? await b.forwardSteps(req) : await stepOneByOne(b, req)
-        const out = new Float32Array(req.reply)
-        let at = 0
-        for (const r of results)
-          for (const part of [r.last, r.logits, r.acts, r.resids]) {
-            if (!part) continue
-            if (at + part.length > out.length)
-              throw new ComputeError('forwardSteps: the answer overflows its reply buffer', 'XX000')
-            out.set(part, at)
-            at += part.length
-          }
-        report(STATUS_OK, at * 4)
+        report(STATUS_OK, writeStepAnswers(req.op, req.reply, results))
         return
       }
       case 'loadGate':

@@ -452,18 +452,9 @@ export class HostBridge {
     want: number,
     deadlineMs: number,
   ): number {
-    const model = readCString(mod, key)
-    let client: ComputeClient | null = null
-    if (this.run(() => ((client = this.forwardClient(backend)), new Uint8Array(0))) < 0) return -1
-    if (!client) return -4 // 'auto' has no GPU (any more): C steps in wasm
-    const c: ComputeClient = client
-    const shape = this.forwardShapes.get(model)
-    if (!shape || !c.hasForward(model)) return -3
-    const [hidden, vocab, layers, intermediate] = shape
-    const wantAct = (want & 1) !== 0
-    const wantResid = (want & 2) !== 0
-    const floats =
-      hidden + vocab + (wantAct ? layers * intermediate : 0) + (wantResid ? layers * hidden : 0)
+    const t = this.stepTarget(mod, backend, key, want)
+    if (typeof t === 'number') return t
+    const { c, model, wantAct, wantResid, floats } = t
     const rc = this.run(() =>
       c.forwardStep(
         {
@@ -502,22 +493,12 @@ export class HostBridge {
     want: number,
     deadlineMs: number,
   ): number {
-    const model = readCString(mod, key)
-    let client: ComputeClient | null = null
-    if (this.run(() => ((client = this.forwardClient(backend)), new Uint8Array(0))) < 0) return -1
-    if (!client) return -4
-    const c: ComputeClient = client
-    const shape = this.forwardShapes.get(model)
-    if (!shape || !c.hasForward(model)) return -3
-    const [hidden, vocab, layers, intermediate] = shape
-    const wantAct = (want & 1) !== 0
-    const wantResid = (want & 2) !== 0
+    const t = this.stepTarget(mod, backend, key, want)
+    if (typeof t === 'number') return t
+    const { c, model, wantAct, wantResid, floats } = t
     const int32s = (at: number, n: number) => new Int32Array(mod.HEAPU8.buffer, at, n).slice()
     const runCounts = int32s(counts, count)
     const total = runCounts.reduce((a, b) => a + b, 0)
-    const floats =
-      count *
-      (hidden + vocab + (wantAct ? layers * intermediate : 0) + (wantResid ? layers * hidden : 0))
     const rc = this.run(() =>
       c.forwardSteps(
         {
@@ -529,11 +510,41 @@ export class HostBridge {
           wantAct,
           wantResid,
         },
-        floats,
+        count * floats,
         deadlineMs >= 0 ? deadlineMs : undefined,
       ),
     )
     return this.declineAuto(backend, rc) ? -4 : rc
+  }
+
+  /**
+   * Where a forward step goes and what one run's answer holds: the client,
+   * the model, the captures asked for (want: bit 0 activations, bit 1
+   * residuals) and the answer's floats; or the code to return: -1 an error,
+   * -3 the backend lacks the model's forward weights, -4 'auto' has no GPU
+   * (any more) and C steps in wasm.
+   */
+  private stepTarget(
+    mod: WasmModule,
+    backend: number,
+    key: number,
+    want: number,
+  ):
+    | number
+    | { c: ComputeClient; model: string; wantAct: boolean; wantResid: boolean; floats: number } {
+    const model = readCString(mod, key)
+    let client: ComputeClient | null = null
+    if (this.run(() => ((client = this.forwardClient(backend)), new Uint8Array(0))) < 0) return -1
+    if (!client) return -4
+    const c: ComputeClient = client
+    const shape = this.forwardShapes.get(model)
+    if (!shape || !c.hasForward(model)) return -3
+    const [hidden, vocab, layers, intermediate] = shape
+    const wantAct = (want & 1) !== 0
+    const wantResid = (want & 2) !== 0
+    const floats =
+      hidden + vocab + (wantAct ? layers * intermediate : 0) + (wantResid ? layers * hidden : 0)
+    return { c, model, wantAct, wantResid, floats }
   }
 
   /**
