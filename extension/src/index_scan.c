@@ -76,107 +76,15 @@ next_slot(ScanState *s, int *cap)
 	return &s->ranked[s->nranked++];
 }
 
-/*
- * Every live row of the index, scored from its stored signature. A row's
- * score needs only the dots of its tokens with the query's, so each
- * distinct token's dots are computed once per scan (dense slot per token
- * id) and rows are scored from those: the arithmetic infer_distance does
- * (signature_dot, signature_similarity_dots), without a dot product per row.
- */
-static void
-rank_stored(IndexScanDesc scan, ScanState *s)
+/* The live rows of the ROWS chain with their stored signatures. */
+typedef struct StoredRows
 {
-	Relation index = scan->indexRelation;
-	InferModel *m = s->m;
-	Signature *qsig = palloc(sizeof(Signature));
-	int nq;
-	float *qvec;
-	float *qw;
-	int32 *slot = palloc(sizeof(int32) * m->vocab);
-	float *table;
-	float *table_w;
-	int ntable = 0, table_cap = 256;
-	float *dots;
-	float *rw = palloc(sizeof(float) * SIGNATURE_SIZE);
-	int cap = 1024;
-	BlockNumber blk = s->meta.rows_head;
-
-	qsig->n = 0;
-	if (!s->query_null)
-		feature_signature(m, s->query, "query", qsig);
-	nq = qsig->n;
-	qvec = signature_vectors(m, qsig->ids, nq);
-	qw = signature_weights(m, qsig);
-	dots = palloc(sizeof(float) * (size_t) SIGNATURE_SIZE * Max(nq, 1));
-	memset(slot, 0xff, sizeof(int32) * m->vocab); /* -1: not seen */
-	table = palloc(sizeof(float) * (size_t) table_cap * Max(nq, 1));
-	table_w = palloc(sizeof(float) * table_cap);
-	s->ranked = palloc(sizeof(Ranked) * cap);
-	while (BlockNumberIsValid(blk))
-	{
-		Buffer buf = ReadBuffer(index, blk);
-		Page page;
-		OffsetNumber max;
-
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		max = PageGetMaxOffsetNumber(page);
-		for (OffsetNumber off = FirstOffsetNumber; off <= max; off++)
-		{
-			RowHeader *h = (RowHeader *) PageGetItem(page, PageGetItemId(page, off));
-			SignatureEntry *e = (SignatureEntry *) ((char *) h + MAXALIGN(sizeof(RowHeader)));
-			Ranked *r;
-
-			if (h->flags & ROW_DEAD)
-				continue;
-			r = next_slot(s, &cap);
-			r->tid = h->tid;
-			r->isnull = (h->flags & ROW_NULL) || s->query_null;
-			if (!r->isnull)
-			{
-				int n = Min(h->nsig, SIGNATURE_SIZE);
-
-				for (int i = 0; i < n; i++)
-				{
-					int32 t = e[i].list;
-
-					if (t < 0 || t >= m->vocab)
-						ereport(ERROR,
-								(errcode(ERRCODE_INDEX_CORRUPTED),
-								 errmsg("index \"%s\" holds token %d outside model \"%s\"",
-										RelationGetRelationName(index), t, m->name),
-								 errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
-					if (slot[t] < 0)
-					{
-						float *v = signature_vectors(m, &t, 1);
-
-						if (ntable == table_cap)
-						{
-							table_cap *= 2;
-							table =
-								repalloc(table, sizeof(float) * (size_t) table_cap * Max(nq, 1));
-							table_w = repalloc(table_w, sizeof(float) * table_cap);
-						}
-						table_w[ntable] = signature_token_weight(m, t);
-						for (int j = 0; j < nq; j++)
-							table[(size_t) ntable * nq + j] =
-								signature_dot(v, qvec + (size_t) j * m->hidden, m->hidden);
-						pfree(v);
-						slot[t] = ntable++;
-					}
-					memcpy(dots + (size_t) i * nq, table + (size_t) slot[t] * nq,
-						   sizeof(float) * nq);
-					rw[i] = signature_weight(e[i].score, table_w[slot[t]]);
-				}
-				r->distance = 1.0 - signature_similarity_dots(dots, rw, n, qw, nq);
-			}
-		}
-		blk = InferPageGetOpaque(page)->next;
-		UnlockReleaseBuffer(buf);
-		INFER_CHECK_INTERRUPTS();
-	}
-	qsort(s->ranked, s->nranked, sizeof(Ranked), cmp_ranked);
-}
+	int32 *tokens; /* every row's tokens, one row's after another's */
+	float *confs;  /* their confidences */
+	int ntokens;
+	int *first; /* per ranked row: offset of its tokens */
+	int *nsig;  /* per ranked row: its token count (0 for a NULL row) */
+} StoredRows;
 
 static int
 cmp_int32(const void *pa, const void *pb)
@@ -187,39 +95,23 @@ cmp_int32(const void *pa, const void *pb)
 }
 
 /*
- * rank_stored for an index on a remote model: one pass over the ROWS chain
- * collects every live row's tokens, one request (infer_signature_dots on the
- * server) gives each distinct token's dots with the query's tokens, computed
- * with the same signature_dot, and the rows are scored from them with the
- * same signature_similarity_dots: the ranking a local index of the same
- * vindex gives.
+ * One pass over the ROWS chain: a Ranked slot per live row (its TID and
+ * whether its distance is NULL) and its stored tokens. With a local model,
+ * tokens outside its vocabulary are an index corruption (XX002).
  */
 static void
-rank_stored_remote(IndexScanDesc scan, ScanState *s)
+collect_rows(IndexScanDesc scan, ScanState *s, StoredRows *rows)
 {
 	Relation index = scan->indexRelation;
-	int cap = 1024, rowcap = 1024;
-	int32 *tokens;
-	float *confs;
-	int ntokens = 0, tokens_cap = 4096;
-	int *first; /* per ranked row: offset of its tokens; count in nsig */
-	int *nsig;
-	int32 *distinct;
-	int ndistinct = 0;
-	int nq = 0;
-	float *table = NULL;
-	float *weights;
-	float *dots;
-	float *rw = palloc(sizeof(float) * SIGNATURE_SIZE);
-	float *qw;
-	Signature *qsig = palloc(sizeof(Signature));
+	int cap = 1024, rowcap = 1024, tokens_cap = 4096;
 	BlockNumber blk = s->meta.rows_head;
 
 	s->ranked = palloc(sizeof(Ranked) * cap);
-	tokens = palloc(sizeof(int32) * tokens_cap);
-	confs = palloc(sizeof(float) * tokens_cap);
-	first = palloc(sizeof(int) * rowcap);
-	nsig = palloc(sizeof(int) * rowcap);
+	rows->tokens = palloc(sizeof(int32) * tokens_cap);
+	rows->confs = palloc(sizeof(float) * tokens_cap);
+	rows->ntokens = 0;
+	rows->first = palloc(sizeof(int) * rowcap);
+	rows->nsig = palloc(sizeof(int) * rowcap);
 	while (BlockNumberIsValid(blk))
 	{
 		Buffer buf = ReadBuffer(index, blk);
@@ -244,55 +136,146 @@ rank_stored_remote(IndexScanDesc scan, ScanState *s)
 			if (at == rowcap)
 			{
 				rowcap *= 2;
-				first = repalloc(first, sizeof(int) * rowcap);
-				nsig = repalloc(nsig, sizeof(int) * rowcap);
+				rows->first = repalloc(rows->first, sizeof(int) * rowcap);
+				rows->nsig = repalloc(rows->nsig, sizeof(int) * rowcap);
 			}
 			r->tid = h->tid;
 			r->isnull = (h->flags & ROW_NULL) || s->query_null;
-			first[at] = ntokens;
-			nsig[at] = r->isnull ? 0 : n;
+			rows->first[at] = rows->ntokens;
+			rows->nsig[at] = r->isnull ? 0 : n;
 			if (r->isnull)
 				continue;
-			while (ntokens + n > tokens_cap)
+			while (rows->ntokens + n > tokens_cap)
 			{
 				tokens_cap *= 2;
-				tokens = repalloc(tokens, sizeof(int32) * tokens_cap);
-				confs = repalloc(confs, sizeof(float) * tokens_cap);
+				rows->tokens = repalloc(rows->tokens, sizeof(int32) * tokens_cap);
+				rows->confs = repalloc(rows->confs, sizeof(float) * tokens_cap);
 			}
 			for (int i = 0; i < n; i++)
 			{
-				confs[ntokens] = e[i].score;
-				tokens[ntokens++] = e[i].list;
+				int32 t = e[i].list;
+
+				if (s->m != NULL && (t < 0 || t >= s->m->vocab))
+					ereport(ERROR, (errcode(ERRCODE_INDEX_CORRUPTED),
+									errmsg("index \"%s\" holds token %d outside model \"%s\"",
+										   RelationGetRelationName(index), t, s->m->name),
+									errhint("REINDEX INDEX %s;", RelationGetRelationName(index))));
+				rows->confs[rows->ntokens] = e[i].score;
+				rows->tokens[rows->ntokens++] = t;
 			}
 		}
 		blk = InferPageGetOpaque(page)->next;
 		UnlockReleaseBuffer(buf);
 		INFER_CHECK_INTERRUPTS();
 	}
-	/* the query's signature (tokens, confidences) from the server */
-	qsig->n = 0;
-	if (!s->query_null && ntokens > 0)
-		remote_signatures(s->meta.model, &s->query, 1, qsig);
-	/* the distinct tokens of the rows and the query, sorted: one request for all of them */
-	distinct = palloc(sizeof(int32) * Max(ntokens + qsig->n, 1));
-	memcpy(distinct, tokens, sizeof(int32) * ntokens);
-	memcpy(distinct + ntokens, qsig->ids, sizeof(int32) * qsig->n);
-	qsort(distinct, ntokens + qsig->n, sizeof(int32), cmp_int32);
-	for (int i = 0; i < ntokens + qsig->n; i++)
-		if (ndistinct == 0 || distinct[ndistinct - 1] != distinct[i])
-			distinct[ndistinct++] = distinct[i];
-	weights = palloc(sizeof(float) * Max(ndistinct, 1));
-	if (ntokens > 0 && ndistinct > 0)
+}
+
+/* The distinct tokens of the rows and of the query's signature, sorted; their count in *n. */
+static int32 *
+distinct_tokens(const StoredRows *rows, const Signature *qsig, int *n)
+{
+	int all = rows->ntokens + qsig->n;
+	int32 *d = palloc(sizeof(int32) * Max(all, 1));
+	int nd = 0;
+
+	memcpy(d, rows->tokens, sizeof(int32) * rows->ntokens);
+	memcpy(d + rows->ntokens, qsig->ids, sizeof(int32) * qsig->n);
+	qsort(d, all, sizeof(int32), cmp_int32);
+	for (int i = 0; i < all; i++)
+		if (nd == 0 || d[nd - 1] != d[i])
+			d[nd++] = d[i];
+	*n = nd;
+	return d;
+}
+
+/* Token vectors computed at once (a batched forward pass each on a host backend), at most. */
+#define SCAN_VECTOR_CHUNK 256
+
+/*
+ * Each distinct token's specificity weight and its dots with the query's
+ * signature tokens (table: ndistinct x nq), with the local model: the same
+ * signature_dot infer_distance uses. The tokens' vectors are computed
+ * SCAN_VECTOR_CHUNK at a time, so their knowledge states step together.
+ */
+static float *
+local_token_dots(InferModel *m, const Signature *qsig, const int32 *distinct, int ndistinct,
+				 float *weights)
+{
+	int nq = qsig->n;
+	float *qvec = signature_vectors(m, qsig->ids, nq);
+	float *table = palloc(sizeof(float) * (size_t) Max(ndistinct, 1) * Max(nq, 1));
+
+	for (int c = 0; c < ndistinct; c += SCAN_VECTOR_CHUNK)
 	{
-		table = remote_token_dots(s->meta.model, s->query, distinct, ndistinct, &nq, weights);
-		if (nq != qsig->n)
-			ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-							errmsg("the model server of \"%s\" answered %d query dots for a "
-								   "query signature of %d tokens",
-								   s->meta.model, nq, qsig->n)));
+		int k = Min(SCAN_VECTOR_CHUNK, ndistinct - c);
+		float *v = signature_vectors(m, distinct + c, k);
+
+		for (int d = 0; d < k; d++)
+		{
+			weights[c + d] = signature_token_weight(m, distinct[c + d]);
+			for (int j = 0; j < nq; j++)
+				table[(size_t) (c + d) * nq + j] = signature_dot(
+					v + (size_t) d * m->hidden, qvec + (size_t) j * m->hidden, m->hidden);
+		}
+		pfree(v);
+		INFER_CHECK_INTERRUPTS();
 	}
-	qw = palloc(sizeof(float) * Max(qsig->n, 1));
-	for (int j = 0; j < qsig->n; j++)
+	pfree(qvec);
+	return table;
+}
+
+/*
+ * Every live row of the index, scored from its stored signature. A row's
+ * score needs only the dots of its tokens with the query's, so one pass
+ * collects the rows' tokens, each distinct token's dots are computed once
+ * (locally, or for an index on a remote model by its server,
+ * infer_signature_dots there, with the same signature_dot), and the rows are
+ * scored from those: the arithmetic infer_distance does
+ * (signature_similarity_dots), without a dot product per row, and for a
+ * remote model the ranking a local index of the same vindex gives.
+ */
+static void
+rank_stored(IndexScanDesc scan, ScanState *s)
+{
+	StoredRows rows;
+	Signature *qsig = palloc(sizeof(Signature));
+	int32 *distinct;
+	int ndistinct, nq;
+	float *table = NULL;
+	float *weights;
+	float *qw;
+	float *dots;
+	float *rw = palloc(sizeof(float) * SIGNATURE_SIZE);
+
+	collect_rows(scan, s, &rows);
+	/* the query's signature (tokens, confidences), here or from the model's server */
+	qsig->n = 0;
+	if (!s->query_null && rows.ntokens > 0)
+	{
+		if (s->remote)
+			remote_signatures(s->meta.model, &s->query, 1, qsig);
+		else
+			feature_signature(s->m, s->query, "query", qsig);
+	}
+	nq = qsig->n;
+	distinct = distinct_tokens(&rows, qsig, &ndistinct);
+	weights = palloc(sizeof(float) * Max(ndistinct, 1));
+	if (rows.ntokens > 0 && ndistinct > 0)
+	{
+		if (!s->remote)
+			table = local_token_dots(s->m, qsig, distinct, ndistinct, weights);
+		else
+		{
+			table = remote_token_dots(s->meta.model, s->query, distinct, ndistinct, &nq, weights);
+			if (nq != qsig->n)
+				ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+								errmsg("the model server of \"%s\" answered %d query dots for a "
+									   "query signature of %d tokens",
+									   s->meta.model, nq, qsig->n)));
+		}
+	}
+	qw = palloc(sizeof(float) * Max(nq, 1));
+	for (int j = 0; j < nq; j++)
 	{
 		int32 *hit = bsearch(&qsig->ids[j], distinct, ndistinct, sizeof(int32), cmp_int32);
 
@@ -305,16 +288,16 @@ rank_stored_remote(IndexScanDesc scan, ScanState *s)
 
 		if (r->isnull)
 			continue;
-		for (int i = 0; i < nsig[k]; i++)
+		for (int i = 0; i < rows.nsig[k]; i++)
 		{
-			int32 *hit =
-				bsearch(&tokens[first[k] + i], distinct, ndistinct, sizeof(int32), cmp_int32);
+			int at = rows.first[k] + i;
+			int32 *hit = bsearch(&rows.tokens[at], distinct, ndistinct, sizeof(int32), cmp_int32);
 
 			memcpy(dots + (size_t) i * nq, table + (size_t) (hit - distinct) * nq,
 				   sizeof(float) * nq);
-			rw[i] = signature_weight(confs[first[k] + i], weights[hit - distinct]);
+			rw[i] = signature_weight(rows.confs[at], weights[hit - distinct]);
 		}
-		r->distance = 1.0 - signature_similarity_dots(dots, rw, nsig[k], qw, nq);
+		r->distance = 1.0 - signature_similarity_dots(dots, rw, rows.nsig[k], qw, nq);
 	}
 	qsort(s->ranked, s->nranked, sizeof(Ranked), cmp_ranked);
 }
@@ -465,8 +448,6 @@ infer_amgettuple(IndexScanDesc scan, ScanDirection dir)
 	{
 		if (s->other)
 			rank_with_other_model(scan, s);
-		else if (s->remote)
-			rank_stored_remote(scan, s);
 		else
 			rank_stored(scan, s);
 	}
