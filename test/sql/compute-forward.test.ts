@@ -2,7 +2,8 @@
 // Runtime in the compute worker, one graph per model, the KV cache kept in
 // the worker per run) against the built-in 'wasm' pass (the shared suite in
 // forward-equivalence.ts). A worker that dies mid-step is 58000 and the next
-// query works; statement_timeout ends a step with 57014.
+// query works; statement_timeout ends a step with 57014; the same for a
+// batched step (runs stepped together: a signature batch).
 import { describe, expect, it } from 'vitest'
 import { sqlError } from '../helpers/db.js'
 import { forwardEquivalence, on, type InferRow } from './forward-equivalence.js'
@@ -41,6 +42,42 @@ describe('robustness', () => {
         "select * from infer('The capital of France is', 3, 'q')",
       )
       expect(rows).toHaveLength(3)
+    })
+  })
+
+  /** infer_signatures of texts no call computed before (a loaded model caches signatures). */
+  let fresh = 0
+  const batch = () =>
+    `select count(*)::int as n from infer_signatures(array['France ${++fresh}', ` +
+    `'the capital of Japan ${fresh}', 'Paris ${fresh}'], 'q')`
+
+  it('a worker that dies mid-batch is 58000; the next batch works', async () => {
+    await on(db(), 'onnx', async () => {
+      await db().query(batch())
+      db().infer.compute.crashNextCall()
+      const e = await sqlError(db(), batch())
+      expect(e.code).toBe('58000')
+      const { rows } = await db().query<{ n: number }>(batch())
+      expect(rows[0]!.n).toBeGreaterThan(3)
+      expect(db().infer.compute.openRuns()).toBe(0)
+    })
+  })
+
+  it('statement_timeout ends a batched step with 57014 within 100 ms of the deadline', async () => {
+    await on(db(), 'onnx', async () => {
+      await db().query(batch())
+      db().infer.compute.stallNextCall(5000)
+      await db().exec("set statement_timeout = '300ms'")
+      const t = Date.now()
+      try {
+        const e = await sqlError(db(), batch())
+        expect(e.code).toBe('57014')
+        expect(Date.now() - t).toBeLessThan(300 + 100)
+      } finally {
+        await db().exec('reset statement_timeout')
+      }
+      const { rows } = await db().query<{ n: number }>(batch())
+      expect(rows[0]!.n).toBeGreaterThan(3)
     })
   })
 

@@ -105,14 +105,9 @@ export class ComputeClient {
   gateTopK(request: GateTopKRequest, statementLeftMs?: number): Uint8Array {
     const bytes = request.nq * 4 + request.nq * request.k * HIT_BYTES
     const reply = new SharedArrayBuffer(Math.max(bytes, 4))
-    const crash = this.crashNext
-    const stallMs = this.stallNextMs
-    const loseDevice = this.loseDeviceNext
-    this.crashNext = false
-    this.stallNextMs = 0
-    this.loseDeviceNext = false
+    const hooks = this.takeTestHooks()
     this.call(
-      { op: 'gateTopK', ...request, reply, crash, stallMs, loseDevice },
+      { op: 'gateTopK', ...request, reply, ...hooks },
       [request.queries.buffer as ArrayBuffer],
       statementLeftMs,
     )
@@ -148,14 +143,9 @@ export class ComputeClient {
     statementLeftMs?: number,
   ): Uint8Array {
     const reply = new SharedArrayBuffer(Math.max(replyFloats * 4, 4))
-    const crash = this.crashNext
-    const stallMs = this.stallNextMs
-    const loseDevice = this.loseDeviceNext
-    this.crashNext = false
-    this.stallNextMs = 0
-    this.loseDeviceNext = false
+    const hooks = this.takeTestHooks()
     this.call(
-      { op: 'forwardStep', ...request, reply, crash, stallMs, loseDevice },
+      { op: 'forwardStep', ...request, reply, ...hooks },
       [request.ids.buffer as ArrayBuffer],
       statementLeftMs,
     )
@@ -173,7 +163,7 @@ export class ComputeClient {
   ): Uint8Array {
     const reply = new SharedArrayBuffer(Math.max(replyFloats * 4, 4))
     this.call(
-      { op: 'forwardSteps', ...request, reply },
+      { op: 'forwardSteps', ...request, reply, ...this.takeTestHooks() },
       [request.ids.buffer, request.runs.buffer, request.pos.buffer, request.counts.buffer].map(
         (b) => b as ArrayBuffer,
       ),
@@ -270,17 +260,30 @@ export class ComputeClient {
     if (w) await w.terminate()
   }
 
-  /** Test hook: the worker exits in the middle of the next gateTopK or forwardStep. */
+  /** The test hooks armed for the next call, disarmed. */
+  private takeTestHooks(): { crash: boolean; stallMs: number; loseDevice: boolean } {
+    const hooks = {
+      crash: this.crashNext,
+      stallMs: this.stallNextMs,
+      loseDevice: this.loseDeviceNext,
+    }
+    this.crashNext = false
+    this.stallNextMs = 0
+    this.loseDeviceNext = false
+    return hooks
+  }
+
+  /** Test hook: the worker exits in the middle of the next gateTopK, forwardStep or forwardSteps. */
   crashNextCall(): void {
     this.crashNext = true
   }
 
-  /** Test hook (webgpu): the GPU device is destroyed before the next gateTopK or forwardStep. */
+  /** Test hook (webgpu): the GPU device is destroyed before the next gateTopK, forwardStep or forwardSteps. */
   loseDeviceNextCall(): void {
     this.loseDeviceNext = true
   }
 
-  /** Test hook: the worker is busy for `ms` before it serves the next gateTopK or forwardStep. */
+  /** Test hook: the worker is busy for `ms` before it serves the next gateTopK, forwardStep or forwardSteps. */
   stallNextCall(ms: number): void {
     this.stallNextMs = ms
   }

@@ -65,6 +65,9 @@ export type Request =
       op: 'forwardSteps'
       /** float32: each run's answer as forwardStep's, one after another. */
       reply: SharedArrayBuffer
+      crash?: boolean
+      stallMs?: number
+      loseDevice?: boolean
     })
   | { op: 'endRun'; run: number }
   /**

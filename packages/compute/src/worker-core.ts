@@ -134,7 +134,7 @@ export function createWorkerServer(env: WorkerEnvironment): WorkerServer {
     report(STATUS_OK, Math.min(bytes.length, reply.byteLength))
   }
 
-  /** Test hooks of gateTopK and forwardStep: crash, lose the device, stall. */
+  /** Test hooks of gateTopK, forwardStep and forwardSteps: crash, lose the device, stall. */
   function testHooks(
     b: TestHooked,
     req: { crash?: boolean; loseDevice?: boolean; stallMs?: number },
@@ -276,6 +276,7 @@ export function createWorkerServer(env: WorkerEnvironment): WorkerServer {
         report(STATUS_OK, writeStepAnswers(req.op, req.reply, [await b.forwardStep(req)]))
         return
       case 'forwardSteps': {
+        testHooks(b, req)
         const results = b.forwardSteps ? await b.forwardSteps(req) : await stepOneByOne(b, req)
         report(STATUS_OK, writeStepAnswers(req.op, req.reply, results))
         return
