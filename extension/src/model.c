@@ -370,8 +370,13 @@ model_parse_meta(InferModel *m, const char *buf, int len)
 }
 
 /* Refuses a load that would take models past infer.max_memory. */
+/*
+ * infer.max_memory counts heap bytes. A model that is not backend-owned
+ * (loaded under another infer.compute than 'onnx') is told that 'onnx'
+ * would keep its weights out of the heap.
+ */
 static void
-check_memory(const char *name, size_t bytes)
+check_memory(const InferModel *m, size_t bytes)
 {
 	size_t used = model_loaded_bytes();
 	size_t allowed = (size_t) infer_max_memory_mb * 1024 * 1024;
@@ -379,13 +384,20 @@ check_memory(const char *name, size_t bytes)
 	if (used + bytes > allowed)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("loading model \"%s\" needs %zu MB but infer.max_memory allows %d MB", name,
-						(bytes + 1048575) / 1048576, infer_max_memory_mb),
+				 errmsg("loading model \"%s\" needs %zu MB but infer.max_memory allows %d MB",
+						m->name, (bytes + 1048575) / 1048576, infer_max_memory_mb),
 				 used > 0
 					 ? errdetail("Models already loaded use %zu MB.", (used + 1048575) / 1048576)
 					 : 0,
-				 errhint("Raise infer.max_memory (at most %d MB in PGlite) or drop other models.",
-						 INFER_WASM_HEAP_MAX_MB)));
+				 m->owned || strcmp(m->family, "gpt2") == 0
+					 ? errhint("Raise infer.max_memory (at most %d MB in PGlite) or drop other "
+							   "models.",
+							   INFER_WASM_HEAP_MAX_MB)
+					 : errhint("Raise infer.max_memory (at most %d MB in PGlite), drop other "
+							   "models, or load it after SET infer.compute = 'onnx': the onnx "
+							   "compute backend holds its gate rows and forward matrices outside "
+							   "the heap.",
+							   INFER_WASM_HEAP_MAX_MB)));
 }
 
 static void *
@@ -470,7 +482,7 @@ load_parts(const char *name, const char *source, const char *level, const char *
 	for (int h = 0; h < nhooks; h++)
 		if (hooks[h]->plan)
 			bytes += hooks[h]->plan(m);
-	check_memory(name, bytes);
+	check_memory(m, bytes);
 
 	m->gate = MemoryContextAllocZero(cxt, sizeof(GateMatrix) * m->layers);
 	m->down_tokens = MemoryContextAlloc(cxt, sizeof(int32 *) * m->layers);

@@ -88,8 +88,12 @@ describe('a model whose weights exceed infer.max_memory', () => {
   it('does not fit the heap on wasm (53200), registers on onnx', async () => {
     await db.exec(`set infer.max_memory = ${BUDGET_MB}`)
     await db.exec("set infer.compute = 'wasm'")
-    const err = await sqlError(db, "select infer_create_model('nofit', $1, 'inference')", [vindex])
+    const err = (await db
+      .query("select infer_create_model('nofit', $1, 'inference')", [vindex])
+      .catch((e: unknown) => e)) as { code?: string; hint?: string }
     expect(err.code).toBe('53200')
+    // the error says what would work
+    expect(err.hint).toMatch(/SET infer\.compute = 'onnx'/)
     await db.exec("set infer.compute = 'onnx'")
     expect(await rows("select infer_create_model('own', $1, 'inference') as r", [vindex])).toEqual([
       { r: 'own' },
