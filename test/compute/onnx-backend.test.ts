@@ -9,7 +9,10 @@ import {
   type GateLayer,
   type Hit,
 } from '@pglite-infer/compute'
-import { OnnxBackend } from '@pglite-infer/compute/onnx'
+import { OnnxBackend, onnxProviders } from '@pglite-infer/compute/onnx'
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const hidden = 16
@@ -186,5 +189,52 @@ describe('ComputeClient (worker, synchronous)', () => {
     client.loadGate('t', tiedLayers())
     expect(call()).toEqual(bytes)
     await client.terminate()
+  })
+})
+
+describe('execution providers (PGLITE_INFER_ONNX_PROVIDERS)', () => {
+  it('parses the list: cpu by default, names in order, a bad name is 22023', () => {
+    expect(onnxProviders(undefined)).toEqual(['cpu'])
+    expect(onnxProviders(' ')).toEqual(['cpu'])
+    expect(onnxProviders('cuda, cpu')).toEqual(['cuda', 'cpu'])
+    expect(() => onnxProviders('cu da,cpu')).toThrow(
+      expect.objectContaining({ sqlstate: '22023', message: expect.stringMatching(/"cu da"/) }),
+    )
+  })
+
+  it('a bad list is reported by create(), not taken for a missing package', async () => {
+    const before = process.env.PGLITE_INFER_ONNX_PROVIDERS
+    process.env.PGLITE_INFER_ONNX_PROVIDERS = 'cpu;rm'
+    try {
+      await expect(OnnxBackend.create()).rejects.toMatchObject({ sqlstate: '22023' })
+    } finally {
+      if (before === undefined) delete process.env.PGLITE_INFER_ONNX_PROVIDERS
+      else process.env.PGLITE_INFER_ONNX_PROVIDERS = before
+    }
+  })
+
+  it('cuda without its libraries installed is 58000 saying what to do', async () => {
+    const require = createRequire(import.meta.url)
+    const binding = dirname(require.resolve('onnxruntime-node/package.json'))
+    const cudaLib = join(
+      binding,
+      'bin',
+      'napi-v6',
+      'linux',
+      'x64',
+      'libonnxruntime_providers_cuda.so',
+    )
+    const b = await OnnxBackend.create({ executionProviders: ['cuda', 'cpu'] })
+    try {
+      const load = b.loadGate('m', tiedLayers())
+      if (process.platform === 'linux' && process.arch === 'x64' && !existsSync(cudaLib))
+        await expect(load).rejects.toMatchObject({
+          sqlstate: '58000',
+          message: expect.stringMatching(/cuda,cpu.*unset the variable/s),
+        })
+      else await load // installed with CUDA (or another platform's build): it loads
+    } finally {
+      await b.dispose()
+    }
   })
 })

@@ -20,7 +20,7 @@ import type * as Ort from 'onnxruntime-node'
 import { createRequire } from 'node:module'
 import { availableParallelism } from 'node:os'
 import type { onnx as OnnxTypes } from 'onnx-proto'
-import { loadOrt } from './onnx.js'
+import { loadOrt, onnxProviders } from './onnx.js'
 import { MARGIN, rescore } from './rescore.js'
 
 /** Vocabulary rows per Gemm (the spike's choice: big enough to keep the cores busy). */
@@ -43,13 +43,20 @@ export class OnnxDownMetaEngine implements DownMetaEngine {
     private readonly ort: OrtModule,
     private readonly threads: number,
     private readonly chunk: number,
+    private readonly providers: string[],
   ) {}
 
   /** Loads onnxruntime-node (a ComputeError naming it when it cannot be loaded). */
   static async create(options: OnnxDownMetaOptions = {}): Promise<OnnxDownMetaEngine> {
     const env = Number(process.env.PGLITE_INFER_ONNX_THREADS)
     const threads = Math.max(1, options.threads ?? (env > 0 ? env : availableParallelism()))
-    return new OnnxDownMetaEngine(await loadOrt(), threads, options.chunk ?? DEFAULT_CHUNK)
+    const providers = onnxProviders(process.env.PGLITE_INFER_ONNX_PROVIDERS)
+    return new OnnxDownMetaEngine(
+      await loadOrt(),
+      threads,
+      options.chunk ?? DEFAULT_CHUNK,
+      providers,
+    )
   }
 
   allocate(length: number): Float32Array {
@@ -58,7 +65,7 @@ export class OnnxDownMetaEngine implements DownMetaEngine {
 
   private graph(): Promise<Ort.InferenceSession> {
     this.session ??= this.ort.InferenceSession.create(buildDownMetaGraph(), {
-      executionProviders: ['cpu'],
+      executionProviders: this.providers,
       intraOpNumThreads: this.threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',

@@ -54,6 +54,26 @@ export interface OnnxBackendOptions {
   loadNative?: () => Promise<OrtModule>
 }
 
+/**
+ * The execution providers onnxruntime-node's sessions ask for: `cpu`, or
+ * what PGLITE_INFER_ONNX_PROVIDERS lists (comma-separated, in preference
+ * order, e.g. `cuda,cpu` where onnxruntime-node was installed with its CUDA
+ * files). ONNX Runtime runs on the first of them that supports an operator.
+ * A name that is not a plain word is 22023 naming the variable.
+ */
+export function onnxProviders(env: string | undefined): string[] {
+  if (env === undefined || env.trim() === '') return ['cpu']
+  const names = env.split(',').map((p) => p.trim())
+  for (const p of names)
+    if (!/^[a-z][a-z0-9_]*$/i.test(p))
+      throw new ComputeError(
+        `PGLITE_INFER_ONNX_PROVIDERS: ${JSON.stringify(p)} is not an execution provider name ` +
+          `(comma-separated names such as cuda,cpu)`,
+        '22023',
+      )
+  return names
+}
+
 /** The install command a missing onnxruntime-node is reported with. */
 export const ONNX_INSTALL_HINT = 'ONNXRUNTIME_NODE_INSTALL=skip npm i onnxruntime-node'
 
@@ -131,6 +151,13 @@ export class OnnxBackend implements ComputeBackend {
    * neither loads. `options.ort` chooses the module instead.
    */
   static async create(options: OnnxBackendOptions = {}): Promise<OnnxBackend> {
+    const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
+    // a bad PGLITE_INFER_ONNX_PROVIDERS is reported, not taken for a missing package
+    options = {
+      ...options,
+      executionProviders:
+        options.executionProviders ?? onnxProviders(proc?.env?.PGLITE_INFER_ONNX_PROVIDERS),
+    }
     if (options.ort) return new OnnxBackend(options.ort, options)
     let native: unknown
     try {
@@ -143,7 +170,7 @@ export class OnnxBackend implements ComputeBackend {
     return new OnnxBackend(web, { ...options, executionProviders: ['wasm'] })
   }
 
-  /** 'cpu' (onnxruntime-node) or 'wasm' (onnxruntime-web): where sessions run. */
+  /** 'cpu' (onnxruntime-node; or PGLITE_INFER_ONNX_PROVIDERS) or 'wasm' (onnxruntime-web): where sessions run. */
   get executionProvider(): string {
     return this.providers.join(',')
   }
@@ -162,9 +189,8 @@ export class OnnxBackend implements ComputeBackend {
     const session =
       rowBytes > externalDataThreshold()
         ? await this.withExternalData((place) => buildGateModel(layers, place))
-        : await this.ort.InferenceSession.create(
+        : await this.createSession(
             onnxProto().onnx.ModelProto.encode(buildGateModel(layers)).finish(),
-            this.sessionOptions(),
           )
     this.models.set(model, { session, rows: layers.map((l) => l.rows), hidden })
   }
@@ -195,11 +221,10 @@ export class OnnxBackend implements ComputeBackend {
         ? await this.withExternalData((place) =>
             buildLensModel(rows, lmHead.rows, lmHead.cols, place),
           )
-        : await this.ort.InferenceSession.create(
+        : await this.createSession(
             onnxProto()
               .onnx.ModelProto.encode(buildLensModel(rows, lmHead.rows, lmHead.cols))
               .finish(),
-            this.sessionOptions(),
           )
     this.lenses.set(model, { session, hidden: lmHead.cols })
   }
@@ -246,10 +271,7 @@ export class OnnxBackend implements ComputeBackend {
             for (const init of proto.graph?.initializer ?? []) place(init, init.rawData)
             return proto
           })
-        : await this.ort.InferenceSession.create(
-            onnxProto().onnx.ModelProto.encode(proto).finish(),
-            this.sessionOptions(),
-          )
+        : await this.createSession(onnxProto().onnx.ModelProto.encode(proto).finish())
     const f32 = (name: string) => {
       const t = weights.tensors[name]
       return t
@@ -479,9 +501,29 @@ export class OnnxBackend implements ComputeBackend {
       }
       const path = join(dir, 'model.onnx')
       writeFileSync(path, onnx.ModelProto.encode(proto).finish())
-      return await this.ort.InferenceSession.create(path, this.sessionOptions())
+      return await this.createSession(path)
     } finally {
       rmSync(dir, { recursive: true, force: true })
+    }
+  }
+
+  /**
+   * A session on this backend's execution providers. One that cannot be
+   * created on providers chosen by PGLITE_INFER_ONNX_PROVIDERS (a GPU
+   * provider whose libraries are not installed) is 58000 saying so.
+   */
+  private async createSession(model: Uint8Array | string): Promise<Ort.InferenceSession> {
+    try {
+      return await this.ort.InferenceSession.create(model as Uint8Array, this.sessionOptions())
+    } catch (e) {
+      if (this.providers.length === 1 && ['cpu', 'wasm'].includes(this.providers[0]!)) throw e
+      throw new ComputeError(
+        `ONNX Runtime could not create a session on execution providers ` +
+          `${this.providers.join(',')} (PGLITE_INFER_ONNX_PROVIDERS): ${(e as Error).message}. ` +
+          `Install onnxruntime-node with that provider's libraries, or unset the variable ` +
+          `to run on the CPU.`,
+        '58000',
+      )
     }
   }
 
