@@ -9,7 +9,7 @@ import {
   type GateLayer,
   type Hit,
 } from '@pglite-infer/compute'
-import { OnnxBackend, onnxProviders } from '@pglite-infer/compute/onnx'
+import { cudaInstalled, OnnxBackend, onnxProviders } from '@pglite-infer/compute/onnx'
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
@@ -213,7 +213,55 @@ describe('execution providers (PGLITE_INFER_ONNX_PROVIDERS)', () => {
     }
   })
 
-  it('cuda without its libraries installed is 58000 saying what to do', async () => {
+  it('cuda is chosen where its library is installed next to the binding (Linux, Windows)', () => {
+    const seen: string[] = []
+    const exists = (p: string) => (seen.push(p), p.endsWith('.so'))
+    expect(cudaInstalled(exists, { platform: 'linux', arch: 'x64', packageDir: '/n/ort' })).toBe(
+      true,
+    )
+    expect(seen).toEqual([
+      join('/n/ort', 'bin', 'napi-v6', 'linux', 'x64', 'libonnxruntime_providers_cuda.so'),
+    ])
+    expect(cudaInstalled(exists, { platform: 'win32', arch: 'x64', packageDir: '/n/ort' })).toBe(
+      false,
+    )
+    expect(
+      cudaInstalled(() => true, { platform: 'darwin', arch: 'arm64', packageDir: '/n/ort' }),
+    ).toBe(false)
+  })
+
+  it('chosen (not asked for), a cuda that cannot start leaves the sessions on the CPU', async () => {
+    const b = await OnnxBackend.create({ cudaInstalled: () => true })
+    try {
+      expect(b.executionProvider).toBe('cuda,cpu')
+      await b.loadGate('m', tiedLayers())
+      const r = await b.gateTopK({
+        model: 'm',
+        queries: new Float32Array(hidden).fill(1),
+        nq: 1,
+        perLayerK: 0,
+        k: 3,
+        rank: 'abs',
+        positiveOnly: false,
+      })
+      expect(r.counts[0]).toBe(3)
+      // this machine has no CUDA library: the CPU took over (with one, CUDA serves it)
+      const cudaLib = join(
+        dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json')),
+        'bin',
+        'napi-v6',
+        'linux',
+        'x64',
+        'libonnxruntime_providers_cuda.so',
+      )
+      if (process.platform === 'linux' && process.arch === 'x64' && !existsSync(cudaLib))
+        expect(b.executionProvider).toBe('cpu')
+    } finally {
+      await b.dispose()
+    }
+  })
+
+  it('asked for, cuda without its libraries installed is 58000 saying what to do', async () => {
     const require = createRequire(import.meta.url)
     const binding = dirname(require.resolve('onnxruntime-node/package.json'))
     const cudaLib = join(

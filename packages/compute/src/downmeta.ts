@@ -20,8 +20,9 @@ import type * as Ort from 'onnxruntime-node'
 import { createRequire } from 'node:module'
 import { availableParallelism } from 'node:os'
 import type { onnx as OnnxTypes } from 'onnx-proto'
-import { loadOrt, onnxProviders } from './onnx.js'
+import { cudaInstalled, loadOrt, onnxProviders } from './onnx.js'
 import { MARGIN, rescore } from './rescore.js'
+import { ComputeError } from './types.js'
 
 /** Vocabulary rows per Gemm (the spike's choice: big enough to keep the cores busy). */
 const DEFAULT_CHUNK = 8192
@@ -44,18 +45,23 @@ export class OnnxDownMetaEngine implements DownMetaEngine {
     private readonly threads: number,
     private readonly chunk: number,
     private readonly providers: string[],
+    /** the providers were chosen (CUDA, its library installed), not asked for: the CPU if CUDA cannot start */
+    private readonly fallBack: boolean,
   ) {}
 
   /** Loads onnxruntime-node (a ComputeError naming it when it cannot be loaded). */
   static async create(options: OnnxDownMetaOptions = {}): Promise<OnnxDownMetaEngine> {
     const env = Number(process.env.PGLITE_INFER_ONNX_THREADS)
     const threads = Math.max(1, options.threads ?? (env > 0 ? env : availableParallelism()))
-    const providers = onnxProviders(process.env.PGLITE_INFER_ONNX_PROVIDERS)
+    const listed = process.env.PGLITE_INFER_ONNX_PROVIDERS
+    const asked = listed?.trim() ? onnxProviders(listed) : undefined
+    const providers = asked ?? (cudaInstalled() ? ['cuda', 'cpu'] : ['cpu'])
     return new OnnxDownMetaEngine(
       await loadOrt(),
       threads,
       options.chunk ?? DEFAULT_CHUNK,
       providers,
+      !asked && providers.length > 1,
     )
   }
 
@@ -64,12 +70,22 @@ export class OnnxDownMetaEngine implements DownMetaEngine {
   }
 
   private graph(): Promise<Ort.InferenceSession> {
-    this.session ??= this.ort.InferenceSession.create(buildDownMetaGraph(), {
-      executionProviders: this.providers,
-      intraOpNumThreads: this.threads,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    const create = (executionProviders: string[]) =>
+      this.ort.InferenceSession.create(buildDownMetaGraph(), {
+        executionProviders,
+        intraOpNumThreads: this.threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+        extra: { session: { intra_op: { allow_spinning: '0' } } },
+      })
+    this.session ??= create(this.providers).catch((e: unknown) => {
+      if (this.fallBack) return create(['cpu'])
+      throw new ComputeError(
+        `ONNX Runtime could not create a session on execution providers ` +
+          `${this.providers.join(',')} (PGLITE_INFER_ONNX_PROVIDERS): ${(e as Error).message}. ` +
+          `Install onnxruntime-node with that provider's libraries, or unset the variable.`,
+        '58000',
+      )
     })
     return this.session
   }

@@ -9,9 +9,18 @@
  * merged across layers in C's order (topk.ts), so the sets equal the
  * built-in kernel's; scores may differ in the last bits (summation order).
  */
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type * as Ort from 'onnxruntime-node'
 import type { onnx as OnnxTypes } from 'onnx-proto'
 import { onnxProto } from './onnx-proto.js'
@@ -52,6 +61,8 @@ export interface OnnxBackendOptions {
   executionProviders?: string[]
   /** Tests: how onnxruntime-node is loaded (its absence simulated). */
   loadNative?: () => Promise<OrtModule>
+  /** Tests: whether onnxruntime-node's CUDA library is installed (default: cudaInstalled()). */
+  cudaInstalled?: () => boolean
 }
 
 /**
@@ -72,6 +83,36 @@ export function onnxProviders(env: string | undefined): string[] {
         '22023',
       )
   return names
+}
+
+/**
+ * Whether onnxruntime-node was installed with its CUDA provider library
+ * (its install script downloads it unless ONNXRUNTIME_NODE_INSTALL=skip):
+ * then `cuda` is worth asking for first. `exists` and `where` are for tests.
+ */
+export function cudaInstalled(
+  exists: (path: string) => boolean = existsSync,
+  where: { platform: string; arch: string; packageDir?: string } = {
+    platform: process.platform,
+    arch: process.arch,
+  },
+): boolean {
+  if (where.platform !== 'linux' && where.platform !== 'win32') return false
+  let dir = where.packageDir
+  try {
+    // the package's main module is dist/index.js
+    dir ??= join(
+      dirname(fileURLToPath(import.meta.resolve(['onnxruntime', 'node'].join('-')))),
+      '..',
+    )
+  } catch {
+    return false
+  }
+  const lib =
+    where.platform === 'win32'
+      ? 'onnxruntime_providers_cuda.dll'
+      : 'libonnxruntime_providers_cuda.so'
+  return exists(join(dir, 'bin', 'napi-v6', where.platform, where.arch, lib))
 }
 
 /** The install command a missing onnxruntime-node is reported with. */
@@ -132,11 +173,16 @@ export class OnnxBackend implements ComputeBackend {
   /** Backend-owned models' own lm_head: the logit lens's argmax (lens). */
   private readonly lenses = new Map<string, { session: Ort.InferenceSession; hidden: number }>()
   private readonly threads: number
-  private readonly providers: string[]
+  private providers: string[]
 
+  /**
+   * `fallBack`: the providers were chosen, not asked for; a session they
+   * cannot create is created on the CPU, and the CPU is kept.
+   */
   private constructor(
     private readonly ort: OrtModule,
     options: OnnxBackendOptions,
+    private fallBack = false,
   ) {
     const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
     const env = Number(proc?.env?.PGLITE_INFER_ONNX_THREADS)
@@ -152,16 +198,17 @@ export class OnnxBackend implements ComputeBackend {
    */
   static async create(options: OnnxBackendOptions = {}): Promise<OnnxBackend> {
     const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
+    const env = proc?.env?.PGLITE_INFER_ONNX_PROVIDERS
     // a bad PGLITE_INFER_ONNX_PROVIDERS is reported, not taken for a missing package
-    options = {
-      ...options,
-      executionProviders:
-        options.executionProviders ?? onnxProviders(proc?.env?.PGLITE_INFER_ONNX_PROVIDERS),
-    }
-    if (options.ort) return new OnnxBackend(options.ort, options)
+    const asked = options.executionProviders ?? (env?.trim() ? onnxProviders(env) : undefined)
+    if (options.ort) return new OnnxBackend(options.ort, { ...options, executionProviders: asked })
     let native: unknown
     try {
-      return new OnnxBackend(await (options.loadNative ?? loadOrt)(), options)
+      const ort = await (options.loadNative ?? loadOrt)()
+      if (asked) return new OnnxBackend(ort, { ...options, executionProviders: asked })
+      // nothing asked: CUDA first where its library is installed, the CPU if it cannot start
+      const auto = (options.cudaInstalled ?? cudaInstalled)() ? ['cuda', 'cpu'] : ['cpu']
+      return new OnnxBackend(ort, { ...options, executionProviders: auto }, auto.length > 1)
     } catch (e) {
       native = e
     }
@@ -170,7 +217,11 @@ export class OnnxBackend implements ComputeBackend {
     return new OnnxBackend(web, { ...options, executionProviders: ['wasm'] })
   }
 
-  /** 'cpu' (onnxruntime-node; or PGLITE_INFER_ONNX_PROVIDERS) or 'wasm' (onnxruntime-web): where sessions run. */
+  /**
+   * Where sessions run: 'cpu', 'cuda,cpu' (onnxruntime-node with its CUDA
+   * library; 'cpu' again once CUDA could not start), what
+   * PGLITE_INFER_ONNX_PROVIDERS asked for, or 'wasm' (onnxruntime-web).
+   */
   get executionProvider(): string {
     return this.providers.join(',')
   }
@@ -509,14 +560,22 @@ export class OnnxBackend implements ComputeBackend {
 
   /**
    * A session on this backend's execution providers. One that cannot be
-   * created on providers chosen by PGLITE_INFER_ONNX_PROVIDERS (a GPU
-   * provider whose libraries are not installed) is 58000 saying so.
+   * created on providers asked for (PGLITE_INFER_ONNX_PROVIDERS, a GPU
+   * provider whose libraries are not installed) is 58000 saying so; on the
+   * providers chosen when none were asked for (CUDA, its library installed)
+   * it is created on the CPU instead.
    */
   private async createSession(model: Uint8Array | string): Promise<Ort.InferenceSession> {
     try {
       return await this.ort.InferenceSession.create(model as Uint8Array, this.sessionOptions())
     } catch (e) {
       if (this.providers.length === 1 && ['cpu', 'wasm'].includes(this.providers[0]!)) throw e
+      if (this.fallBack) {
+        // CUDA's library is there but it cannot start (no driver, no device)
+        this.providers = ['cpu']
+        this.fallBack = false
+        return this.createSession(model)
+      }
       throw new ComputeError(
         `ONNX Runtime could not create a session on execution providers ` +
           `${this.providers.join(',')} (PGLITE_INFER_ONNX_PROVIDERS): ${(e as Error).message}. ` +
