@@ -57,7 +57,11 @@ export interface OnnxBackendOptions {
    * onnxruntime-web's, whose sessions run on its 'wasm' execution provider.
    */
   ort?: OrtModule
-  /** Default ['cpu'] (onnxruntime-node); ['wasm'] for onnxruntime-web. */
+  /**
+   * Default: PGLITE_INFER_ONNX_PROVIDERS when set, else ['cuda', 'cpu']
+   * where onnxruntime-node has its CUDA library (the CPU if CUDA cannot
+   * start), else ['cpu']; ['wasm'] for onnxruntime-web.
+   */
   executionProviders?: string[]
   /** Tests: how onnxruntime-node is loaded (its absence simulated). */
   loadNative?: () => Promise<OrtModule>
@@ -66,11 +70,10 @@ export interface OnnxBackendOptions {
 }
 
 /**
- * The execution providers onnxruntime-node's sessions ask for: `cpu`, or
- * what PGLITE_INFER_ONNX_PROVIDERS lists (comma-separated, in preference
- * order, e.g. `cuda,cpu` where onnxruntime-node was installed with its CUDA
- * files). ONNX Runtime runs on the first of them that supports an operator.
- * A name that is not a plain word is 22023 naming the variable.
+ * The execution providers PGLITE_INFER_ONNX_PROVIDERS lists
+ * (comma-separated, in preference order, e.g. `dml,cpu`; `cpu` when empty).
+ * ONNX Runtime runs each operator on the first of them that supports it. A
+ * name that is not a plain word is 22023 naming the variable.
  */
 export function onnxProviders(env: string | undefined): string[] {
   if (env === undefined || env.trim() === '') return ['cpu']
