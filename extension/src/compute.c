@@ -236,9 +236,24 @@ compute_model_freed(InferModel *m)
  * attention (split in C after loading) stays in the heap.
  */
 static bool
+ownable(const InferModel *m)
+{
+	return strcmp(m->family, "gpt2") != 0;
+}
+
+static bool
 owns_hook(const InferModel *m)
 {
-	return infer_compute == COMPUTE_ONNX && strcmp(m->family, "gpt2") != 0;
+	return infer_compute == COMPUTE_ONNX && ownable(m);
+}
+
+static const char *
+outside_heap_hint(const InferModel *m)
+{
+	return !m->owned && ownable(m)
+			   ? "load it after SET infer.compute = 'onnx': the onnx compute backend holds its "
+				 "gate rows and forward matrices outside the heap"
+			   : NULL;
 }
 
 /* The weights C did not load go to the backend, from the source still open. */
@@ -251,6 +266,7 @@ loaded_hook(InferModel *m)
 
 static const ModelLoadHooks compute_hooks = {
 	.owns = owns_hook,
+	.outside_heap_hint = outside_heap_hint,
 	.loaded = loaded_hook,
 	.freed = compute_model_freed,
 };

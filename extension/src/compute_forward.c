@@ -203,16 +203,16 @@ compute_send_forward(InferModel *m, const char *key, int backend)
 				   compute_kind_name(backend), m->name, bytes);
 }
 
-/* What a step answers: last (hidden), logits (vocab), then the captures asked for. */
+/* What a step answers per run: last (hidden), logits (vocab), then the captures asked for. */
 static size_t
-step_answer_bytes(const ForwardRun *run)
+step_answer_bytes(const ForwardRun *run, bool acts, bool resids)
 {
 	InferModel *m = run->m;
 	size_t floats = (size_t) m->hidden + m->vocab;
 
-	if (run->capture.act)
+	if (acts)
 		floats += (size_t) m->layers * run->fm->intermediate;
-	if (run->capture.resid)
+	if (resids)
 		floats += (size_t) m->layers * m->hidden;
 	return floats * sizeof(float);
 }
@@ -270,7 +270,7 @@ compute_forward_step(ForwardRun *run, const int32 *ids, int n)
 	InferModel *m = run->m;
 	char key[MODEL_NAME_MAX + 32];
 	int want = (run->capture.act ? 1 : 0) | (run->capture.resid ? 2 : 0);
-	size_t expect = step_answer_bytes(run);
+	size_t expect = step_answer_bytes(run, run->capture.act != NULL, run->capture.resid != NULL);
 	/* a run 'auto' gave the GPU asks as 'auto': the host may decline its first step */
 	int kind = run->auto_host && run->n == 0 ? COMPUTE_AUTO : run->backend;
 	char *result;
@@ -327,10 +327,7 @@ compute_forward_steps(ForwardRun **runs, const int32 *const *ids, const int *n, 
 		memcpy(flat + at, ids[i], sizeof(int32) * n[i]);
 		at += n[i];
 	}
-	per_run = ((size_t) m->hidden + m->vocab +
-			   (acts ? (size_t) m->layers * runs[0]->fm->intermediate : 0) +
-			   (resids ? (size_t) m->layers * m->hidden : 0)) *
-			  sizeof(float);
+	per_run = step_answer_bytes(runs[0], acts, resids);
 	compute_model_key(m, key, sizeof(key));
 	result = host_compute_forward_steps(kind, key, count, run_ids, pos, counts, flat,
 										(acts ? 1 : 0) | (resids ? 2 : 0), per_run * count);

@@ -605,6 +605,24 @@ host_compute_load_forward(int backend, const char *key, const double *spec, int 
 		raise_host_error("compute_load_forward", rc);
 }
 
+/*
+ * A forward step's answer (exactly `expect` bytes, palloc'd), or NULL when
+ * the backend does not hold the model's forward weights.
+ */
+static char *
+step_answer(int rc, const char *hook, const char *what, size_t expect)
+{
+	if (rc == HOST_COMPUTE_NOT_LOADED)
+		return NULL;
+	if (rc < 0)
+		raise_host_error(hook, rc);
+	if ((size_t) rc != expect)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
+						errmsg("the compute backend answered %d bytes for %s, expected %zu", rc,
+							   what, expect)));
+	return take_result(rc);
+}
+
 char *
 host_compute_forward_step(int backend, const char *key, int run, int pos, const int32 *ids, int n,
 						  int want, size_t expect)
@@ -612,18 +630,9 @@ host_compute_forward_step(int backend, const char *key, int run, int pos, const 
 	int rc = pgi_host_compute_forward_step(backend, key, run, pos, ids, n, want,
 										   infer_deadline_left_ms());
 
-	if (rc == HOST_COMPUTE_NOT_LOADED)
-		return NULL;
 	if (rc == HOST_COMPUTE_DECLINED_RC)
 		return host_compute_declined;
-	if (rc < 0)
-		raise_host_error("compute_forward_step", rc);
-	if ((size_t) rc != expect)
-		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-						errmsg("the compute backend answered %d bytes for a forward step, "
-							   "expected %zu",
-							   rc, expect)));
-	return take_result(rc);
+	return step_answer(rc, "compute_forward_step", "a forward step", expect);
 }
 
 char *
@@ -634,16 +643,7 @@ host_compute_forward_steps(int backend, const char *key, int count, const int32 
 	int rc = pgi_host_compute_forward_steps(backend, key, count, runs, pos, counts, ids, want,
 											infer_deadline_left_ms());
 
-	if (rc == HOST_COMPUTE_NOT_LOADED)
-		return NULL;
-	if (rc < 0)
-		raise_host_error("compute_forward_steps", rc);
-	if ((size_t) rc != expect)
-		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED),
-						errmsg("the compute backend answered %d bytes for a batched forward step, "
-							   "expected %zu",
-							   rc, expect)));
-	return take_result(rc);
+	return step_answer(rc, "compute_forward_steps", "a batched forward step", expect);
 }
 
 void

@@ -369,35 +369,35 @@ model_parse_meta(InferModel *m, const char *buf, int len)
 	return bytes;
 }
 
-/* Refuses a load that would take models past infer.max_memory. */
 /*
- * infer.max_memory counts heap bytes. A model that is not backend-owned
- * (loaded under another infer.compute than 'onnx') is told that 'onnx'
- * would keep its weights out of the heap.
+ * Refuses a load that would take models past infer.max_memory (heap
+ * bytes). The hint adds what a hook offers to keep the model out of the
+ * heap (compute.c: infer.compute = 'onnx').
  */
 static void
 check_memory(const InferModel *m, size_t bytes)
 {
 	size_t used = model_loaded_bytes();
 	size_t allowed = (size_t) infer_max_memory_mb * 1024 * 1024;
+	const char *outside = NULL;
 
-	if (used + bytes > allowed)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("loading model \"%s\" needs %zu MB but infer.max_memory allows %d MB",
-						m->name, (bytes + 1048575) / 1048576, infer_max_memory_mb),
-				 used > 0
-					 ? errdetail("Models already loaded use %zu MB.", (used + 1048575) / 1048576)
-					 : 0,
-				 m->owned || strcmp(m->family, "gpt2") == 0
-					 ? errhint("Raise infer.max_memory (at most %d MB in PGlite) or drop other "
-							   "models.",
-							   INFER_WASM_HEAP_MAX_MB)
-					 : errhint("Raise infer.max_memory (at most %d MB in PGlite), drop other "
-							   "models, or load it after SET infer.compute = 'onnx': the onnx "
-							   "compute backend holds its gate rows and forward matrices outside "
-							   "the heap.",
-							   INFER_WASM_HEAP_MAX_MB)));
+	if (used + bytes <= allowed)
+		return;
+	for (int h = 0; h < nhooks && outside == NULL; h++)
+		if (hooks[h]->outside_heap_hint)
+			outside = hooks[h]->outside_heap_hint(m);
+	ereport(
+		ERROR,
+		(errcode(ERRCODE_OUT_OF_MEMORY),
+		 errmsg("loading model \"%s\" needs %zu MB but infer.max_memory allows %d MB", m->name,
+				(bytes + 1048575) / 1048576, infer_max_memory_mb),
+		 used > 0 ? errdetail("Models already loaded use %zu MB.", (used + 1048575) / 1048576) : 0,
+		 outside ? errhint("Raise infer.max_memory (at most %d MB in PGlite), drop other "
+						   "models, or %s.",
+						   INFER_WASM_HEAP_MAX_MB, outside)
+				 : errhint("Raise infer.max_memory (at most %d MB in PGlite) or drop other "
+						   "models.",
+						   INFER_WASM_HEAP_MAX_MB)));
 }
 
 static void *

@@ -182,6 +182,11 @@ typedef struct ModelLoadHooks
 {
 	/* whether the model's gate rows stay out of the heap (a backend owns them) */
 	bool (*owns)(const InferModel *m);
+	/*
+	 * For a model that is not owned and does not fit infer.max_memory: how
+	 * to load it outside the heap (the end of the error's hint), or NULL
+	 */
+	const char *(*outside_heap_hint)(const InferModel *m);
 	/* heap bytes the hook will load beyond gate, down_meta and embed */
 	int64 (*plan)(InferModel *m);
 	/* gate and embed are in the heap (the forward pass points into them) */
