@@ -20,9 +20,8 @@ import type * as Ort from 'onnxruntime-node'
 import { createRequire } from 'node:module'
 import { availableParallelism } from 'node:os'
 import type { onnx as OnnxTypes } from 'onnx-proto'
-import { cudaInstalled, loadOrt, onnxProviders } from './onnx.js'
+import { ExecutionProviders, loadOrt } from './onnx.js'
 import { MARGIN, rescore } from './rescore.js'
-import { ComputeError } from './types.js'
 
 /** Vocabulary rows per Gemm (the spike's choice: big enough to keep the cores busy). */
 const DEFAULT_CHUNK = 8192
@@ -44,24 +43,20 @@ export class OnnxDownMetaEngine implements DownMetaEngine {
     private readonly ort: OrtModule,
     private readonly threads: number,
     private readonly chunk: number,
-    private readonly providers: string[],
-    /** the providers were chosen (CUDA, its library installed), not asked for: the CPU if CUDA cannot start */
-    private readonly fallBack: boolean,
+    private readonly providers: ExecutionProviders,
   ) {}
 
   /** Loads onnxruntime-node (a ComputeError naming it when it cannot be loaded). */
   static async create(options: OnnxDownMetaOptions = {}): Promise<OnnxDownMetaEngine> {
     const env = Number(process.env.PGLITE_INFER_ONNX_THREADS)
     const threads = Math.max(1, options.threads ?? (env > 0 ? env : availableParallelism()))
-    const listed = process.env.PGLITE_INFER_ONNX_PROVIDERS
-    const asked = listed?.trim() ? onnxProviders(listed) : undefined
-    const providers = asked ?? (cudaInstalled() ? ['cuda', 'cpu'] : ['cpu'])
+    // a bad PGLITE_INFER_ONNX_PROVIDERS is reported before the package loads
+    const providers = ExecutionProviders.resolve(undefined)
     return new OnnxDownMetaEngine(
       await loadOrt(),
       threads,
       options.chunk ?? DEFAULT_CHUNK,
       providers,
-      !asked && providers.length > 1,
     )
   }
 
@@ -70,22 +65,11 @@ export class OnnxDownMetaEngine implements DownMetaEngine {
   }
 
   private graph(): Promise<Ort.InferenceSession> {
-    const create = (executionProviders: string[]) =>
-      this.ort.InferenceSession.create(buildDownMetaGraph(), {
-        executionProviders,
-        intraOpNumThreads: this.threads,
-        interOpNumThreads: 1,
-        graphOptimizationLevel: 'all',
-        extra: { session: { intra_op: { allow_spinning: '0' } } },
-      })
-    this.session ??= create(this.providers).catch((e: unknown) => {
-      if (this.fallBack) return create(['cpu'])
-      throw new ComputeError(
-        `ONNX Runtime could not create a session on execution providers ` +
-          `${this.providers.join(',')} (PGLITE_INFER_ONNX_PROVIDERS): ${(e as Error).message}. ` +
-          `Install onnxruntime-node with that provider's libraries, or unset the variable.`,
-        '58000',
-      )
+    this.session ??= this.providers.session(this.ort, buildDownMetaGraph(), {
+      intraOpNumThreads: this.threads,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
     })
     return this.session
   }

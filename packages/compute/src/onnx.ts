@@ -118,6 +118,74 @@ export function cudaInstalled(
   return exists(join(dir, 'bin', 'napi-v6', where.platform, where.arch, lib))
 }
 
+/**
+ * The execution providers sessions ask for, and how a session that cannot
+ * start on them is handled. Asked for (the caller's list, else
+ * PGLITE_INFER_ONNX_PROVIDERS): kept as they are, and a GPU provider that
+ * cannot start is 58000 saying what to do. Chosen (nothing asked: CUDA
+ * first where its library is installed): a CUDA that cannot start (no
+ * driver, no device) leaves this and later sessions on the CPU, no error.
+ */
+export class ExecutionProviders {
+  private constructor(
+    private current: string[],
+    private chosen: boolean,
+  ) {}
+
+  /** Exactly these (onnxruntime-web's ['wasm'], a caller's list). */
+  static of(list: string[]): ExecutionProviders {
+    return new ExecutionProviders(list, false)
+  }
+
+  /**
+   * What sessions ask for: `asked`, else PGLITE_INFER_ONNX_PROVIDERS (22023
+   * when malformed), else CUDA first where `cuda()` finds its library (for
+   * onnxruntime-node), else the CPU.
+   */
+  static resolve(
+    asked: string[] | undefined,
+    cuda: () => boolean = cudaInstalled,
+  ): ExecutionProviders {
+    const listed = (globalThis as { process?: { env?: Record<string, string | undefined> } })
+      .process?.env?.PGLITE_INFER_ONNX_PROVIDERS
+    const list = asked ?? (listed?.trim() ? onnxProviders(listed) : undefined)
+    if (list) return ExecutionProviders.of(list)
+    return cuda() ? new ExecutionProviders(['cuda', 'cpu'], true) : ExecutionProviders.of(['cpu'])
+  }
+
+  get list(): readonly string[] {
+    return this.current
+  }
+
+  /** A session on these providers (see the class comment for one that cannot start). */
+  async session(
+    ort: OrtModule,
+    model: Uint8Array | string,
+    options: Omit<Ort.InferenceSession.SessionOptions, 'executionProviders'>,
+  ): Promise<Ort.InferenceSession> {
+    try {
+      return await ort.InferenceSession.create(model as Uint8Array, {
+        ...options,
+        executionProviders: this.current,
+      })
+    } catch (e) {
+      if (this.current.length === 1 && ['cpu', 'wasm'].includes(this.current[0]!)) throw e
+      if (this.chosen) {
+        this.current = ['cpu']
+        this.chosen = false
+        return this.session(ort, model, options)
+      }
+      throw new ComputeError(
+        `ONNX Runtime could not create a session on execution providers ` +
+          `${this.current.join(',')} (PGLITE_INFER_ONNX_PROVIDERS): ${(e as Error).message}. ` +
+          `Install onnxruntime-node with that provider's libraries, or unset the variable ` +
+          `to run on the CPU.`,
+        '58000',
+      )
+    }
+  }
+}
+
 /** The install command a missing onnxruntime-node is reported with. */
 export const ONNX_INSTALL_HINT = 'ONNXRUNTIME_NODE_INSTALL=skip npm i onnxruntime-node'
 
@@ -176,20 +244,14 @@ export class OnnxBackend implements ComputeBackend {
   /** Backend-owned models' own lm_head: the logit lens's argmax (lens). */
   private readonly lenses = new Map<string, { session: Ort.InferenceSession; hidden: number }>()
   private readonly threads: number
-  private providers: string[]
 
-  /**
-   * `fallBack`: the providers were chosen, not asked for; a session they
-   * cannot create is created on the CPU, and the CPU is kept.
-   */
   private constructor(
     private readonly ort: OrtModule,
     options: OnnxBackendOptions,
-    private fallBack = false,
+    private readonly providers: ExecutionProviders,
   ) {
     const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
     const env = Number(proc?.env?.PGLITE_INFER_ONNX_THREADS)
-    this.providers = options.executionProviders ?? ['cpu']
     this.threads = Math.max(1, Math.min(64, options.threads ?? (env > 0 ? env : 2)))
   }
 
@@ -200,24 +262,23 @@ export class OnnxBackend implements ComputeBackend {
    * neither loads. `options.ort` chooses the module instead.
    */
   static async create(options: OnnxBackendOptions = {}): Promise<OnnxBackend> {
-    const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process
-    const env = proc?.env?.PGLITE_INFER_ONNX_PROVIDERS
+    if (options.ort)
+      return new OnnxBackend(
+        options.ort,
+        options,
+        ExecutionProviders.resolve(options.executionProviders, () => false),
+      )
     // a bad PGLITE_INFER_ONNX_PROVIDERS is reported, not taken for a missing package
-    const asked = options.executionProviders ?? (env?.trim() ? onnxProviders(env) : undefined)
-    if (options.ort) return new OnnxBackend(options.ort, { ...options, executionProviders: asked })
+    const providers = ExecutionProviders.resolve(options.executionProviders, options.cudaInstalled)
     let native: unknown
     try {
-      const ort = await (options.loadNative ?? loadOrt)()
-      if (asked) return new OnnxBackend(ort, { ...options, executionProviders: asked })
-      // nothing asked: CUDA first where its library is installed, the CPU if it cannot start
-      const auto = (options.cudaInstalled ?? cudaInstalled)() ? ['cuda', 'cpu'] : ['cpu']
-      return new OnnxBackend(ort, { ...options, executionProviders: auto }, auto.length > 1)
+      return new OnnxBackend(await (options.loadNative ?? loadOrt)(), options, providers)
     } catch (e) {
       native = e
     }
     const web = await loadOrtWeb().catch(() => undefined)
     if (!web) throw native
-    return new OnnxBackend(web, { ...options, executionProviders: ['wasm'] })
+    return new OnnxBackend(web, options, ExecutionProviders.of(['wasm']))
   }
 
   /**
@@ -226,7 +287,7 @@ export class OnnxBackend implements ComputeBackend {
    * PGLITE_INFER_ONNX_PROVIDERS asked for, or 'wasm' (onnxruntime-web).
    */
   get executionProvider(): string {
-    return this.providers.join(',')
+    return this.providers.list.join(',')
   }
 
   hasModel(model: string): boolean {
@@ -416,12 +477,21 @@ export class OnnxBackend implements ComputeBackend {
       fetches.push(presentK(l), presentV(l))
     }
     const out = await f.session.run(feeds, fetches)
+    // where each run's cached and new positions sit in the packed present
+    let past = 0
+    let fresh = p.P
+    const placed = segments.map((s) => {
+      const at = { ...s, pastAt: past, newAt: fresh }
+      past += s.pos
+      fresh += s.n
+      return at
+    })
     for (let l = 0; l < a.layers; l++) {
       const k = out[presentK(l)]!
       const v = out[presentV(l)]!
       runs.forEach((run, i) => {
-        run.k[l] = count === 1 ? k : this.unpackCache(k, segments, i, p.P, a)
-        run.v[l] = count === 1 ? v : this.unpackCache(v, segments, i, p.P, a)
+        run.k[l] = count === 1 ? k : this.unpackCache(k, placed[i]!, a)
+        run.v[l] = count === 1 ? v : this.unpackCache(v, placed[i]!, a)
       })
     }
     runs.forEach((run, i) => (run.n += segments[i]!.n))
@@ -477,24 +547,19 @@ export class OnnxBackend implements ComputeBackend {
     return new this.ort.Tensor('float32', out, [a.kvHeads, P, hd])
   }
 
-  /** Run i's cache from a packed step's present: its cached positions, then its new ones. */
+  /**
+   * A run's cache from a packed step's present [kv_heads, P + T, head_dim]:
+   * its `pos` cached positions (at `pastAt`), then its `n` new ones (at `newAt`).
+   */
   private unpackCache(
     present: Ort.Tensor,
-    segments: readonly { pos: number; n: number }[],
-    i: number,
-    P: number,
+    at: { pos: number; n: number; pastAt: number; newAt: number },
     a: ForwardArch,
   ): Ort.Tensor {
     const hd = a.headDim
     const all = present.data as Float32Array
-    const width = present.dims[1]! // P + T
-    let pastAt = 0
-    let newAt = P
-    for (let j = 0; j < i; j++) {
-      pastAt += segments[j]!.pos
-      newAt += segments[j]!.n
-    }
-    const { pos, n } = segments[i]!
+    const width = present.dims[1]!
+    const { pos, n, pastAt, newAt } = at
     const out = new Float32Array(a.kvHeads * (pos + n) * hd)
     for (let h = 0; h < a.kvHeads; h++) {
       const src = h * width * hd
@@ -561,42 +626,14 @@ export class OnnxBackend implements ComputeBackend {
     }
   }
 
-  /**
-   * A session on this backend's execution providers. One that cannot be
-   * created on providers asked for (PGLITE_INFER_ONNX_PROVIDERS, a GPU
-   * provider whose libraries are not installed) is 58000 saying so; on the
-   * providers chosen when none were asked for (CUDA, its library installed)
-   * it is created on the CPU instead.
-   */
-  private async createSession(model: Uint8Array | string): Promise<Ort.InferenceSession> {
-    try {
-      return await this.ort.InferenceSession.create(model as Uint8Array, this.sessionOptions())
-    } catch (e) {
-      if (this.providers.length === 1 && ['cpu', 'wasm'].includes(this.providers[0]!)) throw e
-      if (this.fallBack) {
-        // CUDA's library is there but it cannot start (no driver, no device)
-        this.providers = ['cpu']
-        this.fallBack = false
-        return this.createSession(model)
-      }
-      throw new ComputeError(
-        `ONNX Runtime could not create a session on execution providers ` +
-          `${this.providers.join(',')} (PGLITE_INFER_ONNX_PROVIDERS): ${(e as Error).message}. ` +
-          `Install onnxruntime-node with that provider's libraries, or unset the variable ` +
-          `to run on the CPU.`,
-        '58000',
-      )
-    }
-  }
-
-  private sessionOptions(): Ort.InferenceSession.SessionOptions {
-    return {
-      executionProviders: this.providers,
+  /** A session on this backend's execution providers (ExecutionProviders.session). */
+  private createSession(model: Uint8Array | string): Promise<Ort.InferenceSession> {
+    return this.providers.session(this.ort, model, {
       intraOpNumThreads: this.threads,
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
       extra: { session: { intra_op: { allow_spinning: '0' } } },
-    }
+    })
   }
 
   async gateTopK(r: GateTopKRequest): Promise<GateTopKResult> {
