@@ -72,6 +72,8 @@ try {
   const load = performance.now() - t
 
   const table: string[][] = []
+  /** The median single-token step on wasm: what the vocabulary sample's extrapolation multiplies. */
+  let stepMs = 0
   for (const c of cases) {
     const ms: Record<string, number> = {}
     const top: Record<string, string> = {}
@@ -88,6 +90,7 @@ try {
       }
       ms[be] = median(runs)
     }
+    if (c.tokens === 1) stepMs = ms.wasm!
     table.push([
       c.what,
       ms.wasm!.toFixed(0),
@@ -130,7 +133,6 @@ try {
   await db.infer.compute.terminate()
   await db.close()
   const rate = (b: { rows: number; ms: number }) => b.rows / (b.ms / 1000)
-  const stepMs = Number(table[1]![1])
 
   console.log(
     `synthetic Qwen2.5-0.5B shape (24 layers, hidden 896, intermediate 4864, vocab 151936, f16); ` +
